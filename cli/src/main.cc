@@ -1,0 +1,358 @@
+// The `tunefarm` command.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "CLI/CLI.hpp"
+#include "nlohmann/json.hpp"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+#include "tunefarm/database/database.h"
+#include "tunefarm/device_agents/backend.h"
+#include "tunefarm/device_agents/cpu_target.h"
+#include "tunefarm/kernels/template.h"
+#include "tunefarm/kernels/workload.h"
+#include "tunefarm/tuner/strategy.h"
+#include "tunefarm/tuner/tune.h"
+
+namespace {
+
+namespace v1 = tunefarm::v1;
+using nlohmann::ordered_json;
+
+// Exit codes: 0 success, 1 the work failed, 2 bad input.
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+int Error(int code, std::string_view msg) {
+  std::cerr << "tunefarm: " << msg << "\n";
+  return code;
+}
+
+int StatusExit(const absl::Status& s) {
+  bool usage = s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kNotFound;
+  return Error(usage ? kExitUsage : kExitFailure, s.message());
+}
+
+std::string Human(double seconds) {
+  char buf[32];
+  if (seconds >= 1) std::snprintf(buf, sizeof buf, "%.3f s", seconds);
+  else if (seconds >= 1e-3) std::snprintf(buf, sizeof buf, "%.3f ms", seconds * 1e3);
+  else std::snprintf(buf, sizeof buf, "%.1f us", seconds * 1e6);
+  return buf;
+}
+
+std::string IsoTime(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// A one-line progress bar on a terminal; on anything else a plain line at
+// every tenth of the work, so logs of long runs still show progress.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled), tty_(isatty(STDERR_FILENO) == 1) {}
+  void Update(const tunefarm::tuner::TuneProgress& p) {
+    if (!enabled_ || p.trials_total <= 0) return;
+    if (tty_) {
+      constexpr int kWidth = 30;
+      int filled = p.trials_done * kWidth / p.trials_total;
+      std::fprintf(stderr, "\r[%s%s] %d/%d trials  best %.1f GFLOP/s  errors %d ",
+                   std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(), p.trials_done,
+                   p.trials_total, p.best_gflops, p.errors);
+      std::fflush(stderr);
+      dirty_ = true;
+    } else if (int tenth = p.trials_done * 10 / p.trials_total; tenth > last_tenth_) {
+      last_tenth_ = tenth;
+      std::fprintf(stderr, "progress: %d/%d trials, best %.1f GFLOP/s, %d errors\n", p.trials_done,
+                   p.trials_total, p.best_gflops, p.errors);
+    }
+  }
+  void Finish() {
+    if (dirty_) std::fprintf(stderr, "\n");
+    dirty_ = false;
+  }
+
+ private:
+  bool enabled_, tty_, dirty_ = false;
+  int last_tenth_ = 0;
+};
+
+struct Common {
+  std::string db_path;
+  bool json = false;
+};
+
+absl::StatusOr<std::unique_ptr<tunefarm::database::Database>> OpenDb(const std::string& path, bool read_only) {
+  tunefarm::database::OpenOptions o;
+  o.read_only = read_only;
+  return tunefarm::database::Database::Open(path, o);
+}
+
+// ---- tune ----
+
+struct TuneArgs {
+  std::string workload;
+  std::string device = "cpu";
+  std::string key;
+  int workers = 0;
+  bool keep_files = false;
+  tunefarm::tuner::TuneOptions options;
+  int number = 1, repeat = 3, min_repeat_ms = 20;
+  double build_timeout = 30, run_timeout = 10;
+};
+
+int RunTune(const Common& common, TuneArgs& a) {
+  absl::StatusOr<tunefarm::kernels::Workload> w = tunefarm::kernels::ParseWorkload(a.workload);
+  if (!w.ok()) return StatusExit(w.status());
+  a.options.measure = tunefarm::tuner::DefaultMeasureOptions();
+  a.options.measure.set_number(a.number);
+  a.options.measure.set_repeat(a.repeat);
+  a.options.measure.set_min_repeat_ms(a.min_repeat_ms);
+  a.options.measure.set_build_timeout_s(a.build_timeout);
+  a.options.measure.set_run_timeout_s(a.run_timeout);
+
+  tunefarm::device_agents::BackendOptions bo;
+  bo.device_key = a.key;
+  bo.compile_workers = a.workers;
+  bo.keep_files = a.keep_files;
+  auto backend = tunefarm::device_agents::NewBackend(a.device, bo);
+  if (!backend.ok()) return StatusExit(backend.status());
+  auto db = OpenDb(common.db_path, false);
+  if (!db.ok()) return Error(kExitFailure, db.status().message());
+
+  ordered_json spec = {{"workload", w->Key()},     {"device", a.device},
+                       {"device_key", (*backend)->target().device_key()},
+                       {"strategy", a.options.strategy}, {"trials", a.options.trials},
+                       {"batch_size", a.options.batch_size}, {"seed", a.options.seed}};
+  auto job = (*db)->CreateJob(spec.dump());
+  if (!job.ok()) return Error(kExitFailure, job.status().message());
+  a.options.job_id = *job;
+
+  ProgressBar bar(true);
+  auto t0 = std::chrono::steady_clock::now();
+  absl::StatusOr<tunefarm::tuner::TuneReport> r =
+      tunefarm::tuner::TuneTask(*w, **backend, **db, a.options, [&](const auto& p) { bar.Update(p); });
+  bar.Finish();
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  (void)(*db)->UpdateJob(*job, r.ok() ? "done" : "failed", r.ok() ? "" : std::string(r.status().message()));
+  if (!r.ok()) return StatusExit(r.status());
+
+  const double best_s = r->best ? r->best->mean_cost : 0;
+  auto gflops = [&](double s) { return s > 0 ? r->flops / s / 1e9 : 0.0; };
+  if (common.json) {
+    ordered_json j = {{"workload", r->workload_key},
+                      {"device_key", r->device_key},
+                      {"template_version", r->template_version},
+                      {"space_size", r->space_size},
+                      {"job_id", *job},
+                      {"trials", r->trials_run},
+                      {"errors", r->errors},
+                      {"early_stopped", r->early_stopped},
+                      {"exhausted", r->exhausted},
+                      {"seconds", elapsed},
+                      {"database", common.db_path}};
+    if (r->best) {
+      j["best"] = {{"record_id", r->best->id},
+                   {"config_index", r->best->config_index},
+                   {"config", ordered_json::parse(r->best->config_json)},
+                   {"seconds", best_s},
+                   {"gflops", gflops(best_s)}};
+    } else {
+      j["best"] = nullptr;
+    }
+    if (r->default_seconds) {
+      j["default"] = {{"seconds", *r->default_seconds}, {"gflops", gflops(*r->default_seconds)}};
+      if (r->best) j["speedup_over_default"] = *r->default_seconds / best_s;
+    } else {
+      j["default"] = {{"error", r->default_error.value_or("not measured")}};
+    }
+    std::cout << j.dump(2) << "\n";
+    return r->best ? 0 : kExitFailure;
+  }
+  std::printf("Tuned %s on %s: %d trials (%d failed) in %.1f s\n", r->workload_key.c_str(), r->device_key.c_str(),
+              r->trials_run, r->errors, elapsed);
+  if (r->exhausted) std::printf("  the config space (%llu points) is fully measured\n",
+                                static_cast<unsigned long long>(r->space_size));
+  if (r->early_stopped) std::printf("  stopped early: no improvement in %d trials\n", a.options.early_stopping);
+  if (!r->best) {
+    std::printf("No candidate passed its check; see `tunefarm best` or rerun with -v for errors.\n");
+    return kExitFailure;
+  }
+  std::printf("Best:     %s  %.2f GFLOP/s  (record %lld)\n", Human(best_s).c_str(), gflops(best_s),
+              static_cast<long long>(r->best->id));
+  std::printf("Config:   %s\n", r->best_config.c_str());
+  if (r->default_seconds) {
+    std::printf("Default:  %s  %.2f GFLOP/s  -> speedup %.2fx\n", Human(*r->default_seconds).c_str(),
+                gflops(*r->default_seconds), *r->default_seconds / best_s);
+  } else {
+    std::printf("Default:  failed: %s\n", r->default_error.value_or("not measured").c_str());
+  }
+  std::printf("Database: %s\n", common.db_path.c_str());
+  return 0;
+}
+
+// ---- best ----
+
+int RunBest(const Common& common, const std::string& workload, const std::string& device_key, int top) {
+  absl::StatusOr<tunefarm::kernels::Workload> w = tunefarm::kernels::ParseWorkload(workload);
+  if (!w.ok()) return StatusExit(w.status());
+  if (top < 1) return Error(kExitUsage, "--top must be at least 1");
+  if (access(common.db_path.c_str(), F_OK) != 0) {
+    return Error(kExitFailure, "no tuning log at " + common.db_path + " (run `tunefarm tune` first, or pass --db)");
+  }
+  auto db = OpenDb(common.db_path, true);
+  if (!db.ok()) return Error(kExitFailure, db.status().message());
+  auto records = (*db)->BestRecords(w->Key(), device_key, top);
+  if (!records.ok()) return Error(kExitFailure, records.status().message());
+  const tunefarm::kernels::Template* t = tunefarm::kernels::TemplateRegistry::Global().Find(w->op);
+  const double flops = t->Flops(*w);
+  if (common.json) {
+    ordered_json list = ordered_json::array();
+    for (const auto& r : *records) {
+      list.push_back({{"record_id", r.id},
+                      {"device_key", r.device_key},
+                      {"template_version", r.template_version},
+                      {"config_index", r.config_index},
+                      {"config", ordered_json::parse(r.config_json, nullptr, false)},
+                      {"seconds", r.mean_cost},
+                      {"costs", r.costs},
+                      {"gflops", flops / r.mean_cost / 1e9},
+                      {"compile_time_s", r.compile_time_s},
+                      {"toolchain", r.toolchain},
+                      {"timestamp", IsoTime(r.timestamp_ms)},
+                      {"job_id", r.job_id ? ordered_json(*r.job_id) : ordered_json(nullptr)}});
+    }
+    std::cout << ordered_json{{"workload", w->Key()}, {"device_key", device_key}, {"records", list}}.dump(2) << "\n";
+    return records->empty() ? kExitFailure : 0;
+  }
+  if (records->empty()) {
+    return Error(kExitFailure, "no successful record for " + w->Key() +
+                                   (device_key.empty() ? std::string() : " on " + device_key) + " in " +
+                                   common.db_path);
+  }
+  std::printf("%-4s %-12s %-10s %-20s %-8s %s\n", "rank", "time", "GFLOP/s", "device", "record", "config");
+  int rank = 1;
+  for (const auto& r : *records) {
+    std::string cfg;
+    auto j = ordered_json::parse(r.config_json, nullptr, false);
+    if (j.is_object()) {
+      for (auto& [k, v] : j.items()) cfg += (cfg.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+    }
+    std::printf("%-4d %-12s %-10.2f %-20s %-8lld %s\n", rank++, Human(r.mean_cost).c_str(), flops / r.mean_cost / 1e9,
+                r.device_key.c_str(), static_cast<long long>(r.id), cfg.c_str());
+  }
+  return 0;
+}
+
+// ---- target ----
+
+int RunTarget(const Common& common) {
+  v1::Target t = tunefarm::device_agents::DetectCpuTarget();
+  if (common.json) {
+    std::string s;
+    google::protobuf::util::JsonPrintOptions o;
+    o.add_whitespace = true;
+    o.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(t, &s, o);
+    std::cout << s;
+    return 0;
+  }
+  std::printf("device key: %s\nmodel:      %s\narch:       %s\n", t.device_key().c_str(), t.model().c_str(),
+              t.arch().c_str());
+  for (const auto& [k, v] : t.limits()) std::printf("%-11s %lld\n", (k + ":").c_str(), static_cast<long long>(v));
+  std::string f;
+  for (const auto& x : t.features()) f += (f.empty() ? "" : " ") + x;
+  std::printf("features:   %s\n", f.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tunefarm: autotune tensor kernels on the devices they run on, and keep every measurement."};
+  app.require_subcommand(1);
+  std::string log_level = "warn";
+  bool verbose = false;
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->default_val("warn");
+  app.add_flag("-v,--verbose", verbose, "same as --log-level info");
+
+  Common common;
+  const std::string db_help =
+      "tuning log (SQLite); default $TUNEFARM_DB, else $XDG_DATA_HOME/tunefarm/tunefarm.db";
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_option("--db", common.db_path, db_help);
+    sub->add_flag("--json", common.json, "print one JSON document on stdout and nothing else");
+  };
+
+  TuneArgs tune;
+  CLI::App* tune_cmd = app.add_subcommand("tune", "tune one workload on this machine's CPU");
+  tune_cmd->footer(
+      "Example: tunefarm tune 'matmul(M=512,N=512,K=512)' --trials 200\n"
+      "Configs already in the log for this workload and device are skipped, so running again continues the search.");
+  tune_cmd->add_option("workload", tune.workload, "canonical workload text, e.g. 'matmul(M=512,N=512,K=512)'")
+      ->required();
+  tune_cmd->add_option("--trials", tune.options.trials, "new configs to measure")->default_val(200)
+      ->check(CLI::Range(1, 10000000));
+  tune_cmd->add_option("--strategy", tune.options.strategy, "search strategy")->default_val("random")
+      ->check(CLI::IsMember(tunefarm::tuner::StrategyNames()));
+  tune_cmd->add_option("--batch-size", tune.options.batch_size, "candidates compiled in parallel per round")
+      ->default_val(16)->check(CLI::Range(1, 4096));
+  tune_cmd->add_option("--early-stopping", tune.options.early_stopping,
+                       "stop after N trials without improvement (0: off)")->default_val(0)->check(CLI::NonNegativeNumber);
+  tune_cmd->add_option("--seed", tune.options.seed, "seed of the search strategy")->default_val(0);
+  tune_cmd->add_option("--device", tune.device, "device class to measure on")->default_val("cpu")
+      ->check(CLI::IsMember(tunefarm::device_agents::BackendNames()));
+  tune_cmd->add_option("--key", tune.key, "device key to record under (default: detected, see `tunefarm target`)");
+  tune_cmd->add_option("--workers", tune.workers, "parallel compile jobs (default: one per core)")
+      ->check(CLI::NonNegativeNumber);
+  tune_cmd->add_option("--number", tune.number, "kernel runs per measurement")->default_val(1)->check(CLI::Range(1, 1000000));
+  tune_cmd->add_option("--repeat", tune.repeat, "measurements per candidate")->default_val(3)->check(CLI::Range(1, 1000));
+  tune_cmd->add_option("--min-repeat-ms", tune.min_repeat_ms, "raise --number until a measurement lasts this long")
+      ->default_val(20)->check(CLI::Range(0, 60000));
+  tune_cmd->add_option("--build-timeout", tune.build_timeout, "seconds a compile may take")->default_val(30)
+      ->check(CLI::Range(0.1, 3600.0));
+  tune_cmd->add_option("--run-timeout", tune.run_timeout, "seconds a measurement process may take")->default_val(10)
+      ->check(CLI::Range(0.1, 3600.0));
+  tune_cmd->add_flag("--keep-files", tune.keep_files, "keep generated sources and binaries (debugging)");
+  add_common(tune_cmd);
+
+  std::string best_workload, best_device;
+  int best_top = 1;
+  CLI::App* best_cmd = app.add_subcommand("best", "show the best tuned config(s) of a workload");
+  best_cmd->add_option("workload", best_workload, "canonical workload text")->required();
+  best_cmd->add_option("--device", best_device, "device key (default: any device)");
+  best_cmd->add_option("-k,--top", best_top, "how many records")->default_val(1)->check(CLI::Range(1, 1000));
+  add_common(best_cmd);
+
+  CLI::App* target_cmd = app.add_subcommand("target", "show what this machine's CPU is detected as");
+  target_cmd->add_flag("--json", common.json, "print JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+
+  auto logger = spdlog::stderr_color_mt("tunefarm");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(verbose ? spdlog::level::info : spdlog::level::from_str(log_level));
+  if (common.db_path.empty()) common.db_path = tunefarm::database::DefaultDatabasePath();
+
+  if (tune_cmd->parsed()) return RunTune(common, tune);
+  if (best_cmd->parsed()) return RunBest(common, best_workload, best_device, best_top);
+  if (target_cmd->parsed()) return RunTarget(common);
+  return kExitUsage;
+}

@@ -1,0 +1,139 @@
+// The tuning log: a SQLite file (WAL mode) holding workloads, devices, jobs and
+// one record per measured candidate. Schema changes go through numbered
+// migrations; PRAGMA user_version holds the schema version.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace tunefarm::database {
+
+// One measured candidate as the tuner writes it.
+struct RecordRow {
+  std::string workload_key;      // canonical workload text
+  std::string device_key;        // groups identical devices
+  std::string target_json;       // full tunefarm.v1.Target as JSON
+  std::string toolchain;         // compiler fingerprint
+  std::string template_name;     // e.g. "matmul"
+  std::string template_version;  // hash of the template's code generator
+  uint64_t config_index = 0;     // must be < 2^63 (stored as INTEGER)
+  std::string config_json;       // knob values, JSON object
+  std::vector<double> costs;     // seconds per run, one per repeat; empty on failure
+  int status = 0;                // tunefarm.v1.MeasureStatus value; 0 = ok
+  std::string error;
+  double compile_time_s = 0;
+  std::string agent_id;
+  int64_t timestamp_ms = 0;      // Unix epoch; 0 = now
+  std::optional<int64_t> job_id;
+};
+
+struct Record : RecordRow {
+  int64_t id = 0;
+  double mean_cost = 0;  // mean of costs; +inf for failures
+};
+
+struct Job {
+  int64_t id = 0;
+  std::string spec_json;
+  std::string state;  // "running", "done", "failed", "cancelled"
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  std::string message;
+};
+
+struct DeviceRow {
+  std::string device_key;
+  std::string kind;
+  std::string arch;
+  std::string model;
+  std::string target_json;
+  int64_t last_seen_ms = 0;
+};
+
+struct OpenOptions {
+  // Milliseconds a statement waits on a lock held by another connection
+  // before failing with UNAVAILABLE.
+  int busy_timeout_ms = 10000;
+  // Opens an existing file without migrating it: fails with NOT_FOUND when
+  // the file is missing and FAILED_PRECONDITION when its schema is older
+  // than kSchemaVersion. Writes then fail with FAILED_PRECONDITION.
+  bool read_only = false;
+};
+
+// Thread safety: a Database may be used from several threads; calls are
+// serialised on its one connection. Several processes may open the same file:
+// WAL mode lets readers run while one writer commits.
+class Database {
+ public:
+  virtual ~Database() = default;
+
+  // Opens (creating parent directories and the file if needed) and migrates
+  // to the latest schema. ":memory:" gives a private in-memory database.
+  // A file whose schema is newer than kSchemaVersion is refused with
+  // FAILED_PRECONDITION in either mode.
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
+                                                        const OpenOptions& options = {});
+
+  static constexpr int kSchemaVersion = 1;
+  virtual absl::StatusOr<int> SchemaVersion() = 0;
+
+  // Inserts records in one transaction. A record whose (workload, device key,
+  // template version, config index) is already present is skipped, not an
+  // error; returns how many were inserted. An invalid row (empty workload or
+  // device key, config_index >= 2^63, a non-finite cost, status 0 without
+  // costs) rejects the whole batch with INVALID_ARGUMENT; an unknown job_id
+  // rejects it with FAILED_PRECONDITION. Either way nothing is written.
+  virtual absl::StatusOr<int> AddRecords(const std::vector<RecordRow>& rows) = 0;
+
+  // Best `k` successful records (status 0) for a workload, fastest mean cost
+  // first. Empty `device_key` means any device; empty `template_version`
+  // means any version. k <= 0 is INVALID_ARGUMENT.
+  virtual absl::StatusOr<std::vector<Record>> BestRecords(std::string_view workload_key,
+                                                          std::string_view device_key, int k,
+                                                          std::string_view template_version = {}) = 0;
+
+  // Config indices already measured (any status) for a workload on a device
+  // key with one template version, ascending. Empty strings match literally.
+  virtual absl::StatusOr<std::vector<uint64_t>> MeasuredConfigs(
+      std::string_view workload_key, std::string_view device_key,
+      std::string_view template_version) = 0;
+
+  // The record of one config (any status), if it was measured.
+  virtual absl::StatusOr<std::optional<Record>> FindRecord(std::string_view workload_key,
+                                                           std::string_view device_key,
+                                                           std::string_view template_version,
+                                                           uint64_t config_index) = 0;
+
+  // Record counts for a workload/device: total and successful. Empty
+  // `device_key` means any device.
+  struct Counts {
+    int64_t total = 0;
+    int64_t ok = 0;
+  };
+  virtual absl::StatusOr<Counts> CountRecords(std::string_view workload_key,
+                                              std::string_view device_key) = 0;
+
+  // Inserts or replaces the device row; last_seen_ms 0 means now.
+  virtual absl::Status UpsertDevice(const DeviceRow& device) = 0;
+  // Ordered by device key.
+  virtual absl::StatusOr<std::vector<DeviceRow>> ListDevices() = 0;
+
+  // New jobs start in state "running" with created_ms = updated_ms = now.
+  // UpdateJob and GetJob return NOT_FOUND for an unknown id.
+  virtual absl::StatusOr<int64_t> CreateJob(std::string_view spec_json) = 0;
+  virtual absl::Status UpdateJob(int64_t id, std::string_view state, std::string_view message) = 0;
+  virtual absl::StatusOr<Job> GetJob(int64_t id) = 0;
+};
+
+// The default database path: $TUNEFARM_DB, else
+// $XDG_DATA_HOME/tunefarm/tunefarm.db, else ~/.local/share/tunefarm/tunefarm.db.
+std::string DefaultDatabasePath();
+
+}  // namespace tunefarm::database

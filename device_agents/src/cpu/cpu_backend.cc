@@ -1,0 +1,361 @@
+#include "cpu/cpu_backend.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "measure_data.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "tunefarm/device_agents/cpu_target.h"
+#include "tunefarm/kernels/codegen_c.h"
+#include "tunefarm/kernels/template.h"
+
+namespace tunefarm::device_agents {
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = tunefarm::v1;
+using kernels::Template;
+
+constexpr double kDefaultBuildTimeoutS = 30;
+constexpr double kDefaultRunTimeoutS = 10;
+constexpr const char* kSymbol = "tunefarm_kernel";
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Tail(const std::string& s, size_t n = 2000) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
+
+std::chrono::milliseconds Ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
+}
+
+struct Compiler {
+  std::string path;
+  std::string version;  // first line of --version
+};
+
+// One candidate on its way through the pipeline.
+struct Candidate {
+  std::string source;
+  kernels::CompileSpec spec;
+  std::string stem;     // work_dir/cand-<n>
+  std::string data;     // measurement data file
+  bool pending = true;  // false once `result` is final
+};
+
+class CpuBackend : public DeviceBackend {
+ public:
+  CpuBackend(BackendOptions options, v1::Target target, std::map<std::string, Compiler> compilers,
+             std::string measure_program, std::string work_dir, bool own_work_dir)
+      : options_(std::move(options)),
+        target_(std::move(target)),
+        compilers_(std::move(compilers)),
+        measure_program_(std::move(measure_program)),
+        work_dir_(std::move(work_dir)),
+        own_work_dir_(own_work_dir) {}
+
+  ~CpuBackend() override {
+    if (own_work_dir_ && !options_.keep_files) {
+      std::error_code ec;
+      fs::remove_all(work_dir_, ec);
+    }
+  }
+
+  const v1::Target& target() const override { return target_; }
+
+  absl::StatusOr<std::vector<v1::MeasureResult>> Measure(const std::vector<v1::MeasureRequest>& batch,
+                                                         const MeasureCallback& on_result) override {
+    std::vector<v1::MeasureResult> results(batch.size());
+    std::vector<Candidate> cands(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      results[i].set_config_index(batch[i].config().index());
+      results[i].set_agent_id(options_.agent_id);
+      Prepare(batch[i], cands[i], results[i]);
+    }
+    CompileAll(batch, cands, results);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (cands[i].pending) Run(batch[i].options(), cands[i], results[i]);
+      results[i].set_timestamp_ms(NowMs());
+      if (!options_.keep_files && !cands[i].stem.empty()) {
+        std::error_code ec;
+        fs::remove(cands[i].stem + ".so", ec);
+        fs::remove(cands[i].stem + ".c", ec);
+      }
+      if (on_result) on_result(i, results[i]);
+    }
+    return results;
+  }
+
+ private:
+  static void Finish(Candidate& c, v1::MeasureResult& r, v1::MeasureStatus status, std::string error) {
+    r.set_status(status);
+    r.set_error(std::move(error));
+    c.pending = false;
+  }
+
+  // Workload, template, version and config checks, then code generation.
+  void Prepare(const v1::MeasureRequest& req, Candidate& c, v1::MeasureResult& r) {
+    auto fail = [&](std::string e) { Finish(c, r, v1::MEASURE_STATUS_INSTANTIATION_ERROR, std::move(e)); };
+    absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(req.workload().key());
+    if (!w.ok()) return fail(std::string(w.status().message()));
+    const Template* t = kernels::TemplateRegistry::Global().Find(w->op);
+    absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
+    if (!space.ok()) return fail(std::string(space.status().message()));
+    absl::StatusOr<std::string> version = Version(*t, *w);
+    if (!version.ok()) return fail(std::string(version.status().message()));
+    if (!req.template_version().empty() && req.template_version() != *version) {
+      return fail(absl::StrCat("template version mismatch: request has ", req.template_version(), ", this agent has ",
+                               *version));
+    }
+    if (req.config().index() >= space->size()) {
+      return fail(absl::StrCat("config index ", req.config().index(), " is outside the space of ", space->size()));
+    }
+    absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, space->FromIndex(req.config().index()));
+    if (!k.ok()) return fail(std::string(k.status().message()));
+    absl::StatusOr<std::string> src = kernels::GenerateC(k->func);
+    if (!src.ok()) return fail(std::string(src.status().message()));
+    if (!compilers_.count(k->compile.compiler)) {
+      return fail(absl::StrCat("compiler '", k->compile.compiler, "' is not installed on this device"));
+    }
+    absl::StatusOr<std::string> data = ReferenceData(*t, *w, req.options().seed());
+    if (!data.ok()) return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, std::string(data.status().message()));
+    c.source = std::move(*src);
+    c.spec = k->compile;
+    c.data = *data;
+    c.stem = absl::StrCat(work_dir_, "/cand-", next_id_++);
+  }
+
+  absl::StatusOr<std::string> Version(const Template& t, const kernels::Workload& w) {
+    std::string key = w.Key();
+    auto it = versions_.find(key);
+    if (it != versions_.end()) return it->second;
+    absl::StatusOr<std::string> v = kernels::TemplateVersion(t, w);
+    if (v.ok()) versions_[key] = *v;
+    return v;
+  }
+
+  // Inputs and reference outputs for (workload, seed), computed once per
+  // backend and shared by every candidate of that workload.
+  absl::StatusOr<std::string> ReferenceData(const Template& t, const kernels::Workload& w, uint64_t seed) {
+    std::string key = absl::StrCat(w.Key(), "#", seed);
+    auto it = data_files_.find(key);
+    if (it != data_files_.end()) return it->second;
+    auto t0 = std::chrono::steady_clock::now();
+    MeasureData data;
+    std::vector<std::span<const float>> inputs;
+    std::vector<kernels::ir::BufferArg> args = t.Buffers(w);
+    data.buffers.reserve(args.size());
+    for (size_t i = 0; i < args.size(); ++i) {
+      MeasureBuffer b;
+      b.name = args[i].name;
+      b.is_output = args[i].is_output;
+      b.elements = static_cast<uint64_t>(args[i].elements);
+      if (!b.is_output) {
+        b.input.resize(b.elements);
+        FillRandom(b.input, seed * 0x100000001B3ull + i);
+      }
+      data.buffers.push_back(std::move(b));
+    }
+    for (const MeasureBuffer& b : data.buffers) {
+      if (!b.is_output) inputs.emplace_back(b.input);
+    }
+    std::vector<kernels::ReferenceOutput> ref = t.Reference(w, inputs);
+    size_t o = 0;
+    for (MeasureBuffer& b : data.buffers) {
+      if (!b.is_output) continue;
+      if (o >= ref.size() || ref[o].expected.size() != b.elements || ref[o].tolerance.size() != b.elements) {
+        return absl::InternalError(absl::StrCat("template ", std::string(t.op()), " returned a malformed reference"));
+      }
+      b.expected = std::move(ref[o].expected);
+      b.tolerance = std::move(ref[o].tolerance);
+      ++o;
+    }
+    std::string path = absl::StrCat(work_dir_, "/data-", w.Hash(), "-", seed, ".bin");
+    if (absl::Status s = WriteMeasureData(path, data); !s.ok()) return s;
+    spdlog::debug("reference for {} (seed {}) computed in {:.2f} s", w.Key(), seed,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    data_files_[key] = path;
+    return path;
+  }
+
+  void CompileAll(const std::vector<v1::MeasureRequest>& batch, std::vector<Candidate>& cands,
+                  std::vector<v1::MeasureResult>& results) {
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i = next++; i < cands.size(); i = next++) {
+        if (cands[i].pending) Compile(batch[i].options(), cands[i], results[i]);
+      }
+    };
+    int n = options_.compile_workers > 0 ? options_.compile_workers
+                                         : static_cast<int>(std::max<int64_t>(1, target_.limits().at("cores")));
+    std::vector<std::thread> threads;
+    for (int t = 1; t < n; ++t) threads.emplace_back(worker);
+    worker();
+    for (std::thread& t : threads) t.join();
+  }
+
+  void Compile(const v1::MeasureOptions& opt, Candidate& c, v1::MeasureResult& r) {
+    std::string src = c.stem + ".c", so = c.stem + ".so";
+    if (FILE* f = std::fopen(src.c_str(), "w")) {
+      std::fwrite(c.source.data(), 1, c.source.size(), f);
+      std::fclose(f);
+    } else {
+      return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, absl::StrCat("cannot write ", src));
+    }
+    // GNU C keeps -ffp-contract=fast (ISO C turns FMA contraction off in gcc).
+    std::vector<std::string> argv = {compilers_.at(c.spec.compiler).path, "-std=gnu11", "-march=native", "-fPIC",
+                                     "-shared", "-w"};
+    for (std::string_view f : absl::StrSplit(c.spec.flags, ' ', absl::SkipEmpty())) argv.emplace_back(f);
+    argv.insert(argv.end(), {"-o", so, src});
+    double timeout = opt.build_timeout_s() > 0 ? opt.build_timeout_s() : kDefaultBuildTimeoutS;
+    ProcessOptions po;
+    po.timeout = Ms(timeout);
+    absl::StatusOr<ProcessResult> p = options_.launcher->Run(argv, po);
+    if (!p.ok()) return Finish(c, r, v1::MEASURE_STATUS_COMPILE_HOST, std::string(p.status().message()));
+    r.set_compile_time_s(p->wall_seconds);
+    if (p->timed_out) {
+      return Finish(c, r, v1::MEASURE_STATUS_BUILD_TIMEOUT, absl::StrCat("compiler ", p->Describe()));
+    }
+    if (!p->ok()) {
+      return Finish(c, r, v1::MEASURE_STATUS_COMPILE_HOST,
+                    absl::StrCat(c.spec.compiler, " failed (", p->Describe(), "): ", Tail(p->err)));
+    }
+  }
+
+  void Run(const v1::MeasureOptions& opt, Candidate& c, v1::MeasureResult& r) {
+    std::vector<std::string> argv = {measure_program_,
+                                      "--lib", c.stem + ".so",
+                                      "--symbol", kSymbol,
+                                      "--data", c.data,
+                                      "--number", std::to_string(std::max(1, opt.number())),
+                                      "--repeat", std::to_string(std::max(1, opt.repeat())),
+                                      "--min-repeat-ms", std::to_string(std::max(0, opt.min_repeat_ms()))};
+    ProcessOptions po;
+    po.timeout = Ms(opt.run_timeout_s() > 0 ? opt.run_timeout_s() : kDefaultRunTimeoutS);
+    absl::StatusOr<ProcessResult> p = options_.launcher->Run(argv, po);
+    if (!p.ok()) return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, std::string(p.status().message()));
+    if (p->timed_out) return Finish(c, r, v1::MEASURE_STATUS_RUN_TIMEOUT, absl::StrCat("kernel ", p->Describe()));
+    if (!p->ok()) {
+      return Finish(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE,
+                    absl::StrCat("measurement process ", p->Describe(), p->err.empty() ? "" : ": ", Tail(p->err, 500)));
+    }
+    nlohmann::json j = nlohmann::json::parse(p->out, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("status")) {
+      return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR,
+                    absl::StrCat("unreadable measurement output: ", Tail(p->out, 200)));
+    }
+    std::string status = j.value("status", "");
+    std::string error = j.value("error", "");
+    if (status == "ok") {
+      for (const auto& cost : j["costs"]) r.add_costs(cost.get<double>());
+      r.set_status(v1::MEASURE_STATUS_OK);
+      c.pending = false;
+    } else if (status == "wrong_answer") {
+      Finish(c, r, v1::MEASURE_STATUS_WRONG_ANSWER, error);
+    } else if (status == "runtime_error") {
+      Finish(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE, error);
+    } else {
+      Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, error);
+    }
+  }
+
+  const BackendOptions options_;
+  v1::Target target_;
+  const std::map<std::string, Compiler> compilers_;  // knob value -> compiler
+  const std::string measure_program_;
+  const std::string work_dir_;
+  const bool own_work_dir_;
+  // Caches; Measure is not reentrant, so they need no lock.
+  std::map<std::string, std::string> versions_;    // workload key -> template version
+  std::map<std::string, std::string> data_files_;  // workload key#seed -> data file
+  uint64_t next_id_ = 0;
+};
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string FindMeasureProgram(const BackendOptions& options) {
+  if (!options.measure_program.empty()) return options.measure_program;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path beside = self.parent_path() / "tunefarm-measure";
+    if (fs::exists(beside, ec)) return beside.string();
+  }
+  if (const char* env = std::getenv("TUNEFARM_MEASURE"); env && *env) return env;
+  return FindExecutable("tunefarm-measure");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCpuBackend(const BackendOptions& in) {
+  BackendOptions options = in;
+  if (!options.launcher) options.launcher = NewPosixProcessLauncher();
+
+  v1::Target target = DetectCpuTarget();
+  if (!options.device_key.empty()) target.set_device_key(options.device_key);
+
+  // Knob value -> executable; clang is preferred, gcc is the fallback.
+  std::map<std::string, Compiler> compilers;
+  const std::pair<const char*, std::vector<const char*>> wanted[] = {
+      {"clang", {"clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14"}},
+      {"gcc", {"gcc", "cc"}},
+  };
+  std::string toolchain;
+  for (const auto& [knob, names] : wanted) {
+    for (const char* name : names) {
+      std::string path = FindExecutable(name);
+      if (path.empty()) continue;
+      ProcessOptions po;
+      po.timeout = std::chrono::milliseconds(10000);
+      absl::StatusOr<ProcessResult> p = options.launcher->Run({path, "--version"}, po);
+      if (!p.ok() || !p->ok()) continue;
+      compilers[knob] = {path, FirstLine(p->out)};
+      absl::StrAppend(&toolchain, toolchain.empty() ? "" : "; ", knob, ": ", FirstLine(p->out));
+      break;
+    }
+  }
+  if (compilers.empty()) {
+    return absl::FailedPreconditionError("no C compiler found on PATH (install clang or gcc)");
+  }
+  target.set_toolchain(toolchain);
+
+  std::string measure = FindMeasureProgram(options);
+  if (measure.empty() || access(measure.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(
+        "tunefarm-measure not found (looked beside this program, in $TUNEFARM_MEASURE and on PATH)");
+  }
+
+  std::string work_dir = options.work_dir;
+  bool own = work_dir.empty();
+  if (own) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/tunefarm-XXXXXX");
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot create a work directory from ", tmpl));
+    }
+    work_dir = tmpl;
+  } else {
+    std::error_code ec;
+    fs::create_directories(work_dir, ec);
+    if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", work_dir, ": ", ec.message()));
+  }
+  spdlog::info("cpu backend: {} ({}), key {}, {}", target.model(), target.arch(), target.device_key(), toolchain);
+  return std::make_unique<CpuBackend>(std::move(options), std::move(target), std::move(compilers), std::move(measure),
+                                      std::move(work_dir), own);
+}
+
+}  // namespace tunefarm::device_agents

@@ -1,0 +1,128 @@
+// tunefarm-measure: runs one compiled CPU candidate in its own process, so a
+// kernel that crashes or hangs costs one result, never the agent.
+//
+//   tunefarm-measure --lib K.so --symbol NAME --data D.bin
+//                    [--number N] [--repeat R] [--min-repeat-ms MS]
+//
+// Prints one JSON object on stdout: {"status": "ok", "costs": [seconds...]}
+// or {"status": "wrong_answer" | "runtime_error" | "error", "error": "..."}.
+// The first (untimed) run's output is checked against the reference before
+// any time counts; outputs start as NaN, so an element the kernel never
+// writes fails the check.
+#include <dlfcn.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "measure_data.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+using tunefarm::device_agents::MeasureData;
+using KernelFn = void (*)(void* const*);
+
+int Emit(const nlohmann::json& j) {
+  std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);
+  return 0;
+}
+int Fail(const char* status, const std::string& error) { return Emit({{"status", status}, {"error", error}}); }
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string lib, symbol, data_path;
+  long number = 1, repeat = 3, min_repeat_ms = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--lib") lib = v;
+    else if (k == "--symbol") symbol = v;
+    else if (k == "--data") data_path = v;
+    else if (k == "--number") number = std::strtol(v.c_str(), nullptr, 10);
+    else if (k == "--repeat") repeat = std::strtol(v.c_str(), nullptr, 10);
+    else if (k == "--min-repeat-ms") min_repeat_ms = std::strtol(v.c_str(), nullptr, 10);
+    else return Fail("error", "unknown argument " + k);
+  }
+  if (lib.empty() || symbol.empty() || data_path.empty() || number < 1 || repeat < 1 || min_repeat_ms < 0) {
+    return Fail("error", "usage: tunefarm-measure --lib K.so --symbol NAME --data D.bin [--number N] "
+                         "[--repeat R] [--min-repeat-ms MS]");
+  }
+
+  auto data = tunefarm::device_agents::ReadMeasureData(data_path);
+  if (!data.ok()) return Fail("error", std::string(data.status().message()));
+
+  std::vector<std::unique_ptr<float, AlignedFree>> owned;
+  std::vector<void*> args;
+  for (const auto& b : data->buffers) {
+    size_t bytes = (b.elements * sizeof(float) + 63) / 64 * 64;
+    float* p = static_cast<float*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
+    if (p == nullptr) return Fail("runtime_error", "out of memory for buffer " + b.name);
+    owned.emplace_back(p);
+    if (b.is_output) {
+      std::fill(p, p + b.elements, std::numeric_limits<float>::quiet_NaN());
+    } else {
+      std::memcpy(p, b.input.data(), b.elements * sizeof(float));
+    }
+    args.push_back(p);
+  }
+
+  void* handle = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) return Fail("runtime_error", std::string("dlopen: ") + dlerror());
+  auto fn = reinterpret_cast<KernelFn>(dlsym(handle, symbol.c_str()));
+  if (fn == nullptr) return Fail("runtime_error", "symbol " + symbol + " not found in " + lib);
+
+  fn(args.data());
+
+  for (size_t i = 0; i < data->buffers.size(); ++i) {
+    const auto& b = data->buffers[i];
+    if (!b.is_output) continue;
+    const float* out = static_cast<const float*>(args[i]);
+    uint64_t bad = 0, first = 0;
+    for (uint64_t e = 0; e < b.elements; ++e) {
+      // Written so that NaN fails.
+      if (!(std::fabs(out[e] - b.expected[e]) <= b.tolerance[e])) {
+        if (bad++ == 0) first = e;
+      }
+    }
+    if (bad > 0) {
+      char msg[256];
+      std::snprintf(msg, sizeof msg, "%s[%llu] = %.9g, expected %.9g (tolerance %.3g); %llu of %llu elements wrong",
+                    b.name.c_str(), static_cast<unsigned long long>(first), out[first], b.expected[first],
+                    b.tolerance[first], static_cast<unsigned long long>(bad),
+                    static_cast<unsigned long long>(b.elements));
+      return Fail("wrong_answer", msg);
+    }
+  }
+
+  // TVM's time_evaluator: each repeat runs the kernel `number` times; while
+  // one repeat is shorter than min_repeat_ms, `number` grows and the repeat
+  // runs again.
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> costs;
+  for (long r = 0; r < repeat; ++r) {
+    for (;;) {
+      auto t0 = Clock::now();
+      for (long i = 0; i < number; ++i) fn(args.data());
+      double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (s * 1000.0 >= static_cast<double>(min_repeat_ms) || number >= (1L << 30)) {
+        costs.push_back(s / static_cast<double>(number));
+        break;
+      }
+      double per_run = std::max(s / static_cast<double>(number), 1e-9);
+      number = std::max(static_cast<long>(min_repeat_ms / 1000.0 / per_run) + 1,
+                        static_cast<long>(static_cast<double>(number) * 1.618) + 1);
+    }
+  }
+  return Emit({{"status", "ok"}, {"costs", costs}, {"number", number}});
+}

@@ -1,0 +1,76 @@
+// Config spaces: the product of a template's knobs, addressed by a
+// mixed-radix index so that spaces of 1e9+ points are sampled and walked
+// without enumeration.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tunefarm::kernels {
+
+using KnobValue = std::variant<int64_t, std::string>;
+std::string KnobValueToString(const KnobValue& v);
+
+// What a knob decides. The kind is metadata for cost-model features; the
+// space treats every knob as a list of choices.
+enum class KnobKind {
+  kSplit,     // a tile size of an axis (need not divide it: tails are handled)
+  kReorder,   // a loop permutation
+  kAnnotate,  // unroll / vectorize / parallel / bind
+  kChoice,    // one of a list (layouts, compilers, flags, ...)
+};
+
+struct Knob {
+  std::string name;
+  KnobKind kind = KnobKind::kChoice;
+  std::vector<KnobValue> values;  // non-empty
+};
+
+// A point of a space: one choice per knob, in knob order.
+struct Config {
+  uint64_t index = 0;
+  std::vector<uint32_t> choices;
+};
+
+class ConfigSpace {
+ public:
+  ConfigSpace() = default;
+  // Fails if a knob has no values, names repeat, or the product exceeds 2^63
+  // (indices are stored as signed 64-bit integers).
+  static absl::StatusOr<ConfigSpace> Create(std::vector<Knob> knobs);
+
+  uint64_t size() const { return size_; }
+  const std::vector<Knob>& knobs() const { return knobs_; }
+
+  // Knob 0 is the least significant digit. index must be < size().
+  Config FromIndex(uint64_t index) const;
+  absl::StatusOr<Config> FromChoices(std::vector<uint32_t> choices) const;
+  // Looks a config up by knob values, e.g. for a template's default.
+  absl::StatusOr<Config> FromValues(const std::vector<std::pair<std::string, KnobValue>>& values) const;
+
+  const KnobValue& Value(const Config& c, std::string_view knob) const;
+  int64_t IntValue(const Config& c, std::string_view knob) const;
+  const std::string& StrValue(const Config& c, std::string_view knob) const;
+
+  uint64_t Sample(std::mt19937_64& rng) const;
+  // The configs differing from `c` in exactly one knob (to the adjacent value
+  // of that knob, wrapping); deterministic order.
+  std::vector<uint64_t> Neighbors(const Config& c) const;
+
+  // {"knob": value, ...} as JSON text.
+  std::string ToJson(const Config& c) const;
+  // "mr=6 nv=2 vec=16 ..." for logs and tables.
+  std::string ToString(const Config& c) const;
+
+ private:
+  int KnobIndex(std::string_view name) const;
+  std::vector<Knob> knobs_;
+  uint64_t size_ = 0;
+};
+
+}  // namespace tunefarm::kernels

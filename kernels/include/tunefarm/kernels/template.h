@@ -1,0 +1,94 @@
+// Kernel templates: a template turns (workload, config) into a loop-nest IR
+// for one device class, declares its config space, and ships a naive
+// reference implementation every candidate is checked against.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tunefarm/kernels/config_space.h"
+#include "tunefarm/kernels/ir.h"
+#include "tunefarm/kernels/workload.h"
+
+namespace tunefarm::kernels {
+
+// How the C source of a CPU candidate is to be compiled; knobs of the space.
+struct CompileSpec {
+  std::string compiler;  // "clang" or "gcc"
+  std::string flags;     // e.g. "-O3 -funroll-loops"; -march=native is added by the backend
+};
+
+struct Kernel {
+  ir::LoweredFunc func;
+  CompileSpec compile;
+};
+
+// The expected output of a reference run: per output element the value and
+// the largest absolute error a correct candidate may have.
+struct ReferenceOutput {
+  std::vector<float> expected;
+  std::vector<float> tolerance;
+};
+
+class Template {
+ public:
+  virtual ~Template() = default;
+
+  // The operator this template implements, e.g. "matmul".
+  virtual std::string_view op() const = 0;
+  // Parameter names in canonical order ("M", "N", "K").
+  virtual std::vector<std::string> ParamNames() const = 0;
+  // Checks ranges of a parsed workload (dimensions, memory footprint).
+  virtual absl::Status Validate(const Workload& w) const = 0;
+
+  // Bumped by hand whenever the generated code for a config changes meaning.
+  virtual std::string_view declared_version() const = 0;
+
+  virtual absl::StatusOr<ConfigSpace> Space(const Workload& w) const = 0;
+  virtual Config DefaultConfig(const Workload& w, const ConfigSpace& space) const = 0;
+  // Lowers one config to IR. Fails with InvalidArgument for a config that
+  // cannot be instantiated (recorded as an instantiation error).
+  virtual absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space,
+                                             const Config& c) const = 0;
+
+  // Buffers in argument order; the same list the lowered function takes.
+  virtual std::vector<ir::BufferArg> Buffers(const Workload& w) const = 0;
+  // Computes the outputs for `inputs` (one span per input buffer, in
+  // argument order) in higher precision, with per-element tolerances.
+  virtual std::vector<ReferenceOutput> Reference(const Workload& w,
+                                                 std::span<const std::span<const float>> inputs) const = 0;
+  // Floating-point operations of one run, for GFLOP/s.
+  virtual double Flops(const Workload& w) const = 0;
+};
+
+// A hash (16 hex digits) of the template's declared version, its config
+// space for `w` and the C source of its default config for `w`: records are
+// keyed by it, so a change to the space or to the generated code never mixes
+// old measurements with new configs.
+absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w);
+
+// Templates by operator. The built-in ones are registered on first use;
+// tests may add their own.
+class TemplateRegistry {
+ public:
+  static TemplateRegistry& Global();
+  // The registry keeps the template for the life of the process.
+  void Add(std::unique_ptr<Template> t);
+  const Template* Find(std::string_view op) const;
+  std::vector<const Template*> All() const;
+
+ private:
+  TemplateRegistry();
+  std::vector<std::unique_ptr<Template>> templates_;
+};
+
+// Builtin template factories; one line each in registry.cc registers them.
+std::unique_ptr<Template> NewMatmulTemplate();
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,141 @@
+#include "tunefarm/kernels/config_space.h"
+
+#include <set>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "check.h"
+#include "nlohmann/json.hpp"
+
+namespace tunefarm::kernels {
+
+std::string KnobValueToString(const KnobValue& v) {
+  if (const int64_t* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  return std::get<std::string>(v);
+}
+
+absl::StatusOr<ConfigSpace> ConfigSpace::Create(std::vector<Knob> knobs) {
+  ConfigSpace s;
+  std::set<std::string> names;
+  uint64_t size = 1;
+  for (const Knob& k : knobs) {
+    if (k.values.empty()) return absl::InvalidArgumentError(absl::StrCat("knob '", k.name, "' has no values"));
+    if (!names.insert(k.name).second) return absl::InvalidArgumentError(absl::StrCat("knob '", k.name, "' repeats"));
+    if (size > (uint64_t{1} << 63) / k.values.size()) {
+      return absl::InvalidArgumentError("config space larger than 2^63 points");
+    }
+    size *= k.values.size();
+  }
+  s.knobs_ = std::move(knobs);
+  s.size_ = size;
+  return s;
+}
+
+Config ConfigSpace::FromIndex(uint64_t index) const {
+  TF_CHECK(index < size_, "config index out of range");
+  Config c;
+  c.index = index;
+  c.choices.reserve(knobs_.size());
+  for (const Knob& k : knobs_) {
+    c.choices.push_back(static_cast<uint32_t>(index % k.values.size()));
+    index /= k.values.size();
+  }
+  return c;
+}
+
+absl::StatusOr<Config> ConfigSpace::FromChoices(std::vector<uint32_t> choices) const {
+  if (choices.size() != knobs_.size()) return absl::InvalidArgumentError("wrong number of knob choices");
+  uint64_t index = 0, radix = 1;
+  for (size_t i = 0; i < knobs_.size(); ++i) {
+    if (choices[i] >= knobs_[i].values.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("choice out of range for knob '", knobs_[i].name, "'"));
+    }
+    index += choices[i] * radix;
+    radix *= knobs_[i].values.size();
+  }
+  return Config{index, std::move(choices)};
+}
+
+absl::StatusOr<Config> ConfigSpace::FromValues(
+    const std::vector<std::pair<std::string, KnobValue>>& values) const {
+  std::vector<uint32_t> choices(knobs_.size(), 0);
+  for (const auto& [name, value] : values) {
+    int k = KnobIndex(name);
+    if (k < 0) return absl::InvalidArgumentError(absl::StrCat("no knob named '", name, "'"));
+    const auto& vs = knobs_[k].values;
+    auto it = std::find(vs.begin(), vs.end(), value);
+    if (it == vs.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("knob '", name, "' has no value ", KnobValueToString(value)));
+    }
+    choices[k] = static_cast<uint32_t>(it - vs.begin());
+  }
+  return FromChoices(std::move(choices));
+}
+
+int ConfigSpace::KnobIndex(std::string_view name) const {
+  for (size_t i = 0; i < knobs_.size(); ++i) {
+    if (knobs_[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+const KnobValue& ConfigSpace::Value(const Config& c, std::string_view knob) const {
+  int k = KnobIndex(knob);
+  TF_CHECK(k >= 0, "unknown knob");
+  return knobs_[k].values[c.choices[k]];
+}
+
+int64_t ConfigSpace::IntValue(const Config& c, std::string_view knob) const {
+  const KnobValue& v = Value(c, knob);
+  TF_CHECK(std::holds_alternative<int64_t>(v), "knob is not an integer");
+  return std::get<int64_t>(v);
+}
+
+const std::string& ConfigSpace::StrValue(const Config& c, std::string_view knob) const {
+  const KnobValue& v = Value(c, knob);
+  TF_CHECK(std::holds_alternative<std::string>(v), "knob is not a string");
+  return std::get<std::string>(v);
+}
+
+uint64_t ConfigSpace::Sample(std::mt19937_64& rng) const {
+  return std::uniform_int_distribution<uint64_t>(0, size_ - 1)(rng);
+}
+
+std::vector<uint64_t> ConfigSpace::Neighbors(const Config& c) const {
+  std::vector<uint64_t> out;
+  uint64_t radix = 1;
+  for (size_t i = 0; i < knobs_.size(); ++i) {
+    uint64_t n = knobs_[i].values.size();
+    if (n > 1) {
+      uint64_t base = c.index - c.choices[i] * radix;
+      out.push_back(base + ((c.choices[i] + 1) % n) * radix);
+      if (n > 2) out.push_back(base + ((c.choices[i] + n - 1) % n) * radix);
+    }
+    radix *= n;
+  }
+  return out;
+}
+
+std::string ConfigSpace::ToJson(const Config& c) const {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < knobs_.size(); ++i) {
+    const KnobValue& v = knobs_[i].values[c.choices[i]];
+    if (const int64_t* x = std::get_if<int64_t>(&v)) {
+      j[knobs_[i].name] = *x;
+    } else {
+      j[knobs_[i].name] = std::get<std::string>(v);
+    }
+  }
+  return j.dump();
+}
+
+std::string ConfigSpace::ToString(const Config& c) const {
+  std::string s;
+  for (size_t i = 0; i < knobs_.size(); ++i) {
+    absl::StrAppend(&s, i ? " " : "", knobs_[i].name, "=", KnobValueToString(knobs_[i].values[c.choices[i]]));
+  }
+  return s;
+}
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,54 @@
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "hash.h"
+#include "tunefarm/kernels/codegen_c.h"
+#include "tunefarm/kernels/template.h"
+
+namespace tunefarm::kernels {
+
+TemplateRegistry::TemplateRegistry() {
+  // One line per built-in template.
+  Add(NewMatmulTemplate());
+}
+
+TemplateRegistry& TemplateRegistry::Global() {
+  static TemplateRegistry* r = new TemplateRegistry();
+  return *r;
+}
+
+void TemplateRegistry::Add(std::unique_ptr<Template> t) { templates_.push_back(std::move(t)); }
+
+const Template* TemplateRegistry::Find(std::string_view op) const {
+  for (const auto& t : templates_) {
+    if (t->op() == op) return t.get();
+  }
+  return nullptr;
+}
+
+std::vector<const Template*> TemplateRegistry::All() const {
+  std::vector<const Template*> out;
+  for (const auto& t : templates_) out.push_back(t.get());
+  return out;
+}
+
+absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w) {
+  absl::StatusOr<ConfigSpace> space = t.Space(w);
+  if (!space.ok()) return space.status();
+  std::string text = absl::StrCat(std::string(t.op()), "\n", std::string(t.declared_version()), "\n");
+  for (const Knob& k : space->knobs()) {
+    absl::StrAppend(&text, k.name, ":");
+    for (const KnobValue& v : k.values) absl::StrAppend(&text, KnobValueToString(v), ",");
+    absl::StrAppend(&text, "\n");
+  }
+  absl::StatusOr<Kernel> kernel = t.Instantiate(w, *space, t.DefaultConfig(w, *space));
+  if (!kernel.ok()) return kernel.status();
+  absl::StatusOr<std::string> src = GenerateC(kernel->func);
+  if (!src.ok()) return src.status();
+  absl::StrAppend(&text, *src);
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(Fnv1a64(text)));
+  return std::string(buf);
+}
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,147 @@
+#include "tunefarm/kernels/workload.h"
+
+#include <cctype>
+#include <charconv>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "check.h"
+#include "hash.h"
+#include "tunefarm/kernels/template.h"
+
+namespace tunefarm::kernels {
+
+int64_t Workload::param(std::string_view name) const {
+  for (const auto& [k, v] : params) {
+    if (k == name) return v;
+  }
+  TF_CHECK(false, "workload parameter missing");
+  return 0;
+}
+
+std::string Workload::Key() const {
+  std::string s = op + "(";
+  for (const auto& [k, v] : params) absl::StrAppend(&s, k, "=", v, ",");
+  absl::StrAppend(&s, "dtype=", dtype, ")");
+  return s;
+}
+
+uint64_t Workload::Hash() const { return Fnv1a64(Key()); }
+
+namespace {
+
+class Lexer {
+ public:
+  explicit Lexer(std::string_view s) : s_(s) {}
+  void SkipSpace() {
+    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+  }
+  bool Eat(char c) {
+    SkipSpace();
+    if (pos_ < s_.size() && s_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  std::string_view Ident() {
+    SkipSpace();
+    size_t b = pos_;
+    while (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_')) ++pos_;
+    return s_.substr(b, pos_ - b);
+  }
+  // A signed decimal; returns the text so errors can quote it.
+  std::string_view Number() {
+    SkipSpace();
+    size_t b = pos_;
+    if (pos_ < s_.size() && (s_[pos_] == '-' || s_[pos_] == '+')) ++pos_;
+    while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+    return s_.substr(b, pos_ - b);
+  }
+  bool AtEnd() {
+    SkipSpace();
+    return pos_ == s_.size();
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  std::string_view s_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed workload '", std::string(text), "': ", std::string(why),
+                                                   " (expected e.g. matmul(M=512,N=512,K=512))"));
+  };
+  if (text.size() > 1024) return absl::InvalidArgumentError("workload text longer than 1024 characters");
+  Lexer lex(text);
+  Workload w;
+  w.op = std::string(lex.Ident());
+  if (w.op.empty()) return bad("missing operator name");
+  const Template* t = TemplateRegistry::Global().Find(w.op);
+  if (t == nullptr) {
+    std::vector<std::string> known;
+    for (const Template* k : TemplateRegistry::Global().All()) known.emplace_back(std::string(k->op()));
+    return absl::NotFoundError(
+        absl::StrCat("unknown operator '", w.op, "' (known: ", absl::StrJoin(known, ", "), ")"));
+  }
+  if (!lex.Eat('(')) return bad("expected '(' after the operator");
+  std::vector<std::pair<std::string, int64_t>> given;
+  bool have_dtype = false;
+  if (!lex.Eat(')')) {
+    do {
+      std::string name(lex.Ident());
+      if (name.empty()) return bad("expected a parameter name");
+      if (!lex.Eat('=')) return bad(absl::StrCat("expected '=' after '", name, "'"));
+      if (name == "dtype") {
+        std::string dtype(lex.Ident());
+        if (dtype != "float32") {
+          return absl::InvalidArgumentError(
+              absl::StrCat("unsupported dtype '", dtype, "' in '", std::string(text), "' (supported: float32)"));
+        }
+        w.dtype = dtype;
+        have_dtype = true;
+        continue;
+      }
+      std::string_view num = lex.Number();
+      int64_t v = 0;
+      auto [end, ec] = std::from_chars(num.data() + (num.starts_with('+') ? 1 : 0), num.data() + num.size(), v);
+      if (num.empty() || ec == std::errc::invalid_argument || end != num.data() + num.size()) {
+        return bad(absl::StrCat("parameter ", name, " needs an integer value"));
+      }
+      if (ec == std::errc::result_out_of_range) {
+        return absl::InvalidArgumentError(absl::StrCat("parameter ", name, "=", std::string(num), " is out of range"));
+      }
+      for (const auto& [k, _] : given) {
+        if (k == name) return bad(absl::StrCat("parameter ", name, " given twice"));
+      }
+      given.emplace_back(name, v);
+    } while (lex.Eat(','));
+    if (!lex.Eat(')')) return bad("expected ',' or ')'");
+  }
+  (void)have_dtype;
+  if (!lex.AtEnd()) return bad("unexpected text after ')'");
+
+  std::vector<std::string> names = t->ParamNames();
+  for (const auto& [k, _] : given) {
+    if (std::find(names.begin(), names.end(), k) == names.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown parameter '", k, "' for ", w.op, " (parameters: ",
+                                                     absl::StrJoin(names, ", "), ")"));
+    }
+  }
+  for (const std::string& n : names) {
+    auto it = std::find_if(given.begin(), given.end(), [&](const auto& p) { return p.first == n; });
+    if (it == given.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("workload '", std::string(text), "' is missing parameter ", n));
+    }
+    w.params.emplace_back(n, it->second);
+  }
+  if (absl::Status s = t->Validate(w); !s.ok()) return s;
+  return w;
+}
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,725 @@
+#include "tunefarm/database/database.h"
+
+#include <sqlite3.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tunefarm::database {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kMatmul[] = "matmul(M=64,N=64,K=64,dtype=float32)";
+constexpr char kConv[] = "conv2d(N=1,C=64,H=56,W=56,K=64,R=3,S=3,dtype=float32)";
+
+// A fresh directory per test under the system temp directory.
+class DatabaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "tunefarm-db-test-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::string DbPath() const { return (dir_ / "tunefarm.db").string(); }
+
+  std::unique_ptr<Database> OpenOrDie(const std::string& path, const OpenOptions& options = {}) {
+    absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(path, options);
+    EXPECT_TRUE(db.ok()) << db.status();
+    return db.ok() ? std::move(db).value() : nullptr;
+  }
+
+  fs::path dir_;
+};
+
+// A second, raw connection to inspect or tamper with a file behind the
+// library's back.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    sqlite3_busy_timeout(db_, 5000);
+  }
+  ~RawDb() { sqlite3_close_v2(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  void Exec(const std::string& sql) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err != nullptr ? err : "");
+    sqlite3_free(err);
+  }
+
+  // First column of the first row, as text; "<null>" for NULL, "<none>" when
+  // there is no row.
+  std::string Text(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sql << ": " << sqlite3_errmsg(db_);
+    std::string out = "<none>";
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+      const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+      out = text != nullptr ? text : "<null>";
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  }
+
+  int64_t Int(const std::string& sql) { return std::stoll(Text(sql)); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+RecordRow Ok(std::string workload, std::string device, std::string version, uint64_t index,
+             std::vector<double> costs) {
+  RecordRow row;
+  row.workload_key = std::move(workload);
+  row.device_key = std::move(device);
+  row.target_json = R"({"kind":"cpu","arch":"x86_64-avx2"})";
+  row.toolchain = "gcc 12.2.0";
+  row.template_name = "matmul";
+  row.template_version = std::move(version);
+  row.config_index = index;
+  row.config_json = "{\"tile\":" + std::to_string(index) + "}";
+  row.costs = std::move(costs);
+  row.agent_id = "agent-1";
+  return row;
+}
+
+RecordRow Failed(std::string workload, std::string device, std::string version, uint64_t index,
+                 int status) {
+  RecordRow row = Ok(std::move(workload), std::move(device), std::move(version), index, {});
+  row.status = status;
+  row.error = "compile error: boom";
+  return row;
+}
+
+std::vector<uint64_t> Indices(const std::vector<Record>& records) {
+  std::vector<uint64_t> out;
+  for (const Record& r : records) out.push_back(r.config_index);
+  return out;
+}
+
+TEST_F(DatabaseTest, OpenCreatesDirectoriesFileWalAndSchema) {
+  const std::string path = (dir_ / "a" / "b" / "tunefarm.db").string();
+  std::unique_ptr<Database> db = OpenOrDie(path);
+  ASSERT_NE(db, nullptr);
+  EXPECT_TRUE(fs::exists(path));
+  absl::StatusOr<int> version = db->SchemaVersion();
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(*version, Database::kSchemaVersion);
+
+  RawDb raw(path);
+  EXPECT_EQ(raw.Text("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw.Int("PRAGMA user_version"), Database::kSchemaVersion);
+  for (const char* table : {"workloads", "devices", "targets", "jobs", "records"}) {
+    EXPECT_EQ(raw.Int(std::string("SELECT count(*) FROM sqlite_master WHERE type='table' AND "
+                                  "name='") +
+                      table + "'"),
+              1)
+        << table;
+  }
+}
+
+TEST_F(DatabaseTest, MigratesEmptyFileAndReopenIsIdempotent) {
+  { std::ofstream(DbPath()).flush(); }
+  ASSERT_EQ(fs::file_size(DbPath()), 0u);
+  {
+    std::unique_ptr<Database> db = OpenOrDie(DbPath());
+    ASSERT_NE(db, nullptr);
+    ASSERT_EQ(*db->SchemaVersion(), Database::kSchemaVersion);
+    ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 7, {1.0})}), 1);
+  }
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<Database> db = OpenOrDie(DbPath());
+    ASSERT_NE(db, nullptr);
+    EXPECT_EQ(*db->SchemaVersion(), Database::kSchemaVersion);
+    EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 1);
+  }
+}
+
+TEST_F(DatabaseTest, InMemoryDatabaseWorks) {
+  std::unique_ptr<Database> db = OpenOrDie(":memory:");
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(*db->SchemaVersion(), Database::kSchemaVersion);
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0})}), 1);
+  EXPECT_FALSE(fs::exists(":memory:"));
+}
+
+TEST_F(DatabaseTest, RefusesNewerSchemaInBothModes) {
+  { ASSERT_NE(OpenOrDie(DbPath()), nullptr); }
+  { RawDb(DbPath()).Exec("PRAGMA user_version = 99"); }
+
+  for (bool read_only : {false, true}) {
+    OpenOptions options;
+    options.read_only = read_only;
+    absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(DbPath(), options);
+    ASSERT_FALSE(db.ok()) << "read_only=" << read_only;
+    EXPECT_EQ(db.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(db.status().message(), HasSubstr("99"));
+    EXPECT_THAT(db.status().message(), HasSubstr("newer"));
+  }
+  EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), 99);
+}
+
+TEST_F(DatabaseTest, ReadOnlyOpen) {
+  OpenOptions read_only;
+  read_only.read_only = true;
+
+  absl::StatusOr<std::unique_ptr<Database>> missing = Database::Open(DbPath(), read_only);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(fs::exists(DbPath()));
+
+  { std::ofstream(DbPath()).flush(); }
+  absl::StatusOr<std::unique_ptr<Database>> old = Database::Open(DbPath(), read_only);
+  EXPECT_EQ(old.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(old.status().message(), HasSubstr("older"));
+  EXPECT_EQ(fs::file_size(DbPath()), 0u) << "a read-only open must not migrate";
+
+  {
+    std::unique_ptr<Database> writer = OpenOrDie(DbPath());
+    ASSERT_NE(writer, nullptr);
+    ASSERT_EQ(*writer->AddRecords({Ok(kMatmul, "cpu", "v1", 3, {2.0})}), 1);
+  }
+  std::unique_ptr<Database> db = OpenOrDie(DbPath(), read_only);
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 1);
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 5)), ElementsAre(3u));
+  EXPECT_EQ(db->AddRecords({Ok(kMatmul, "cpu", "v1", 4, {1.0})}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(db->CreateJob("{}").status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(DatabaseTest, AddRecordsSkipsDuplicates) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(*db->AddRecords({}), 0);
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0}), Ok(kMatmul, "cpu", "v1", 2, {2.0}),
+                             Failed(kMatmul, "cpu", "v1", 3, 2)}),
+            3);
+  // Same key, different payload: the first measurement stays.
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {0.5}), Ok(kMatmul, "cpu", "v1", 4, {4.0}),
+                             Ok(kMatmul, "cpu", "v1", 4, {0.1})}),
+            1);
+  // A different device key, template version or workload is a new record.
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "gpu", "v1", 1, {1.0}), Ok(kMatmul, "cpu", "v2", 1, {1.0}),
+                             Ok(kConv, "cpu", "v1", 1, {1.0})}),
+            3);
+
+  absl::StatusOr<Database::Counts> counts = db->CountRecords(kMatmul, "cpu");
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->total, 5);
+  EXPECT_EQ(counts->ok, 4);
+  std::vector<Record> best = *db->BestRecords(kMatmul, "cpu", 10, "v1");
+  ASSERT_EQ(best.size(), 3u);
+  EXPECT_EQ(best[0].config_index, 1u);
+  EXPECT_DOUBLE_EQ(best[0].mean_cost, 1.0);
+  EXPECT_DOUBLE_EQ(best[2].mean_cost, 4.0);
+}
+
+TEST_F(DatabaseTest, RecordRoundTripsEveryField) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  const int64_t job = *db->CreateJob(R"({"workload":"matmul"})");
+
+  RecordRow row = Ok(kMatmul, "epyc-avx2", "abc123", (uint64_t{1} << 63) - 1, {0.25, 0.5, 0.75});
+  row.template_name = "matmul_tiled";
+  row.compile_time_s = 1.5;
+  row.error = "";
+  row.agent_id = "agent-7";
+  row.timestamp_ms = 1700000000123;
+  row.job_id = job;
+  RecordRow now_row = Ok(kMatmul, "epyc-avx2", "abc123", 0, {3.0});
+  now_row.target_json = "";
+  now_row.toolchain = "";
+
+  const int64_t before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  ASSERT_EQ(*db->AddRecords({row, now_row}), 2);
+
+  std::vector<Record> best = *db->BestRecords(kMatmul, "epyc-avx2", 2);
+  ASSERT_EQ(best.size(), 2u);
+  const Record& got = best[0];
+  EXPECT_GT(got.id, 0);
+  EXPECT_EQ(got.workload_key, kMatmul);
+  EXPECT_EQ(got.device_key, "epyc-avx2");
+  EXPECT_EQ(got.target_json, row.target_json);
+  EXPECT_EQ(got.toolchain, row.toolchain);
+  EXPECT_EQ(got.template_name, "matmul_tiled");
+  EXPECT_EQ(got.template_version, "abc123");
+  EXPECT_EQ(got.config_index, (uint64_t{1} << 63) - 1);
+  EXPECT_EQ(got.config_json, row.config_json);
+  EXPECT_EQ(got.costs, row.costs);
+  EXPECT_DOUBLE_EQ(got.mean_cost, 0.5);
+  EXPECT_EQ(got.status, 0);
+  EXPECT_EQ(got.error, "");
+  EXPECT_DOUBLE_EQ(got.compile_time_s, 1.5);
+  EXPECT_EQ(got.agent_id, "agent-7");
+  EXPECT_EQ(got.timestamp_ms, 1700000000123);
+  EXPECT_EQ(got.job_id, std::optional<int64_t>(job));
+
+  const Record& stamped = best[1];
+  EXPECT_GE(stamped.timestamp_ms, before);
+  EXPECT_LE(stamped.timestamp_ms, before + 60'000);
+  EXPECT_EQ(stamped.job_id, std::nullopt);
+  EXPECT_EQ(stamped.target_json, "");
+
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Text("SELECT op FROM workloads"), "matmul");
+  EXPECT_EQ(raw.Int("SELECT typeof(config_index) = 'integer' FROM records LIMIT 1"), 1);
+}
+
+TEST_F(DatabaseTest, IdenticalTargetsShareOneRow) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  RecordRow other_toolchain = Ok(kMatmul, "cpu", "v1", 3, {1.0});
+  other_toolchain.toolchain = "clang 14.0.6";
+  ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0}), Ok(kConv, "cpu", "v1", 1, {1.0}),
+                             other_toolchain}),
+            3);
+  ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 2, {1.0})}), 1);
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM targets"), 2);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM workloads"), 2);
+  EXPECT_EQ(raw.Int("SELECT count(DISTINCT target_id) FROM records"), 2);
+}
+
+TEST_F(DatabaseTest, BestRecordsOrderingAndFilters) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(*db->AddRecords({
+                Ok(kMatmul, "cpu", "v1", 10, {5.0}),
+                Ok(kMatmul, "cpu", "v1", 11, {1.0, 3.0}),  // mean 2
+                Ok(kMatmul, "cpu", "v1", 12, {3.0}),
+                Ok(kMatmul, "cpu", "v1", 13, {4.0}),
+                Failed(kMatmul, "cpu", "v1", 14, 5),
+                Ok(kMatmul, "cpu", "v2", 20, {1.0}),
+                Ok(kMatmul, "gpu", "v1", 30, {0.5}),
+                Ok(kConv, "cpu", "v1", 40, {0.1}),
+            }),
+            8);
+  // A failure that still reports timings (e.g. a wrong answer) is never best.
+  RecordRow wrong = Ok(kMatmul, "cpu", "v1", 15, {0.001});
+  wrong.status = 5;
+  ASSERT_EQ(*db->AddRecords({wrong}), 1);
+
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 3, "v1")), ElementsAre(11u, 12u, 13u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 100, "v1")),
+              ElementsAre(11u, 12u, 13u, 10u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 2)), ElementsAre(20u, 11u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 2)), ElementsAre(30u, 20u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 10, "v1")),
+              ElementsAre(30u, 11u, 12u, 13u, 10u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "gpu", 10, "v2")), IsEmpty());
+  EXPECT_THAT(*db->BestRecords("unknown(x=1)", "cpu", 10), IsEmpty());
+  const std::vector<Record> all = *db->BestRecords(kMatmul, "", 100);
+  for (const Record& r : all) {
+    EXPECT_EQ(r.status, 0);
+    EXPECT_TRUE(std::isfinite(r.mean_cost));
+  }
+
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Text("SELECT mean_cost FROM records WHERE config_index = 14"), "<null>");
+  EXPECT_EQ(raw.Text("SELECT mean_cost FROM records WHERE config_index = 15"), "<null>");
+}
+
+TEST_F(DatabaseTest, MeasuredConfigsIncludesFailures) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 9, {1.0}), Failed(kMatmul, "cpu", "v1", 3, 7),
+                             Ok(kMatmul, "cpu", "v1", 5, {2.0}), Ok(kMatmul, "cpu", "v2", 4, {1.0}),
+                             Ok(kMatmul, "gpu", "v1", 6, {1.0}), Ok(kConv, "cpu", "v1", 8, {1.0})}),
+            6);
+  EXPECT_THAT(*db->MeasuredConfigs(kMatmul, "cpu", "v1"), ElementsAre(3u, 5u, 9u));
+  EXPECT_THAT(*db->MeasuredConfigs(kMatmul, "cpu", "v2"), ElementsAre(4u));
+  EXPECT_THAT(*db->MeasuredConfigs(kMatmul, "gpu", "v1"), ElementsAre(6u));
+  EXPECT_THAT(*db->MeasuredConfigs(kMatmul, "cpu", "v3"), IsEmpty());
+}
+
+TEST_F(DatabaseTest, FindRecordReturnsAnyStatus) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 9, {1.0, 3.0}), Failed(kMatmul, "cpu", "v1", 3, 7)}), 2);
+  std::optional<Record> ok = *db->FindRecord(kMatmul, "cpu", "v1", 9);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->config_index, 9u);
+  EXPECT_DOUBLE_EQ(ok->mean_cost, 2.0);
+  std::optional<Record> failed = *db->FindRecord(kMatmul, "cpu", "v1", 3);
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ(failed->status, 7);
+  EXPECT_FALSE(db->FindRecord(kMatmul, "cpu", "v2", 9)->has_value());
+  EXPECT_FALSE(db->FindRecord(kMatmul, "gpu", "v1", 9)->has_value());
+  EXPECT_FALSE(db->FindRecord(kMatmul, "cpu", "v1", 4)->has_value());
+}
+
+TEST_F(DatabaseTest, CountRecords) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  Database::Counts empty = *db->CountRecords(kMatmul, "cpu");
+  EXPECT_EQ(empty.total, 0);
+  EXPECT_EQ(empty.ok, 0);
+  ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0}), Failed(kMatmul, "cpu", "v1", 2, 3),
+                             Ok(kMatmul, "gpu", "v1", 1, {1.0}), Ok(kConv, "cpu", "v1", 1, {1.0})}),
+            4);
+  Database::Counts cpu = *db->CountRecords(kMatmul, "cpu");
+  EXPECT_EQ(cpu.total, 2);
+  EXPECT_EQ(cpu.ok, 1);
+  Database::Counts any = *db->CountRecords(kMatmul, "");
+  EXPECT_EQ(any.total, 3);
+  EXPECT_EQ(any.ok, 2);
+}
+
+TEST_F(DatabaseTest, RejectsInvalidInput) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(db->BestRecords(kMatmul, "cpu", 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(db->BestRecords(kMatmul, "cpu", -3).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  const RecordRow good = Ok(kMatmul, "cpu", "v1", 1, {1.0});
+  std::vector<RecordRow> bad_rows;
+  bad_rows.push_back(Ok(kMatmul, "cpu", "v1", uint64_t{1} << 63, {1.0}));
+  bad_rows.push_back(Ok(kMatmul, "cpu", "v1", std::numeric_limits<uint64_t>::max(), {1.0}));
+  bad_rows.push_back(Ok("", "cpu", "v1", 2, {1.0}));
+  bad_rows.push_back(Ok(kMatmul, "", "v1", 2, {1.0}));
+  bad_rows.push_back(Ok(kMatmul, "cpu", "v1", 2, {std::nan("")}));
+  bad_rows.push_back(Ok(kMatmul, "cpu", "v1", 2, {std::numeric_limits<double>::infinity()}));
+  bad_rows.push_back(Ok(kMatmul, "cpu", "v1", 2, {}));  // status ok without costs
+  for (const RecordRow& bad : bad_rows) {
+    absl::StatusOr<int> added = db->AddRecords({good, bad});
+    EXPECT_EQ(added.status().code(), absl::StatusCode::kInvalidArgument) << added.status();
+  }
+  // A rejected batch writes nothing, not even its valid rows.
+  EXPECT_EQ(db->CountRecords(kMatmul, "").value().total, 0);
+
+  EXPECT_EQ(db->UpsertDevice(DeviceRow{}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Database::Open("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DatabaseTest, UnknownJobIdFailsTheWholeBatch) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  RecordRow orphan = Ok(kMatmul, "cpu", "v1", 2, {1.0});
+  orphan.job_id = 12345;
+  absl::StatusOr<int> added = db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0}), orphan});
+  EXPECT_EQ(added.status().code(), absl::StatusCode::kFailedPrecondition) << added.status();
+  EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 0);
+  // The connection is usable again after the rollback.
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0})}), 1);
+}
+
+TEST_F(DatabaseTest, Jobs) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  absl::StatusOr<int64_t> id = db->CreateJob(R"({"trials":100})");
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<int64_t> id2 = db->CreateJob("{}");
+  ASSERT_TRUE(id2.ok());
+  EXPECT_NE(*id, *id2);
+
+  absl::StatusOr<Job> job = db->GetJob(*id);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->id, *id);
+  EXPECT_EQ(job->spec_json, R"({"trials":100})");
+  EXPECT_EQ(job->state, "running");
+  EXPECT_EQ(job->message, "");
+  EXPECT_GT(job->created_ms, 0);
+  EXPECT_EQ(job->updated_ms, job->created_ms);
+
+  ASSERT_TRUE(db->UpdateJob(*id, "done", "best 1.2 ms").ok());
+  job = db->GetJob(*id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state, "done");
+  EXPECT_EQ(job->message, "best 1.2 ms");
+  EXPECT_GE(job->updated_ms, job->created_ms);
+  EXPECT_EQ(db->GetJob(*id2)->state, "running");
+
+  EXPECT_EQ(db->GetJob(999).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(db->UpdateJob(999, "done", "").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(db->UpdateJob(*id, "", "").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DatabaseTest, DevicesUpsertAndList) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  EXPECT_THAT(*db->ListDevices(), IsEmpty());
+  ASSERT_TRUE(db->UpsertDevice({"h100", "cuda", "sm_90", "NVIDIA H100", "{}", 1000}).ok());
+  ASSERT_TRUE(db->UpsertDevice({"epyc-avx2", "cpu", "x86_64-avx2", "EPYC 7763", "{}", 0}).ok());
+  ASSERT_TRUE(
+      db->UpsertDevice({"h100", "cuda", "sm_90", "NVIDIA H100 80GB HBM3", R"({"a":1})", 2000})
+          .ok());
+
+  std::vector<DeviceRow> devices = *db->ListDevices();
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_EQ(devices[0].device_key, "epyc-avx2");
+  EXPECT_EQ(devices[0].kind, "cpu");
+  EXPECT_GT(devices[0].last_seen_ms, 1'600'000'000'000) << "0 means now";
+  EXPECT_EQ(devices[1].device_key, "h100");
+  EXPECT_EQ(devices[1].arch, "sm_90");
+  EXPECT_EQ(devices[1].model, "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(devices[1].target_json, R"({"a":1})");
+  EXPECT_EQ(devices[1].last_seen_ms, 2000);
+}
+
+TEST_F(DatabaseTest, HeldWriteLockGivesUnavailable) {
+  OpenOptions no_wait;
+  no_wait.busy_timeout_ms = 0;
+  std::unique_ptr<Database> db = OpenOrDie(DbPath(), no_wait);
+  ASSERT_NE(db, nullptr);
+  {
+    RawDb raw(DbPath());
+    raw.Exec("BEGIN IMMEDIATE");
+    absl::StatusOr<int> added = db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0})});
+    EXPECT_EQ(added.status().code(), absl::StatusCode::kUnavailable) << added.status();
+    // WAL: readers are not blocked by the writer.
+    EXPECT_TRUE(db->CountRecords(kMatmul, "cpu").ok());
+    raw.Exec("ROLLBACK");
+  }
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0})}), 1);
+}
+
+TEST_F(DatabaseTest, BestQueryUsesIndexWithoutSorting) {
+  { ASSERT_NE(OpenOrDie(DbPath()), nullptr); }
+  sqlite3* conn = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(DbPath().c_str(), &conn, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  for (const char* device_filter : {"AND r.device_key = 'cpu' ", ""}) {
+    const std::string sql = std::string(
+                                "EXPLAIN QUERY PLAN SELECT r.id, t.target_json FROM records r "
+                                "JOIN workloads w ON w.id = r.workload_id "
+                                "LEFT JOIN targets t ON t.id = r.target_id "
+                                "WHERE w.key = 'x' AND r.status = 0 ") +
+                            device_filter + "ORDER BY r.mean_cost, r.id LIMIT 5";
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK);
+    std::string plan;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      plan += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+      plan += "\n";
+    }
+    sqlite3_finalize(stmt);
+    EXPECT_THAT(plan, HasSubstr("records_best")) << plan;
+    EXPECT_THAT(plan, ::testing::Not(HasSubstr("TEMP B-TREE"))) << plan;
+  }
+  sqlite3_close_v2(conn);
+}
+
+// Invariants a reader must see while a writer commits batches of kBatch
+// records (half of them failures) with ever lower costs: counts only grow,
+// always by whole batches, and best-k is consistent with the ok count.
+constexpr int kBatch = 8;
+constexpr int kBatches = 120;
+constexpr int kTopK = 5;
+
+std::vector<RecordRow> Batch(int b) {
+  std::vector<RecordRow> rows;
+  for (int i = 0; i < kBatch; ++i) {
+    const uint64_t index = static_cast<uint64_t>(b * kBatch + i);
+    if (i % 2 == 0) {
+      rows.push_back(Ok(kMatmul, "cpu", "v1", index, {1e6 - static_cast<double>(index)}));
+    } else {
+      rows.push_back(Failed(kMatmul, "cpu", "v1", index, 4));
+    }
+  }
+  return rows;
+}
+
+// One read round; returns the total seen, or -1 after recording a failure.
+int64_t CheckReaderRound(Database& reader, int64_t previous_total) {
+  absl::StatusOr<Database::Counts> counts = reader.CountRecords(kMatmul, "cpu");
+  EXPECT_TRUE(counts.ok()) << counts.status();
+  if (!counts.ok()) return -1;
+  EXPECT_EQ(counts->total % kBatch, 0) << counts->total;
+  EXPECT_EQ(counts->ok * 2, counts->total);
+  EXPECT_GE(counts->total, previous_total);
+
+  absl::StatusOr<std::vector<Record>> best = reader.BestRecords(kMatmul, "cpu", kTopK);
+  EXPECT_TRUE(best.ok()) << best.status();
+  if (!best.ok()) return -1;
+  // The best query runs after the count, so it sees at least as many rows.
+  EXPECT_GE(best->size(), std::min<size_t>(kTopK, static_cast<size_t>(counts->ok)));
+  EXPECT_LE(best->size(), static_cast<size_t>(kTopK));
+  for (size_t i = 0; i < best->size(); ++i) {
+    EXPECT_EQ((*best)[i].status, 0);
+    if (i > 0) {
+      EXPECT_LE((*best)[i - 1].mean_cost, (*best)[i].mean_cost);
+    }
+  }
+  if (::testing::Test::HasFailure()) return -1;
+  return counts->total;
+}
+
+TEST_F(DatabaseTest, ReaderSeesWholeBatchesWhileAnotherConnectionWrites) {
+  std::unique_ptr<Database> writer = OpenOrDie(DbPath());
+  std::unique_ptr<Database> reader = OpenOrDie(DbPath());
+  ASSERT_NE(writer, nullptr);
+  ASSERT_NE(reader, nullptr);
+
+  std::atomic<bool> done{false};
+  std::thread writer_thread([&] {
+    for (int b = 0; b < kBatches; ++b) {
+      absl::StatusOr<int> added = writer->AddRecords(Batch(b));
+      EXPECT_TRUE(added.ok()) << added.status();
+      EXPECT_EQ(added.value_or(-1), kBatch);
+      // The same object is also read from this thread while the main thread
+      // reads through the other connection.
+      if (b % 10 == 0) {
+        EXPECT_TRUE(writer->CountRecords(kMatmul, "cpu").ok());
+      }
+    }
+    done = true;
+  });
+
+  int64_t total = 0;
+  int rounds = 0;
+  while (!done || rounds == 0) {
+    total = CheckReaderRound(*reader, total);
+    ++rounds;
+    if (total < 0) break;
+  }
+  writer_thread.join();
+  EXPECT_EQ(CheckReaderRound(*reader, total), kBatch * kBatches);
+  EXPECT_GT(rounds, 1);
+}
+
+TEST_F(DatabaseTest, ReaderSeesWholeBatchesWhileAnotherProcessWrites) {
+  // Create the schema first, and close it: a connection must not cross fork().
+  { ASSERT_NE(OpenOrDie(DbPath()), nullptr); }
+  const std::string path = DbPath();
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int rc = 0;
+    absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(path);
+    if (!db.ok()) _exit(2);
+    for (int b = 0; b < kBatches && rc == 0; ++b) {
+      absl::StatusOr<int> added = (*db)->AddRecords(Batch(b));
+      if (!added.ok() || *added != kBatch) rc = 3;
+    }
+    db->reset();
+    _exit(rc);
+  }
+
+  std::unique_ptr<Database> reader = OpenOrDie(path);
+  ASSERT_NE(reader, nullptr);
+  int64_t total = 0;
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (true) {
+    const pid_t waited = waitpid(child, &status, WNOHANG);
+    total = CheckReaderRound(*reader, total);
+    if (waited == child || total < 0 || std::chrono::steady_clock::now() > deadline) {
+      if (waited != child) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        ADD_FAILURE() << "writer process did not finish, or a reader check failed";
+      }
+      break;
+    }
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(CheckReaderRound(*reader, total), kBatch * kBatches);
+}
+
+TEST_F(DatabaseTest, SharedObjectAcrossThreads) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&db, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const uint64_t index = static_cast<uint64_t>(t * kPerThread + i);
+        EXPECT_EQ(db->AddRecords({Ok(kMatmul, "cpu", "v1", index, {1.0 + i})}).value_or(-1), 1);
+        EXPECT_TRUE(db->BestRecords(kMatmul, "cpu", 3).ok());
+        EXPECT_TRUE(db->MeasuredConfigs(kMatmul, "cpu", "v1").ok());
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, kThreads * kPerThread);
+  EXPECT_EQ(db->MeasuredConfigs(kMatmul, "cpu", "v1")->size(),
+            static_cast<size_t>(kThreads * kPerThread));
+}
+
+// Sets an environment variable for one scope, restoring the old value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value != nullptr) {
+      setenv(name, value, 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      setenv(name_, old_->c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST(DefaultDatabasePathTest, FollowsEnvironment) {
+  ScopedEnv home("HOME", "/home/someone");
+  {
+    ScopedEnv db("TUNEFARM_DB", "/srv/tunefarm/log.db");
+    ScopedEnv xdg("XDG_DATA_HOME", "/xdg");
+    EXPECT_EQ(DefaultDatabasePath(), "/srv/tunefarm/log.db");
+  }
+  {
+    ScopedEnv db("TUNEFARM_DB", nullptr);
+    ScopedEnv xdg("XDG_DATA_HOME", "/xdg");
+    EXPECT_EQ(DefaultDatabasePath(), "/xdg/tunefarm/tunefarm.db");
+  }
+  {
+    ScopedEnv db("TUNEFARM_DB", "");
+    ScopedEnv xdg("XDG_DATA_HOME", nullptr);
+    EXPECT_EQ(DefaultDatabasePath(), "/home/someone/.local/share/tunefarm/tunefarm.db");
+  }
+  {
+    ScopedEnv db("TUNEFARM_DB", nullptr);
+    ScopedEnv xdg("XDG_DATA_HOME", "relative/ignored");
+    EXPECT_EQ(DefaultDatabasePath(), "/home/someone/.local/share/tunefarm/tunefarm.db");
+  }
+}
+
+}  // namespace
+}  // namespace tunefarm::database

@@ -1,0 +1,78 @@
+#include <gtest/gtest.h>
+
+#include <random>
+#include <set>
+
+#include "tunefarm/kernels/codegen_c.h"
+#include "tunefarm/kernels/template.h"
+
+namespace tunefarm::kernels {
+namespace {
+
+const Template& Matmul() { return *TemplateRegistry::Global().Find("matmul"); }
+
+TEST(MatmulTemplateTest, SpaceIsRichAndDefaultIsInIt) {
+  auto w = ParseWorkload("matmul(M=64,N=64,K=64)");
+  ASSERT_TRUE(w.ok());
+  auto s = Matmul().Space(*w);
+  ASSERT_TRUE(s.ok());
+  EXPECT_GT(s->size(), 10'000'000u);
+  std::set<std::string> names;
+  for (const Knob& k : s->knobs()) names.insert(k.name);
+  for (const char* k : {"mr", "nv", "vec", "mc", "nc", "kc", "order", "inner", "pack_a", "pack_b", "unroll_k",
+                        "compiler", "cflags"}) {
+    EXPECT_TRUE(names.count(k)) << k;
+  }
+  Config d = Matmul().DefaultConfig(*w, *s);
+  EXPECT_LT(d.index, s->size());
+}
+
+// Every sampled config of several shapes lowers and prints; the printed C
+// keeps no unexpanded unrolled loop.
+TEST(MatmulTemplateTest, SampledConfigsGenerateC) {
+  std::mt19937_64 rng(11);
+  for (const char* text : {"matmul(M=1,N=1,K=1)", "matmul(M=77,N=129,K=61)", "matmul(M=256,N=64,K=300)"}) {
+    auto w = ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    auto s = Matmul().Space(*w);
+    ASSERT_TRUE(s.ok());
+    for (int t = 0; t < 60; ++t) {
+      Config c = s->FromIndex(s->Sample(rng));
+      auto k = Matmul().Instantiate(*w, *s, c);
+      ASSERT_TRUE(k.ok()) << s->ToString(c);
+      auto src = GenerateC(k->func);
+      ASSERT_TRUE(src.ok()) << s->ToString(c) << ": " << src.status();
+      EXPECT_NE(src->find("void tunefarm_kernel(void* const* args)"), std::string::npos);
+      EXPECT_TRUE(k->compile.compiler == "clang" || k->compile.compiler == "gcc");
+    }
+  }
+}
+
+TEST(MatmulTemplateTest, ReferenceAndTolerance) {
+  auto w = ParseWorkload("matmul(M=2,N=3,K=4)");
+  ASSERT_TRUE(w.ok());
+  std::vector<float> a = {1, 2, 3, 4, -1, -2, -3, -4}, b(12, 0.5f);
+  std::vector<std::span<const float>> in = {a, b};
+  auto out = Matmul().Reference(*w, in);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].expected.size(), 6u);
+  EXPECT_FLOAT_EQ(out[0].expected[0], 5.0f);
+  EXPECT_FLOAT_EQ(out[0].expected[5], -5.0f);
+  // Tolerance scales with sum |a*b| = 5 and is far below one term (0.5).
+  EXPECT_GT(out[0].tolerance[0], 0.0f);
+  EXPECT_LT(out[0].tolerance[0], 1e-5f);
+  EXPECT_DOUBLE_EQ(Matmul().Flops(*w), 48.0);
+}
+
+TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {
+  auto a = ParseWorkload("matmul(M=8,N=8,K=8)");
+  auto b = ParseWorkload("matmul(M=8,N=8,K=9)");
+  auto va = TemplateVersion(Matmul(), *a), va2 = TemplateVersion(Matmul(), *a), vb = TemplateVersion(Matmul(), *b);
+  ASSERT_TRUE(va.ok() && vb.ok());
+  EXPECT_EQ(*va, *va2);
+  EXPECT_EQ(va->size(), 16u);
+  EXPECT_NE(*va, *vb);
+}
+
+}  // namespace
+}  // namespace tunefarm::kernels

@@ -1,0 +1,49 @@
+#include "tunefarm/kernels/workload.h"
+
+#include <gtest/gtest.h>
+
+namespace tunefarm::kernels {
+namespace {
+
+TEST(WorkloadTest, ParsesAndCanonicalises) {
+  auto w = ParseWorkload(" matmul( K = 61, M=77 ,N=129) ");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->Key(), "matmul(M=77,N=129,K=61,dtype=float32)");
+  EXPECT_EQ(w->param("K"), 61);
+  auto again = ParseWorkload(w->Key());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *w);
+  EXPECT_EQ(again->Hash(), w->Hash());
+}
+
+TEST(WorkloadTest, ClearErrors) {
+  struct Case {
+    const char* text;
+    const char* fragment;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"", "missing operator"},
+           {"conv9(M=1)", "unknown operator 'conv9'"},
+           {"matmul", "expected '('"},
+           {"matmul(M=1,N=1)", "missing parameter K"},
+           {"matmul(M=1,N=1,K=1,X=2)", "unknown parameter 'X'"},
+           {"matmul(M=1,M=2,N=1,K=1)", "given twice"},
+           {"matmul(M=0,N=1,K=1)", "out of range"},
+           {"matmul(M=-5,N=1,K=1)", "out of range"},
+           {"matmul(M=abc,N=1,K=1)", "needs an integer"},
+           {"matmul(M=99999999999999999999,N=1,K=1)", "out of range"},
+           {"matmul(M=1048576,N=1048576,K=1)", "MiB"},
+           {"matmul(M=1,N=1,K=1,dtype=int8)", "unsupported dtype"},
+           {"matmul(M=1,N=1,K=1) extra", "unexpected text"},
+           {"matmul(M=1 N=1,K=1)", "expected ',' or ')'"},
+       }) {
+    auto w = ParseWorkload(c.text);
+    ASSERT_FALSE(w.ok()) << c.text;
+    EXPECT_NE(std::string(w.status().message()).find(c.fragment), std::string::npos)
+        << c.text << " -> " << w.status().message();
+    EXPECT_EQ(std::string(w.status().message()).find('\n'), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace tunefarm::kernels

@@ -1,0 +1,71 @@
+// The tuning loop for one task (workload x device).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "tunefarm/database/database.h"
+#include "tunefarm/device_agents/backend.h"
+#include "tunefarm/kernels/workload.h"
+#include "tunefarm/v1/tuning.pb.h"
+
+namespace tunefarm::tuner {
+
+struct TuneOptions {
+  std::string strategy = "random";
+  // New configs to measure in this run. Configs already in the log for this
+  // workload, device key and template version are skipped and do not count,
+  // so a second run continues where the first stopped.
+  int trials = 200;
+  // Candidates compiled in parallel and measured per round trip.
+  int batch_size = 16;
+  // Stop after this many trials without a new best (0: never).
+  int early_stopping = 0;
+  uint64_t seed = 0;
+  tunefarm::v1::MeasureOptions measure;
+  std::optional<int64_t> job_id;
+};
+
+// Default timing options: number 1, repeat 3, min_repeat_ms 20, build
+// timeout 30 s, run timeout 10 s, seed 1.
+tunefarm::v1::MeasureOptions DefaultMeasureOptions();
+
+struct TuneProgress {
+  int trials_done = 0;
+  int trials_total = 0;
+  int errors = 0;
+  double best_gflops = 0;  // best so far, this run and earlier runs
+};
+
+struct TuneReport {
+  std::string workload_key;
+  std::string device_key;
+  std::string template_version;
+  uint64_t space_size = 0;
+  int trials_run = 0;
+  int errors = 0;
+  bool early_stopped = false;
+  bool exhausted = false;  // the strategy found no unmeasured config
+  double flops = 0;        // per kernel run
+  // Best successful record in the log (any run), if there is one.
+  std::optional<database::Record> best;
+  std::string best_config;  // human-readable knob values of `best`
+  // Mean cost of the template's default config, if it measured fine.
+  std::optional<double> default_seconds;
+  std::optional<std::string> default_error;  // why the default failed, if it did
+};
+
+using ProgressCallback = std::function<void(const TuneProgress&)>;
+
+// Tunes `workload` on `backend`, writing every result to `db` (one
+// transaction per batch, so an interrupted run loses at most the batch in
+// flight). The template's default config is measured first unless the log
+// already has it.
+absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_agents::DeviceBackend& backend,
+                                    database::Database& db, const TuneOptions& options,
+                                    const ProgressCallback& progress = {});
+
+}  // namespace tunefarm::tuner
