@@ -31,7 +31,7 @@ using nlohmann::ordered_json;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-int Error(int code, std::string_view msg) {
+int Error(int code, absl::string_view msg) {
   std::cerr << "tunefarm: " << msg << "\n";
   return code;
 }
@@ -283,6 +283,7 @@ int RunTarget(const Common& common) {
 int main(int argc, char** argv) {
   CLI::App app{"tunefarm: autotune tensor kernels on the devices they run on, and keep every measurement."};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags (-v, --log-level) work after the subcommand too
   std::string log_level = "warn";
   bool verbose = false;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->default_val("warn");

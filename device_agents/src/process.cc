@@ -4,8 +4,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -182,12 +182,12 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 absl::Status SpawnError(int err, const std::string& program) {
   switch (err) {
     case ENOENT:
-      return absl::NotFoundError(absl::StrCat("cannot run \"", program,
-                                              "\": ", std::strerror(err)));
+      return absl::NotFoundError(
+          absl::StrCat("cannot run \"", program, "\": ", std::strerror(err)));
     case EACCES:
     case EPERM:
-      return absl::PermissionDeniedError(absl::StrCat(
-          "cannot run \"", program, "\": ", std::strerror(err)));
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot run \"", program, "\": ", std::strerror(err)));
     default:
       return absl::ErrnoToStatus(err,
                                  absl::StrCat("cannot run \"", program, "\""));
@@ -212,6 +212,17 @@ bool HasExited(pid_t pid) {
     if (errno != EINTR) return true;  // ECHILD: gone already
   }
   return info.si_pid == pid;
+}
+
+// glibc 2.36's <sys/pidfd.h> lacks C linkage for C++, so go through syscall().
+int PidfdOpen(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
 }
 
 int MillisUntil(Clock::time_point t) {
@@ -270,10 +281,12 @@ absl::StatusOr<ProcessResult> PosixProcessLauncher::Run(
                                             O_RDONLY, 0);
   // dup2 clears FD_CLOEXEC on the child's copy; the originals close at exec.
   if (rc == 0) {
-    rc = posix_spawn_file_actions_adddup2(actions, out_write.get(), STDOUT_FILENO);
+    rc = posix_spawn_file_actions_adddup2(actions, out_write.get(),
+                                          STDOUT_FILENO);
   }
   if (rc == 0) {
-    rc = posix_spawn_file_actions_adddup2(actions, err_write.get(), STDERR_FILENO);
+    rc = posix_spawn_file_actions_adddup2(actions, err_write.get(),
+                                          STDERR_FILENO);
   }
   if (rc == 0 && !options.working_dir.empty()) {
     rc = posix_spawn_file_actions_addchdir_np(actions,
@@ -287,9 +300,9 @@ absl::StatusOr<ProcessResult> PosixProcessLauncher::Run(
   if (rc == 0) rc = posix_spawnattr_setsigmask(attr, &empty_mask);
   if (rc == 0) rc = posix_spawnattr_setsigdefault(attr, &default_signals);
   if (rc == 0) {
-    rc = posix_spawnattr_setflags(
-        attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                  POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETPGROUP |
+                                            POSIX_SPAWN_SETSIGMASK |
+                                            POSIX_SPAWN_SETSIGDEF);
   }
   if (rc != 0) return absl::ErrnoToStatus(rc, "posix_spawn setup");
 
@@ -309,7 +322,7 @@ absl::StatusOr<ProcessResult> PosixProcessLauncher::Run(
 
   // A pidfd wakes poll() when the child exits even while a grandchild still
   // holds the pipes. Without one (old kernels) we poll in short ticks.
-  Fd pidfd(::pidfd_open(pid, 0));
+  Fd pidfd(PidfdOpen(pid));
 
   bool exited = false;
   Clock::time_point drain_until = deadline;

@@ -219,7 +219,7 @@ class CpuBackend : public DeviceBackend {
     // GNU C keeps -ffp-contract=fast (ISO C turns FMA contraction off in gcc).
     std::vector<std::string> argv = {compilers_.at(c.spec.compiler).path, "-std=gnu11", "-march=native", "-fPIC",
                                      "-shared", "-w"};
-    for (std::string_view f : absl::StrSplit(c.spec.flags, ' ', absl::SkipEmpty())) argv.emplace_back(f);
+    for (absl::string_view f : absl::StrSplit(c.spec.flags, ' ', absl::SkipEmpty())) argv.emplace_back(f.data(), f.size());
     argv.insert(argv.end(), {"-o", so, src});
     double timeout = opt.build_timeout_s() > 0 ? opt.build_timeout_s() : kDefaultBuildTimeoutS;
     ProcessOptions po;

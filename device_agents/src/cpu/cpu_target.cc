@@ -13,7 +13,6 @@
 #include <optional>
 #include <set>
 #include <sstream>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -24,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
 namespace tunefarm::device_agents {
@@ -35,7 +35,7 @@ constexpr size_t kMaxKeyWords = 6;
 
 struct CpuInfo {
   std::map<std::string, std::string> fields;  // first occurrence (cpu0) wins
-  std::set<std::string> flags;                // "flags" (x86) or "Features" (arm)
+  std::set<std::string> flags;  // "flags" (x86) or "Features" (arm)
   int processors = 0;
 
   const std::string* Get(const std::string& key) const {
@@ -63,7 +63,8 @@ CpuInfo ParseCpuInfo(const std::string& text) {
     if (key == "processor") ++info.processors;
     if (info.fields.count(key) > 0) continue;
     if (key == "flags" || key == "Features") {
-      for (absl::string_view f : absl::StrSplit(value, ' ', absl::SkipEmpty())) {
+      for (absl::string_view f :
+           absl::StrSplit(value, ' ', absl::SkipEmpty())) {
         info.flags.emplace(f);
       }
     }
@@ -151,9 +152,9 @@ constexpr FeatureName kX86Features[] = {
     {"amx_bf16", "amx_bf16"},
 };
 constexpr FeatureName kArmFeatures[] = {
-    {"asimd", "neon"},   {"neon", "neon"}, {"asimdhp", "fp16"},
+    {"asimd", "neon"},      {"neon", "neon"}, {"asimdhp", "fp16"},
     {"asimddp", "dotprod"}, {"i8mm", "i8mm"}, {"bf16", "bf16"},
-    {"sve", "sve"},      {"sve2", "sve2"}, {"sme", "sme"},
+    {"sve", "sve"},         {"sve2", "sve2"}, {"sme", "sme"},
 };
 
 std::vector<std::string> RelevantFeatures(const std::string& machine,
@@ -185,9 +186,9 @@ std::string ArmModelName(const CpuInfo& info) {
     return "";
   }
   static const std::map<unsigned, std::string> kVendors = {
-      {0x41, "ARM"},      {0x42, "Broadcom"}, {0x43, "Cavium"},
-      {0x46, "Fujitsu"},  {0x48, "HiSilicon"}, {0x4e, "NVIDIA"},
-      {0x50, "APM"},      {0x51, "Qualcomm"}, {0x61, "Apple"},
+      {0x41, "ARM"},     {0x42, "Broadcom"},  {0x43, "Cavium"},
+      {0x46, "Fujitsu"}, {0x48, "HiSilicon"}, {0x4e, "NVIDIA"},
+      {0x50, "APM"},     {0x51, "Qualcomm"},  {0x61, "Apple"},
       {0xc0, "Ampere"},
   };
   static const std::map<std::pair<unsigned, unsigned>, std::string> kParts = {
@@ -205,16 +206,18 @@ std::string ArmModelName(const CpuInfo& info) {
       {{0xc0, 0xac3}, "Ampere-1"},    {{0xc0, 0xac4}, "Ampere-1a"},
   };
   auto vendor = kVendors.find(impl_id);
-  std::string vendor_name = vendor != kVendors.end()
-                                ? vendor->second
-                                : absl::StrCat("implementer 0x", absl::Hex(impl_id));
+  std::string vendor_name =
+      vendor != kVendors.end()
+          ? vendor->second
+          : absl::StrCat("implementer 0x", absl::Hex(impl_id));
   if (part == nullptr ||
       !absl::SimpleHexAtoi(absl::StripPrefix(*part, "0x"), &part_id)) {
     return vendor_name;
   }
   auto it = kParts.find({impl_id, part_id});
   if (it != kParts.end()) return absl::StrCat(vendor_name, " ", it->second);
-  return absl::StrCat(vendor_name, " part 0x", absl::Hex(part_id, absl::kZeroPad3));
+  return absl::StrCat(vendor_name, " part 0x",
+                      absl::Hex(part_id, absl::kZeroPad3));
 }
 
 std::string ModelName(const CpuInfo& info) {
@@ -224,10 +227,10 @@ std::string ModelName(const CpuInfo& info) {
   return ArmModelName(info);
 }
 
-bool IsFrequency(std::string_view t) {
-  for (std::string_view unit : {"ghz", "mhz"}) {
+bool IsFrequency(absl::string_view t) {
+  for (absl::string_view unit : {"ghz", "mhz"}) {
     if (!absl::EndsWith(t, unit)) continue;
-    std::string_view number = t.substr(0, t.size() - unit.size());
+    absl::string_view number = t.substr(0, t.size() - unit.size());
     double value;
     return !number.empty() && absl::SimpleAtod(number, &value);
   }
@@ -235,12 +238,12 @@ bool IsFrequency(std::string_view t) {
 }
 
 // "96-core", "quad-core", "64-cores"
-bool IsCoreCount(std::string_view t) {
+bool IsCoreCount(absl::string_view t) {
   return absl::EndsWith(t, "-core") || absl::EndsWith(t, "-cores");
 }
 
-bool IsNoiseWord(std::string_view w) {
-  static const std::set<std::string_view> kNoise = {
+bool IsNoiseWord(absl::string_view w) {
+  static const std::set<absl::string_view> kNoise = {
       "cpu", "processor", "core", "radeon", "graphics",
   };
   return kNoise.count(w) > 0;
@@ -260,8 +263,9 @@ std::vector<std::string> AlnumWords(absl::string_view token) {
 }
 
 std::string KeyFromModel(const std::string& model) {
-  std::string text = absl::StrReplaceAll(absl::AsciiStrToLower(model),
-                                         {{"(r)", " "}, {"(tm)", " "}, {"(c)", " "}});
+  std::string text =
+      absl::StrReplaceAll(absl::AsciiStrToLower(model),
+                          {{"(r)", " "}, {"(tm)", " "}, {"(c)", " "}});
   std::vector<std::string> words;
   for (absl::string_view token :
        absl::StrSplit(text, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
@@ -285,10 +289,17 @@ std::optional<int64_t> ParseCacheSize(absl::string_view text) {
   int64_t scale = 1;
   if (!text.empty()) {
     switch (absl::ascii_toupper(text.back())) {
-      case 'K': scale = int64_t{1} << 10; break;
-      case 'M': scale = int64_t{1} << 20; break;
-      case 'G': scale = int64_t{1} << 30; break;
-      default: break;
+      case 'K':
+        scale = int64_t{1} << 10;
+        break;
+      case 'M':
+        scale = int64_t{1} << 20;
+        break;
+      case 'G':
+        scale = int64_t{1} << 30;
+        break;
+      default:
+        break;
     }
     if (scale != 1) text.remove_suffix(1);
   }
@@ -313,7 +324,8 @@ std::map<std::string, int64_t> CacheSizes(const std::string& root) {
     std::string kind(absl::StripAsciiWhitespace(*type));
     if (!size || kind == "Instruction") continue;
     std::string lvl(absl::StripAsciiWhitespace(*level));
-    std::string name = lvl == "1" ? "l1d_bytes" : absl::StrCat("l", lvl, "_bytes");
+    std::string name =
+        lvl == "1" ? "l1d_bytes" : absl::StrCat("l", lvl, "_bytes");
     if (lvl == "1" || lvl == "2" || lvl == "3") sizes[name] = *size;
   }
   if (root.empty()) {
@@ -354,7 +366,8 @@ tunefarm::v1::Target DetectCpuTarget(const std::string& root) {
 
   tunefarm::v1::Target target;
   target.set_kind(tunefarm::v1::DEVICE_KIND_CPU);
-  target.set_arch(suffix.empty() ? machine : absl::StrCat(machine, "-", suffix));
+  target.set_arch(suffix.empty() ? machine
+                                 : absl::StrCat(machine, "-", suffix));
   std::string model = ModelName(info);
   target.set_model(model);
   std::string words = KeyFromModel(model);
@@ -371,7 +384,9 @@ tunefarm::v1::Target DetectCpuTarget(const std::string& root) {
   auto& limits = *target.mutable_limits();
   int cores = root.empty() ? AffinityCpuCount() : 0;
   if (cores <= 0) cores = info.processors;
-  if (cores <= 0 && root.empty()) cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  if (cores <= 0 && root.empty()) {
+    cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  }
   if (cores > 0) limits["cores"] = cores;
   for (const auto& [name, bytes] : CacheSizes(root)) limits[name] = bytes;
   return target;

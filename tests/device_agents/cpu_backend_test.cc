@@ -1,0 +1,181 @@
+// The CPU backend end to end: real compilers, real measurement processes.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "tunefarm/device_agents/backend.h"
+#include "tunefarm/kernels/template.h"
+
+namespace tunefarm::device_agents {
+namespace {
+
+namespace v1 = tunefarm::v1;
+using namespace kernels::ir;  // NOLINT
+
+// A test-only template whose `mode` knob makes candidates that crash, hang,
+// compute the wrong answer or fail to compile. Its reference is C = A.
+class FaultyTemplate : public kernels::Template {
+ public:
+  std::string_view op() const override { return "faulty_copy"; }
+  std::vector<std::string> ParamNames() const override { return {"N"}; }
+  absl::Status Validate(const kernels::Workload&) const override { return absl::OkStatus(); }
+  std::string_view declared_version() const override { return "faulty-1"; }
+  absl::StatusOr<kernels::ConfigSpace> Space(const kernels::Workload&) const override {
+    std::vector<kernels::KnobValue> modes;
+    for (const char* m : {"ok", "crash", "hang", "wrong", "compile_error"}) modes.emplace_back(std::string(m));
+    return kernels::ConfigSpace::Create({{"mode", kernels::KnobKind::kChoice, modes}});
+  }
+  kernels::Config DefaultConfig(const kernels::Workload&, const kernels::ConfigSpace& s) const override {
+    return s.FromIndex(0);
+  }
+  std::vector<BufferArg> Buffers(const kernels::Workload& w) const override {
+    return {{"A", Type::Float(), w.param("N"), false}, {"C", Type::Float(), w.param("N"), true}};
+  }
+  double Flops(const kernels::Workload& w) const override { return static_cast<double>(w.param("N")); }
+  std::vector<kernels::ReferenceOutput> Reference(const kernels::Workload&,
+                                                  std::span<const std::span<const float>> in) const override {
+    kernels::ReferenceOutput r;
+    r.expected.assign(in[0].begin(), in[0].end());
+    r.tolerance.assign(in[0].size(), 0.0f);
+    return {r};
+  }
+  absl::StatusOr<kernels::Kernel> Instantiate(const kernels::Workload& w, const kernels::ConfigSpace& s,
+                                              const kernels::Config& c) const override {
+    const std::string& mode = s.StrValue(c, "mode");
+    Expr i = Var::Make("i");
+    Stmt body = For::Make("i", 0, w.param("N"), ForKind::kSerial, Store::Make("C", Load::Make("A", i), i));
+    if (mode == "crash") {
+      body = Block::Make({body, Store::Make("C", FloatImm::Make(1), Expr(int64_t{1} << 44))});
+    } else if (mode == "hang") {
+      // A float recurrence over 2^62 steps: no compiler can fold it away.
+      Expr two = Expr(2);
+      body = Block::Make({For::Make("h", 0, Expr(int64_t{1} << 62), ForKind::kSerial,
+                                    Store::Make("C", Load::Make("C", (Var::Make("h") + 1) % two) + FloatImm::Make(1),
+                                                Var::Make("h") % two)),
+                          body});
+    } else if (mode == "wrong") {
+      body = For::Make("i", 0, w.param("N"), ForKind::kSerial,
+                       Store::Make("C", Load::Make("A", i) + FloatImm::Make(1), i));
+    }
+    kernels::Kernel k;
+    k.func = {"tunefarm_kernel", Buffers(w), body};
+    k.compile = {"gcc", mode == "compile_error" ? "-O2 -fno-such-flag-exists" : "-O2"};
+    return k;
+  }
+};
+
+class CpuBackendTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    static bool registered = [] {
+      kernels::TemplateRegistry::Global().Add(std::make_unique<FaultyTemplate>());
+      return true;
+    }();
+    (void)registered;
+  }
+  void SetUp() override {
+    BackendOptions o;
+    o.measure_program = TUNEFARM_MEASURE_PROGRAM;
+    auto b = NewBackend("cpu", o);
+    ASSERT_TRUE(b.ok()) << b.status();
+    backend_ = std::move(*b);
+  }
+
+  v1::MeasureRequest Request(const std::string& workload, uint64_t index, double run_timeout = 10) {
+    v1::MeasureRequest r;
+    r.mutable_workload()->set_key(workload);
+    r.mutable_config()->set_index(index);
+    r.mutable_options()->set_number(1);
+    r.mutable_options()->set_repeat(2);
+    r.mutable_options()->set_min_repeat_ms(0);
+    r.mutable_options()->set_build_timeout_s(60);
+    r.mutable_options()->set_run_timeout_s(run_timeout);
+    r.mutable_options()->set_seed(3);
+    return r;
+  }
+
+  std::unique_ptr<DeviceBackend> backend_;
+};
+
+TEST_F(CpuBackendTest, TargetIsDetected) {
+  const v1::Target& t = backend_->target();
+  EXPECT_EQ(t.kind(), v1::DEVICE_KIND_CPU);
+  EXPECT_FALSE(t.device_key().empty());
+  EXPECT_FALSE(t.toolchain().empty());
+  EXPECT_GE(t.limits().at("cores"), 1);
+}
+
+// The acceptance property of the matmul template: a random sample of its
+// space compiles, runs and matches the reference on awkward shapes.
+TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
+  const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul");
+  std::mt19937_64 rng(2024);
+  for (const char* text : {"matmul(M=1,N=1,K=1)", "matmul(M=77,N=129,K=61)", "matmul(M=64,N=48,K=96)",
+                           "matmul(M=3,N=257,K=5)"}) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    std::vector<v1::MeasureRequest> batch;
+    batch.push_back(Request(text, t.DefaultConfig(*w, *space).index));
+    for (int i = 0; i < 11; ++i) batch.push_back(Request(text, space->Sample(rng)));
+    auto results = backend_->Measure(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const v1::MeasureResult& r = (*results)[i];
+      EXPECT_EQ(r.status(), v1::MEASURE_STATUS_OK)
+          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": " << r.error();
+      EXPECT_EQ(r.costs_size(), 2);
+      EXPECT_EQ(r.config_index(), batch[i].config().index());
+      EXPECT_GT(r.compile_time_s(), 0);
+    }
+  }
+}
+
+// Crashes, hangs, wrong answers and compile errors each cost one result with
+// the matching status; the candidates around them are still measured.
+TEST_F(CpuBackendTest, FaultyCandidatesAreIsolated) {
+  const std::string w = "faulty_copy(N=1000)";
+  // mode: 0 ok, 1 crash, 2 hang, 3 wrong, 4 compile_error
+  std::vector<v1::MeasureRequest> batch = {Request(w, 1, 2), Request(w, 0, 2), Request(w, 2, 1), Request(w, 3, 2),
+                                           Request(w, 4, 2), Request(w, 0, 2)};
+  std::vector<size_t> seen;
+  auto results = backend_->Measure(batch, [&](size_t i, const v1::MeasureResult&) { seen.push_back(i); });
+  ASSERT_TRUE(results.ok()) << results.status();
+  const auto& r = *results;
+  EXPECT_EQ(r[0].status(), v1::MEASURE_STATUS_RUNTIME_DEVICE) << r[0].error();
+  EXPECT_NE(r[0].error().find("signal"), std::string::npos) << r[0].error();
+  EXPECT_EQ(r[1].status(), v1::MEASURE_STATUS_OK) << r[1].error();
+  EXPECT_EQ(r[2].status(), v1::MEASURE_STATUS_RUN_TIMEOUT) << r[2].error();
+  EXPECT_EQ(r[3].status(), v1::MEASURE_STATUS_WRONG_ANSWER) << r[3].error();
+  EXPECT_NE(r[3].error().find("C[0]"), std::string::npos) << r[3].error();
+  EXPECT_EQ(r[4].status(), v1::MEASURE_STATUS_COMPILE_HOST) << r[4].error();
+  EXPECT_EQ(r[5].status(), v1::MEASURE_STATUS_OK) << r[5].error();
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (r[i].status() != v1::MEASURE_STATUS_OK) {
+      EXPECT_EQ(r[i].costs_size(), 0);
+    }
+  }
+  EXPECT_EQ(seen, (std::vector<size_t>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST_F(CpuBackendTest, BadRequestsAreInstantiationErrors) {
+  v1::MeasureRequest out_of_space = Request("faulty_copy(N=4)", 99);
+  v1::MeasureRequest bad_version = Request("faulty_copy(N=4)", 0);
+  bad_version.set_template_version("0000000000000000");
+  v1::MeasureRequest bad_workload = Request("matmul(M=0,N=1,K=1)", 0);
+  auto results = backend_->Measure({out_of_space, bad_version, bad_workload});
+  ASSERT_TRUE(results.ok());
+  for (const auto& r : *results) EXPECT_EQ(r.status(), v1::MEASURE_STATUS_INSTANTIATION_ERROR) << r.error();
+  EXPECT_NE((*results)[1].error().find("template version mismatch"), std::string::npos);
+}
+
+TEST(BackendRegistryTest, UnknownDeviceClass) {
+  auto b = NewBackend("tpu");
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(std::string(b.status().message()).find("cpu"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tunefarm::device_agents

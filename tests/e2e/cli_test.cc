@@ -1,0 +1,111 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "nlohmann/json.hpp"
+#include "tunefarm/device_agents/process.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using tunefarm::device_agents::ProcessResult;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("tunefarm-e2e-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    db_ = (dir_ / "log.db").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  ProcessResult Run(std::vector<std::string> args, std::vector<std::string> env = {}) {
+    args.insert(args.begin(), TUNEFARM_BIN);
+    tunefarm::device_agents::ProcessOptions o;
+    o.timeout = std::chrono::milliseconds(300000);
+    o.working_dir = dir_.string();
+    // Keep the user's real data directory out of tests.
+    env.push_back("XDG_DATA_HOME=" + (dir_ / "xdg").string());
+    env.push_back("TUNEFARM_DB=");
+    o.extra_env = env;
+    auto r = tunefarm::device_agents::NewPosixProcessLauncher()->Run(args, o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ProcessResult{};
+  }
+
+  fs::path dir_;
+  std::string db_;
+};
+
+TEST_F(CliTest, TuneThenBest) {
+  const std::string w = "matmul(M=96,N=80,K=72)";
+  ProcessResult tune = Run({"tune", w, "--trials", "12", "--batch-size", "6", "--db", db_, "--json"});
+  ASSERT_EQ(tune.exit_code, 0) << tune.err << tune.out;
+  nlohmann::json j = nlohmann::json::parse(tune.out);  // stdout is one JSON document
+  EXPECT_EQ(j["workload"], "matmul(M=96,N=80,K=72,dtype=float32)");
+  EXPECT_EQ(j["trials"], 12);
+  ASSERT_TRUE(j["best"].is_object());
+  EXPECT_GT(j["best"]["gflops"].get<double>(), 0.0);
+  EXPECT_TRUE(j["default"].contains("seconds")) << j.dump();
+  EXPECT_GE(j["speedup_over_default"].get<double>(), 1.0);
+  const std::string key = j["device_key"];
+
+  ProcessResult best = Run({"best", w, "--device", key, "--db", db_, "--json", "--top", "3"});
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  nlohmann::json b = nlohmann::json::parse(best.out);
+  ASSERT_GE(b["records"].size(), 1u);
+  EXPECT_EQ(b["records"][0]["record_id"], j["best"]["record_id"]);
+  EXPECT_DOUBLE_EQ(b["records"][0]["seconds"].get<double>(), j["best"]["seconds"].get<double>());
+  for (size_t i = 1; i < b["records"].size(); ++i) {
+    EXPECT_LE(b["records"][i - 1]["seconds"].get<double>(), b["records"][i]["seconds"].get<double>());
+  }
+
+  // A second run continues: 12 more, none repeated (the log has 24).
+  ProcessResult again = Run({"tune", w, "--trials", "12", "--db", db_, "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  ProcessResult all = Run({"best", w, "--db", db_, "--json", "--top", "1000"});
+  nlohmann::json a = nlohmann::json::parse(all.out);
+  std::set<uint64_t> configs;
+  for (const auto& r : a["records"]) EXPECT_TRUE(configs.insert(r["config_index"].get<uint64_t>()).second);
+
+  // Human output.
+  ProcessResult table = Run({"best", w, "--db", db_});
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find("GFLOP/s"), std::string::npos);
+}
+
+TEST_F(CliTest, DefaultDatabaseFollowsEnvironment) {
+  const std::string env_db = (dir_ / "from-env.db").string();
+  ProcessResult tune = Run({"tune", "matmul(M=8,N=8,K=8)", "--trials", "2", "--json"}, {"TUNEFARM_DB=" + env_db});
+  ASSERT_EQ(tune.exit_code, 0) << tune.err;
+  EXPECT_TRUE(fs::exists(env_db));
+  // Without TUNEFARM_DB: $XDG_DATA_HOME/tunefarm/tunefarm.db.
+  ProcessResult xdg = Run({"tune", "matmul(M=8,N=8,K=8)", "--trials", "2", "--json"});
+  ASSERT_EQ(xdg.exit_code, 0) << xdg.err;
+  EXPECT_TRUE(fs::exists(dir_ / "xdg" / "tunefarm" / "tunefarm.db"));
+}
+
+TEST_F(CliTest, BadInputGivesOneLineErrors) {
+  for (const char* w : {"matmul(M=0,N=1,K=1)", "matmul(M=1,N=1)", "gemm(M=1,N=1,K=1)", "matmul(M=1,N=1,K=1",
+                        "matmul(M=9999999999,N=1,K=1)"}) {
+    ProcessResult r = Run({"tune", w, "--db", db_, "--trials", "1"});
+    EXPECT_EQ(r.exit_code, 2) << w << ": " << r.err;
+    EXPECT_EQ(r.signal, 0);
+    EXPECT_NE(r.err.find("tunefarm: "), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty());
+  }
+  ProcessResult missing = Run({"best", "matmul(M=2,N=2,K=2)", "--db", (dir_ / "none.db").string()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no tuning log"), std::string::npos) << missing.err;
+  ProcessResult strategy = Run({"tune", "matmul(M=2,N=2,K=2)", "--strategy", "magic"});
+  EXPECT_EQ(strategy.exit_code, 2);
+  ProcessResult help = Run({"tune", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--trials"), std::string::npos);
+}
+
+}  // namespace
