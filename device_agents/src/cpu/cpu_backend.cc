@@ -13,10 +13,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "measure_data.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "tunefarm/device_agents/cpu_build.h"
 #include "tunefarm/device_agents/cpu_target.h"
 #include "tunefarm/kernels/codegen_c.h"
 #include "tunefarm/kernels/template.h"
@@ -43,11 +43,6 @@ std::chrono::milliseconds Ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
 }
 
-struct Compiler {
-  std::string path;
-  std::string version;  // first line of --version
-};
-
 // One candidate on its way through the pipeline.
 struct Candidate {
   std::string source;
@@ -59,11 +54,11 @@ struct Candidate {
 
 class CpuBackend : public DeviceBackend {
  public:
-  CpuBackend(BackendOptions options, v1::Target target, std::map<std::string, Compiler> compilers,
+  CpuBackend(BackendOptions options, v1::Target target, CpuToolchain toolchain,
              std::string measure_program, std::string work_dir, bool own_work_dir)
       : options_(std::move(options)),
         target_(std::move(target)),
-        compilers_(std::move(compilers)),
+        toolchain_(std::move(toolchain)),
         measure_program_(std::move(measure_program)),
         work_dir_(std::move(work_dir)),
         own_work_dir_(own_work_dir) {}
@@ -128,7 +123,7 @@ class CpuBackend : public DeviceBackend {
     if (!k.ok()) return fail(std::string(k.status().message()));
     absl::StatusOr<std::string> src = kernels::GenerateC(k->func);
     if (!src.ok()) return fail(std::string(src.status().message()));
-    if (!compilers_.count(k->compile.compiler)) {
+    if (!toolchain_.compilers.count(k->compile.compiler)) {
       return fail(absl::StrCat("compiler '", k->compile.compiler, "' is not installed on this device"));
     }
     absl::StatusOr<std::string> data = ReferenceData(*t, *w, req.options().seed());
@@ -216,11 +211,7 @@ class CpuBackend : public DeviceBackend {
     } else {
       return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, absl::StrCat("cannot write ", src));
     }
-    // GNU C keeps -ffp-contract=fast (ISO C turns FMA contraction off in gcc).
-    std::vector<std::string> argv = {compilers_.at(c.spec.compiler).path, "-std=gnu11", "-march=native", "-fPIC",
-                                     "-shared", "-w"};
-    for (absl::string_view f : absl::StrSplit(c.spec.flags, ' ', absl::SkipEmpty())) argv.emplace_back(f.data(), f.size());
-    argv.insert(argv.end(), {"-o", so, src});
+    std::vector<std::string> argv = CpuCompileCommand(toolchain_.compilers.at(c.spec.compiler), c.spec, src, so);
     double timeout = opt.build_timeout_s() > 0 ? opt.build_timeout_s() : kDefaultBuildTimeoutS;
     ProcessOptions po;
     po.timeout = Ms(timeout);
@@ -275,7 +266,7 @@ class CpuBackend : public DeviceBackend {
 
   const BackendOptions options_;
   v1::Target target_;
-  const std::map<std::string, Compiler> compilers_;  // knob value -> compiler
+  const CpuToolchain toolchain_;
   const std::string measure_program_;
   const std::string work_dir_;
   const bool own_work_dir_;
@@ -284,8 +275,6 @@ class CpuBackend : public DeviceBackend {
   std::map<std::string, std::string> data_files_;  // workload key#seed -> data file
   uint64_t next_id_ = 0;
 };
-
-std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 std::string FindMeasureProgram(const BackendOptions& options) {
   if (!options.measure_program.empty()) return options.measure_program;
@@ -308,30 +297,9 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCpuBackend(const BackendOption
   v1::Target target = DetectCpuTarget();
   if (!options.device_key.empty()) target.set_device_key(options.device_key);
 
-  // Knob value -> executable; clang is preferred, gcc is the fallback.
-  std::map<std::string, Compiler> compilers;
-  const std::pair<const char*, std::vector<const char*>> wanted[] = {
-      {"clang", {"clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14"}},
-      {"gcc", {"gcc", "cc"}},
-  };
-  std::string toolchain;
-  for (const auto& [knob, names] : wanted) {
-    for (const char* name : names) {
-      std::string path = FindExecutable(name);
-      if (path.empty()) continue;
-      ProcessOptions po;
-      po.timeout = std::chrono::milliseconds(10000);
-      absl::StatusOr<ProcessResult> p = options.launcher->Run({path, "--version"}, po);
-      if (!p.ok() || !p->ok()) continue;
-      compilers[knob] = {path, FirstLine(p->out)};
-      absl::StrAppend(&toolchain, toolchain.empty() ? "" : "; ", knob, ": ", FirstLine(p->out));
-      break;
-    }
-  }
-  if (compilers.empty()) {
-    return absl::FailedPreconditionError("no C compiler found on PATH (install clang or gcc)");
-  }
-  target.set_toolchain(toolchain);
+  absl::StatusOr<CpuToolchain> toolchain = DetectCpuToolchain(*options.launcher);
+  if (!toolchain.ok()) return toolchain.status();
+  target.set_toolchain(toolchain->fingerprint);
 
   std::string measure = FindMeasureProgram(options);
   if (measure.empty() || access(measure.c_str(), X_OK) != 0) {
@@ -353,8 +321,9 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCpuBackend(const BackendOption
     fs::create_directories(work_dir, ec);
     if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", work_dir, ": ", ec.message()));
   }
-  spdlog::info("cpu backend: {} ({}), key {}, {}", target.model(), target.arch(), target.device_key(), toolchain);
-  return std::make_unique<CpuBackend>(std::move(options), std::move(target), std::move(compilers), std::move(measure),
+  spdlog::info("cpu backend: {} ({}), key {}, {}", target.model(), target.arch(), target.device_key(),
+               toolchain->fingerprint);
+  return std::make_unique<CpuBackend>(std::move(options), std::move(target), std::move(*toolchain), std::move(measure),
                                       std::move(work_dir), own);
 }
 
