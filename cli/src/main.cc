@@ -1,6 +1,8 @@
 // The `tunefarm` command.
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -89,6 +91,18 @@ class ProgressBar {
   int last_tenth_ = 0;
 };
 
+// The first Ctrl-C asks the tuning loop to stop after the batch in flight is
+// recorded; the second one ends the process at once (default action).
+std::atomic<bool> g_stop{false};
+
+extern "C" void OnInterrupt(int sig) {
+  g_stop.store(true);
+  static const char kMsg[] = "\ntunefarm: interrupted; finishing the current batch (Ctrl-C again to abort)\n";
+  ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
+  (void)ignored;
+  signal(sig, SIG_DFL);
+}
+
 struct Common {
   std::string db_path;
   bool json = false;
@@ -140,13 +154,17 @@ int RunTune(const Common& common, TuneArgs& a) {
   if (!job.ok()) return Error(kExitFailure, job.status().message());
   a.options.job_id = *job;
 
+  a.options.stop = &g_stop;
+  signal(SIGINT, OnInterrupt);
+  signal(SIGTERM, OnInterrupt);
   ProgressBar bar(true);
   auto t0 = std::chrono::steady_clock::now();
   absl::StatusOr<tunefarm::tuner::TuneReport> r =
       tunefarm::tuner::TuneTask(*w, **backend, **db, a.options, [&](const auto& p) { bar.Update(p); });
   bar.Finish();
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  (void)(*db)->UpdateJob(*job, r.ok() ? "done" : "failed", r.ok() ? "" : std::string(r.status().message()));
+  const char* state = !r.ok() ? "failed" : r->interrupted ? "cancelled" : "done";
+  (void)(*db)->UpdateJob(*job, state, r.ok() ? "" : std::string(r.status().message()));
   if (!r.ok()) return StatusExit(r.status());
 
   const double best_s = r->best ? r->best->mean_cost : 0;
@@ -161,6 +179,7 @@ int RunTune(const Common& common, TuneArgs& a) {
                       {"errors", r->errors},
                       {"early_stopped", r->early_stopped},
                       {"exhausted", r->exhausted},
+                      {"interrupted", r->interrupted},
                       {"seconds", elapsed},
                       {"database", common.db_path}};
     if (r->best) {
@@ -185,6 +204,7 @@ int RunTune(const Common& common, TuneArgs& a) {
               r->trials_run, r->errors, elapsed);
   if (r->exhausted) std::printf("  the config space (%llu points) is fully measured\n",
                                 static_cast<unsigned long long>(r->space_size));
+  if (r->interrupted) std::printf("  interrupted: every finished trial is in the log; run again to continue\n");
   if (r->early_stopped) std::printf("  stopped early: no improvement in %d trials\n", a.options.early_stopping);
   if (!r->best) {
     std::printf("No candidate passed its check; see `tunefarm best` or rerun with -v for errors.\n");

@@ -10,7 +10,10 @@
 // any time counts; outputs start as NaN, so an element the kernel never
 // writes fails the check.
 #include <dlfcn.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -42,6 +45,11 @@ struct AlignedFree {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Die with the agent: a hung kernel must not outlive the process that
+  // would have killed it at its deadline.
+  const pid_t parent = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) return 1;
   std::string lib, symbol, data_path;
   long number = 1, repeat = 3, min_repeat_ms = 0;
   for (int i = 1; i + 1 < argc; i += 2) {

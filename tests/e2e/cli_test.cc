@@ -1,7 +1,15 @@
 #include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <thread>
+
+#include <fcntl.h>
+
 #include <filesystem>
+#include <fstream>
 
 #include "nlohmann/json.hpp"
 #include "tunefarm/device_agents/process.h"
@@ -86,6 +94,41 @@ TEST_F(CliTest, DefaultDatabaseFollowsEnvironment) {
   ProcessResult xdg = Run({"tune", "matmul(M=8,N=8,K=8)", "--trials", "2", "--json"});
   ASSERT_EQ(xdg.exit_code, 0) << xdg.err;
   EXPECT_TRUE(fs::exists(dir_ / "xdg" / "tunefarm" / "tunefarm.db"));
+}
+
+// Ctrl-C finishes the batch in flight, keeps every finished trial in the log
+// and marks the run interrupted; the next run continues from there.
+TEST_F(CliTest, InterruptKeepsFinishedTrials) {
+  const std::string w = "matmul(M=200,N=200,K=200)";
+  const std::string out = (dir_ / "out.json").string();
+  std::vector<std::string> args = {TUNEFARM_BIN, "tune", w, "--trials", "2000", "--batch-size", "4",
+                                   "--db", db_, "--json"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, TUNEFARM_BIN, &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  ASSERT_EQ(kill(pid, SIGINT), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "tunefarm died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::ifstream in(out);
+  nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_TRUE(j["interrupted"].get<bool>());
+  const int trials = j["trials"];
+  EXPECT_GT(trials, 0);
+  EXPECT_LT(trials, 2000);
+  EXPECT_EQ(trials % 4, 0) << "a batch was cut short";
+  ProcessResult all = Run({"best", w, "--db", db_, "--json", "--top", "1000"});
+  nlohmann::json a = nlohmann::json::parse(all.out);
+  EXPECT_EQ(static_cast<int>(a["records"].size()) + j["errors"].get<int>(), trials);
 }
 
 TEST_F(CliTest, BadInputGivesOneLineErrors) {

@@ -124,6 +124,10 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   int since_improvement = 0;
   auto started = std::chrono::steady_clock::now();
   while (report.trials_run < options.trials) {
+    if (options.stop != nullptr && options.stop->load()) {
+      report.interrupted = true;
+      break;
+    }
     int n = std::min(options.batch_size, options.trials - report.trials_run);
     std::vector<uint64_t> batch;
     if (!visited.count(default_index)) batch.push_back(default_index);

@@ -321,6 +321,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCpuBackend(const BackendOption
     fs::create_directories(work_dir, ec);
     if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", work_dir, ": ", ec.message()));
   }
+  if (options.keep_files) spdlog::warn("keeping generated sources and binaries in {}", work_dir);
   spdlog::info("cpu backend: {} ({}), key {}, {}", target.model(), target.arch(), target.device_key(),
                toolchain->fingerprint);
   return std::make_unique<CpuBackend>(std::move(options), std::move(target), std::move(*toolchain), std::move(measure),

@@ -1,6 +1,7 @@
 // The tuning loop for one task (workload x device).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -27,6 +28,9 @@ struct TuneOptions {
   uint64_t seed = 0;
   tunefarm::v1::MeasureOptions measure;
   std::optional<int64_t> job_id;
+  // Checked between batches: when it becomes true the loop stops after the
+  // batch in flight is recorded (TuneReport::interrupted). May be null.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Default timing options: number 1, repeat 3, min_repeat_ms 20, build
@@ -49,6 +53,7 @@ struct TuneReport {
   int errors = 0;
   bool early_stopped = false;
   bool exhausted = false;  // the strategy found no unmeasured config
+  bool interrupted = false;  // TuneOptions::stop was set
   double flops = 0;        // per kernel run
   // Best successful record in the log (any run), if there is one.
   std::optional<database::Record> best;
