@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -118,6 +119,7 @@ absl::StatusOr<std::unique_ptr<tunefarm::database::Database>> OpenDb(const std::
 
 struct TuneArgs {
   std::string workload;
+  std::vector<std::string> pins;
   std::string device = "cpu";
   std::string key;
   int workers = 0;
@@ -127,9 +129,45 @@ struct TuneArgs {
   double build_timeout = 30, run_timeout = 10;
 };
 
-int RunTune(const Common& common, TuneArgs& a) {
+// Each --pin is "knob=value"; digits make an integer value.
+absl::StatusOr<std::vector<std::pair<std::string, tunefarm::kernels::KnobValue>>> ParsePins(
+    const std::vector<std::string>& pins) {
+  std::vector<std::pair<std::string, tunefarm::kernels::KnobValue>> out;
+  for (const std::string& p : pins) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError("--pin needs KNOB=VALUE, got '" + p + "'");
+    }
+    std::string name = p.substr(0, eq), value = p.substr(eq + 1);
+    int64_t number = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
+    if (!value.empty() && ec == std::errc() && end == value.data() + value.size()) {
+      out.emplace_back(name, number);
+    } else {
+      out.emplace_back(name, value);
+    }
+  }
+  return out;
+}
+
+// `tune`, or with record_samples > 0 `record`: the same loop measuring a
+// random sample, or the whole space in index order when it is that small.
+int RunTune(const Common& common, TuneArgs& a, int record_samples) {
   absl::StatusOr<tunefarm::kernels::Workload> w = tunefarm::kernels::ParseWorkload(a.workload);
   if (!w.ok()) return StatusExit(w.status());
+  auto pins = ParsePins(a.pins);
+  if (!pins.ok()) return StatusExit(pins.status());
+  a.options.pins = *pins;
+  if (record_samples > 0) {
+    const auto* t = tunefarm::kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t->Space(*w);
+    if (space.ok() && !pins->empty()) space = space->Pin(*pins);
+    if (!space.ok()) return StatusExit(space.status());
+    bool all = space->size() <= static_cast<uint64_t>(record_samples);
+    a.options.strategy = all ? "grid" : "random";
+    a.options.trials = all ? static_cast<int>(space->size()) : record_samples;
+    a.options.transfer = false;
+  }
   a.options.measure = tunefarm::tuner::DefaultMeasureOptions();
   a.options.measure.set_number(a.number);
   a.options.measure.set_repeat(a.repeat);
@@ -298,6 +336,21 @@ int RunTarget(const Common& common) {
   return 0;
 }
 
+// Accepts "name" or "name:ARG" for a device class this build has.
+CLI::Validator DeviceClassValidator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        std::string name = value.substr(0, value.find(':'));
+        for (const std::string& n : tunefarm::device_agents::BackendNames()) {
+          if (n == name) return "";
+        }
+        std::string known;
+        for (const std::string& n : tunefarm::device_agents::BackendNames()) known += (known.empty() ? "" : ", ") + n;
+        return "unknown device class '" + name + "' (available: " + known + ")";
+      },
+      "DEVICE");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -318,36 +371,59 @@ int main(int argc, char** argv) {
   };
 
   TuneArgs tune;
-  CLI::App* tune_cmd = app.add_subcommand("tune", "tune one workload on this machine's CPU");
+  bool no_transfer = false;
+  // Options `tune` and `record` share: where and how candidates are measured.
+  auto add_measure_options = [&](CLI::App* sub) {
+    sub->add_option("workload", tune.workload, "canonical workload text, e.g. 'matmul(M=512,N=512,K=512)'")
+        ->required();
+    sub->add_option("--pin", tune.pins, "fix a knob to one value, e.g. --pin compiler=clang (repeatable)");
+    sub->add_option("--batch-size", tune.options.batch_size, "candidates compiled in parallel per round")
+        ->default_val(16)->check(CLI::Range(1, 4096));
+    sub->add_option("--seed", tune.options.seed, "seed of the search strategy")->default_val(0);
+    sub->add_option("--device", tune.device,
+                    "device to measure on: cpu, or replay:LOG.db[#KEY] to answer from recorded measurements")
+        ->default_val("cpu")->check(DeviceClassValidator());
+    sub->add_option("--key", tune.key, "device key to record under (default: detected, see `tunefarm target`)");
+    sub->add_option("--workers", tune.workers, "parallel compile jobs (default: one per core)")
+        ->check(CLI::NonNegativeNumber);
+    sub->add_option("--number", tune.number, "kernel runs per measurement")->default_val(1)
+        ->check(CLI::Range(1, 1000000));
+    sub->add_option("--repeat", tune.repeat, "measurements per candidate")->default_val(3)->check(CLI::Range(1, 1000));
+    sub->add_option("--min-repeat-ms", tune.min_repeat_ms, "raise --number until a measurement lasts this long")
+        ->default_val(20)->check(CLI::Range(0, 60000));
+    sub->add_option("--build-timeout", tune.build_timeout, "seconds a compile may take")->default_val(30)
+        ->check(CLI::Range(0.1, 3600.0));
+    sub->add_option("--run-timeout", tune.run_timeout, "seconds a measurement process may take")->default_val(10)
+        ->check(CLI::Range(0.1, 3600.0));
+    sub->add_flag("--keep-files", tune.keep_files, "keep generated sources and binaries (debugging)");
+    add_common(sub);
+  };
+
+  CLI::App* tune_cmd = app.add_subcommand("tune", "tune one workload on a device (default: this machine's CPU)");
   tune_cmd->footer(
       "Example: tunefarm tune 'matmul(M=512,N=512,K=512)' --trials 200\n"
       "Configs already in the log for this workload and device are skipped, so running again continues the search.");
-  tune_cmd->add_option("workload", tune.workload, "canonical workload text, e.g. 'matmul(M=512,N=512,K=512)'")
-      ->required();
   tune_cmd->add_option("--trials", tune.options.trials, "new configs to measure")->default_val(200)
       ->check(CLI::Range(1, 10000000));
-  tune_cmd->add_option("--strategy", tune.options.strategy, "search strategy")->default_val("random")
-      ->check(CLI::IsMember(tunefarm::tuner::StrategyNames()));
-  tune_cmd->add_option("--batch-size", tune.options.batch_size, "candidates compiled in parallel per round")
-      ->default_val(16)->check(CLI::Range(1, 4096));
+  tune_cmd->add_option("--strategy", tune.options.strategy,
+                       "search strategy: xgb (cost model + simulated annealing), ga, random or grid")
+      ->default_val("xgb")->check(CLI::IsMember(tunefarm::tuner::StrategyNames()));
+  tune_cmd->add_flag("--no-transfer", no_transfer,
+                     "do not warm-start the cost model from other workloads' records on this device key");
   tune_cmd->add_option("--early-stopping", tune.options.early_stopping,
                        "stop after N trials without improvement (0: off)")->default_val(0)->check(CLI::NonNegativeNumber);
-  tune_cmd->add_option("--seed", tune.options.seed, "seed of the search strategy")->default_val(0);
-  tune_cmd->add_option("--device", tune.device, "device class to measure on")->default_val("cpu")
-      ->check(CLI::IsMember(tunefarm::device_agents::BackendNames()));
-  tune_cmd->add_option("--key", tune.key, "device key to record under (default: detected, see `tunefarm target`)");
-  tune_cmd->add_option("--workers", tune.workers, "parallel compile jobs (default: one per core)")
-      ->check(CLI::NonNegativeNumber);
-  tune_cmd->add_option("--number", tune.number, "kernel runs per measurement")->default_val(1)->check(CLI::Range(1, 1000000));
-  tune_cmd->add_option("--repeat", tune.repeat, "measurements per candidate")->default_val(3)->check(CLI::Range(1, 1000));
-  tune_cmd->add_option("--min-repeat-ms", tune.min_repeat_ms, "raise --number until a measurement lasts this long")
-      ->default_val(20)->check(CLI::Range(0, 60000));
-  tune_cmd->add_option("--build-timeout", tune.build_timeout, "seconds a compile may take")->default_val(30)
-      ->check(CLI::Range(0.1, 3600.0));
-  tune_cmd->add_option("--run-timeout", tune.run_timeout, "seconds a measurement process may take")->default_val(10)
-      ->check(CLI::Range(0.1, 3600.0));
-  tune_cmd->add_flag("--keep-files", tune.keep_files, "keep generated sources and binaries (debugging)");
-  add_common(tune_cmd);
+  add_measure_options(tune_cmd);
+
+  int record_samples = 1000;
+  CLI::App* record_cmd = app.add_subcommand(
+      "record", "measure a dense sample of a space (all of it when small), e.g. for --device replay:LOG.db");
+  record_cmd->footer(
+      "Example: tunefarm record 'matmul(M=128,N=128,K=128)' --pin compiler=clang --pin cflags=-O3 \\\n"
+      "           --pin order=jc,pc,ic --samples 3000 --db space.db");
+  record_cmd->add_option("--samples", record_samples,
+                         "configs to measure; the whole (pinned) space in index order when it is no larger")
+      ->default_val(1000)->check(CLI::Range(1, 10000000));
+  add_measure_options(record_cmd);
 
   std::string best_workload, best_device;
   int best_top = 1;
@@ -372,7 +448,9 @@ int main(int argc, char** argv) {
   spdlog::set_level(verbose ? spdlog::level::info : spdlog::level::from_str(log_level));
   if (common.db_path.empty()) common.db_path = tunefarm::database::DefaultDatabasePath();
 
-  if (tune_cmd->parsed()) return RunTune(common, tune);
+  tune.options.transfer = !no_transfer;
+  if (tune_cmd->parsed()) return RunTune(common, tune, /*record_samples=*/0);
+  if (record_cmd->parsed()) return RunTune(common, tune, record_samples);
   if (best_cmd->parsed()) return RunBest(common, best_workload, best_device, best_top);
   if (target_cmd->parsed()) return RunTarget(common);
   return kExitUsage;

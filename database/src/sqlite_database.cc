@@ -267,6 +267,10 @@ class SqliteDatabase final : public Database {
   absl::StatusOr<std::vector<Record>> BestRecords(std::string_view workload_key,
                                                   std::string_view device_key, int k,
                                                   std::string_view template_version) override;
+  absl::StatusOr<std::vector<Record>> TemplateRecords(std::string_view template_name,
+                                                      std::string_view device_key,
+                                                      std::string_view exclude_workload_key,
+                                                      int limit) override;
   absl::StatusOr<std::optional<Record>> FindRecord(std::string_view workload_key,
                                                    std::string_view device_key,
                                                    std::string_view template_version,
@@ -536,7 +540,16 @@ absl::StatusOr<std::vector<Record>> SqliteDatabase::BestRecords(std::string_view
   std::string sql = "SELECT ";
   sql += kRecordSelect;
   sql += "WHERE w.key = ?1 AND r.status = 0 ";
-  if (!device_key.empty()) sql += "AND r.device_key = ?2 ";
+  if (!device_key.empty()) {
+    sql += "AND r.device_key = ?2 ";
+  } else {
+    // Replayed results copy another device's records; counting them as "any
+    // device" would report the source's timings twice, under a device that
+    // never ran them. A per-row primary-key probe keeps the walk of
+    // records_best_any in mean_cost order, with no sort.
+    sql += "AND NOT EXISTS (SELECT 1 FROM devices d "
+           "WHERE d.device_key = r.device_key AND d.kind = 'replay') ";
+  }
   if (!template_version.empty()) sql += "AND r.template_version = ?3 ";
   sql += "ORDER BY r.mean_cost, r.id LIMIT ?4";
 
@@ -546,6 +559,29 @@ absl::StatusOr<std::vector<Record>> SqliteDatabase::BestRecords(std::string_view
   if (!device_key.empty()) stmt.Bind(2, device_key);
   if (!template_version.empty()) stmt.Bind(3, template_version);
   stmt.Bind(4, static_cast<int64_t>(k));
+  std::vector<Record> out;
+  while (true) {
+    TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    TF_DB_ASSIGN_OR_RETURN(Record rec, ReadRecord(stmt));
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Record>> SqliteDatabase::TemplateRecords(
+    std::string_view template_name, std::string_view device_key,
+    std::string_view exclude_workload_key, int limit) {
+  if (limit <= 0) return absl::InvalidArgumentError("limit must be positive");
+  std::string sql = "SELECT ";
+  sql += kRecordSelect;
+  sql += "WHERE r.template_name = ?1 AND r.device_key = ?2 AND w.key <> ?3 ORDER BY r.id DESC LIMIT ?4";
+  std::lock_guard<std::mutex> lock(mu_);
+  TF_DB_ASSIGN_OR_RETURN(Statement stmt, PrepareLocked(sql));
+  stmt.Bind(1, template_name);
+  stmt.Bind(2, device_key);
+  stmt.Bind(3, exclude_workload_key);
+  stmt.Bind(4, static_cast<int64_t>(limit));
   std::vector<Record> out;
   while (true) {
     TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());

@@ -2,27 +2,41 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cpu/cpu_backend.h"
+#include "replay/replay_backend.h"
 #include "tunefarm/device_agents/backend.h"
 
 namespace tunefarm::device_agents {
 namespace {
 
+absl::StatusOr<std::unique_ptr<DeviceBackend>> MakeCpu(const BackendOptions& o, std::string_view arg) {
+  if (!arg.empty()) return absl::InvalidArgumentError("device class 'cpu' takes no argument");
+  return NewCpuBackend(o);
+}
+
+absl::StatusOr<std::unique_ptr<DeviceBackend>> MakeReplay(const BackendOptions& o, std::string_view arg) {
+  return NewReplayBackend(o, arg);
+}
+
 struct Entry {
   const char* name;
-  absl::StatusOr<std::unique_ptr<DeviceBackend>> (*make)(const BackendOptions&);
+  // `arg` is what follows "name:" in the device class string, if anything.
+  absl::StatusOr<std::unique_ptr<DeviceBackend>> (*make)(const BackendOptions&, std::string_view arg);
 };
 
 // One line per device class.
 constexpr Entry kBackends[] = {
-    {"cpu", &NewCpuBackend},
+    {"cpu", &MakeCpu},
+    {"replay", &MakeReplay},
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DeviceBackend>> NewBackend(std::string_view device_class,
                                                           const BackendOptions& options) {
+  std::string_view name = device_class.substr(0, device_class.find(':'));
+  std::string_view arg = name.size() < device_class.size() ? device_class.substr(name.size() + 1) : "";
   for (const Entry& e : kBackends) {
-    if (device_class == e.name) return e.make(options);
+    if (name == e.name) return e.make(options, arg);
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown device class '", std::string(device_class),
                                                  "' (available: ", absl::StrJoin(BackendNames(), ", "), ")"));

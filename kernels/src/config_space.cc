@@ -1,5 +1,6 @@
 #include "tunefarm/kernels/config_space.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/status/status.h"
@@ -96,6 +97,63 @@ const std::string& ConfigSpace::StrValue(const Config& c, std::string_view knob)
   const KnobValue& v = Value(c, knob);
   TF_CHECK(std::holds_alternative<std::string>(v), "knob is not a string");
   return std::get<std::string>(v);
+}
+
+absl::StatusOr<ConfigSpace> ConfigSpace::Pin(const std::vector<std::pair<std::string, KnobValue>>& pins) const {
+  const std::vector<Knob>& base = pinned() ? parent_knobs_ : knobs_;
+  std::vector<Knob> knobs = base;
+  std::vector<std::vector<uint32_t>> map(base.size());
+  for (size_t k = 0; k < base.size(); ++k) {
+    for (uint32_t i = 0; i < base[k].values.size(); ++i) map[k].push_back(i);
+  }
+  for (const auto& [name, value] : pins) {
+    auto it = std::find_if(base.begin(), base.end(), [&](const Knob& k) { return k.name == name; });
+    if (it == base.end()) return absl::InvalidArgumentError(absl::StrCat("cannot pin unknown knob '", name, "'"));
+    size_t k = it - base.begin();
+    auto v = std::find(base[k].values.begin(), base[k].values.end(), value);
+    if (v == base[k].values.end()) {
+      std::string allowed;
+      for (const KnobValue& x : base[k].values) absl::StrAppend(&allowed, allowed.empty() ? "" : ", ", KnobValueToString(x));
+      return absl::InvalidArgumentError(
+          absl::StrCat("knob '", name, "' has no value ", KnobValueToString(value), " (values: ", allowed, ")"));
+    }
+    knobs[k].values = {*v};
+    map[k] = {static_cast<uint32_t>(v - base[k].values.begin())};
+  }
+  absl::StatusOr<ConfigSpace> s = Create(std::move(knobs));
+  if (!s.ok()) return s;
+  s->parent_knobs_ = base;
+  s->parent_choice_ = std::move(map);
+  return s;
+}
+
+uint32_t ConfigSpace::ParentChoice(const Config& c, size_t k) const {
+  return pinned() ? parent_choice_[k][c.choices[k]] : c.choices[k];
+}
+
+uint64_t ConfigSpace::ToParentIndex(uint64_t index) const {
+  if (!pinned()) return index;
+  Config c = FromIndex(index);
+  uint64_t out = 0, radix = 1;
+  for (size_t k = 0; k < parent_knobs_.size(); ++k) {
+    out += parent_choice_[k][c.choices[k]] * radix;
+    radix *= parent_knobs_[k].values.size();
+  }
+  return out;
+}
+
+std::optional<uint64_t> ConfigSpace::FromParentIndex(uint64_t parent_index) const {
+  if (!pinned()) return parent_index < size_ ? std::optional<uint64_t>(parent_index) : std::nullopt;
+  std::vector<uint32_t> choices(knobs_.size());
+  for (size_t k = 0; k < parent_knobs_.size(); ++k) {
+    uint32_t pc = static_cast<uint32_t>(parent_index % parent_knobs_[k].values.size());
+    parent_index /= parent_knobs_[k].values.size();
+    auto it = std::find(parent_choice_[k].begin(), parent_choice_[k].end(), pc);
+    if (it == parent_choice_[k].end()) return std::nullopt;
+    choices[k] = static_cast<uint32_t>(it - parent_choice_[k].begin());
+  }
+  if (parent_index != 0) return std::nullopt;
+  return FromChoices(std::move(choices))->index;
 }
 
 uint64_t ConfigSpace::Sample(std::mt19937_64& rng) const {

@@ -352,6 +352,34 @@ TEST_F(DatabaseTest, BestRecordsOrderingAndFilters) {
   EXPECT_EQ(raw.Text("SELECT mean_cost FROM records WHERE config_index = 15"), "<null>");
 }
 
+TEST_F(DatabaseTest, BestRecordsForAnyDeviceLeaveOutReplayDevices) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  ASSERT_TRUE(db->UpsertDevice({"cpu", "cpu", "x86_64-avx2", "EPYC", "{}", 0}).ok());
+  ASSERT_TRUE(
+      db->UpsertDevice({"replay-cpu", "replay", "x86_64-avx2", "replay of EPYC", "{}", 0}).ok());
+  // "lab" has records but no devices row (e.g. a log merged from elsewhere).
+  ASSERT_EQ(*db->AddRecords({
+                Ok(kMatmul, "cpu", "v1", 1, {3.0}),
+                Ok(kMatmul, "replay-cpu", "v1", 2, {0.5}),
+                Ok(kMatmul, "replay-cpu", "v1", 3, {1.5}),
+                Ok(kMatmul, "lab", "v1", 4, {2.0}),
+            }),
+            4);
+
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 10)), ElementsAre(4u, 1u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 1, "v1")), ElementsAre(4u));
+  // Asking for the replay device by key still finds its records.
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "replay-cpu", 10)), ElementsAre(2u, 3u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 10)), ElementsAre(1u));
+
+  // The kind in the devices table decides, not the key's spelling.
+  ASSERT_TRUE(db->UpsertDevice({"lab", "replay", "", "", "", 0}).ok());
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 10)), ElementsAre(1u));
+  ASSERT_TRUE(db->UpsertDevice({"replay-cpu", "cpu", "", "", "", 0}).ok());
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 10)), ElementsAre(2u, 3u, 1u));
+}
+
 TEST_F(DatabaseTest, MeasuredConfigsIncludesFailures) {
   std::unique_ptr<Database> db = OpenOrDie(DbPath());
   ASSERT_NE(db, nullptr);
@@ -379,6 +407,24 @@ TEST_F(DatabaseTest, FindRecordReturnsAnyStatus) {
   EXPECT_FALSE(db->FindRecord(kMatmul, "cpu", "v2", 9)->has_value());
   EXPECT_FALSE(db->FindRecord(kMatmul, "gpu", "v1", 9)->has_value());
   EXPECT_FALSE(db->FindRecord(kMatmul, "cpu", "v1", 4)->has_value());
+}
+
+TEST_F(DatabaseTest, TemplateRecordsForTransfer) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0}), Ok(kConv, "cpu", "v1", 2, {1.0}),
+                             Failed(kConv, "cpu", "v1", 3, 7), Ok(kConv, "gpu", "v1", 4, {1.0})}),
+            4);
+  std::vector<Record> all = *db->TemplateRecords("matmul", "cpu", "none", 100);
+  EXPECT_EQ(all.size(), 3u);
+  for (const Record& r : all) EXPECT_EQ(r.device_key, "cpu");
+  std::vector<Record> others = *db->TemplateRecords("matmul", "cpu", kMatmul, 100);
+  for (const Record& r : others) EXPECT_NE(r.workload_key, kMatmul);
+  EXPECT_EQ(all.size(), others.size() + 1);
+  ASSERT_GE(all.size(), 2u);
+  EXPECT_GT(all[0].id, all[1].id) << "newest first";
+  EXPECT_EQ(db->TemplateRecords("matmul", "cpu", kMatmul, 1)->size(), 1u);
+  EXPECT_FALSE(db->TemplateRecords("matmul", "cpu", kMatmul, 0).ok());
 }
 
 TEST_F(DatabaseTest, CountRecords) {
@@ -511,7 +557,11 @@ TEST_F(DatabaseTest, BestQueryUsesIndexWithoutSorting) {
   { ASSERT_NE(OpenOrDie(DbPath()), nullptr); }
   sqlite3* conn = nullptr;
   ASSERT_EQ(sqlite3_open_v2(DbPath().c_str(), &conn, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  for (const char* device_filter : {"AND r.device_key = 'cpu' ", ""}) {
+  // The same filters as BestRecords: one device, or any device but replays.
+  for (const char* device_filter :
+       {"AND r.device_key = 'cpu' ",
+        "AND NOT EXISTS (SELECT 1 FROM devices d "
+        "WHERE d.device_key = r.device_key AND d.kind = 'replay') "}) {
     const std::string sql = std::string(
                                 "EXPLAIN QUERY PLAN SELECT r.id, t.target_json FROM records r "
                                 "JOIN workloads w ON w.id = r.workload_id "
@@ -528,6 +578,8 @@ TEST_F(DatabaseTest, BestQueryUsesIndexWithoutSorting) {
     sqlite3_finalize(stmt);
     EXPECT_THAT(plan, HasSubstr("records_best")) << plan;
     EXPECT_THAT(plan, ::testing::Not(HasSubstr("TEMP B-TREE"))) << plan;
+    // The replay check probes the devices primary key, never scans devices.
+    EXPECT_THAT(plan, ::testing::Not(HasSubstr("SCAN d"))) << plan;
   }
   sqlite3_close_v2(conn);
 }

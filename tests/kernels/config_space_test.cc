@@ -75,3 +75,35 @@ TEST(ConfigSpaceTest, ValuesAndJson) {
 
 }  // namespace
 }  // namespace tunefarm::kernels
+
+namespace tunefarm::kernels {
+namespace {
+
+TEST(ConfigSpaceTest, PinnedSubSpaceMapsToParent) {
+  auto s = ConfigSpace::Create({IntKnob("a", 3), {"c", KnobKind::kChoice, {std::string("x"), std::string("y")}},
+                                IntKnob("b", 4)});
+  ASSERT_TRUE(s.ok());
+  auto p = s->Pin({{"c", std::string("y")}, {"b", int64_t{3}}});
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->size(), 3u);
+  for (uint64_t i = 0; i < p->size(); ++i) {
+    Config c = p->FromIndex(i);
+    uint64_t parent = p->ToParentIndex(i);
+    Config pc = s->FromIndex(parent);
+    EXPECT_EQ(s->StrValue(pc, "c"), "y");
+    EXPECT_EQ(s->IntValue(pc, "b"), 3);
+    EXPECT_EQ(s->IntValue(pc, "a"), p->IntValue(c, "a"));
+    EXPECT_EQ(p->ParentChoice(c, 1), 1u);
+    EXPECT_EQ(p->FromParentIndex(parent), i);
+  }
+  EXPECT_FALSE(p->FromParentIndex(0).has_value());  // c=x is outside
+  EXPECT_FALSE(s->Pin({{"c", std::string("z")}}).ok());
+  EXPECT_FALSE(s->Pin({{"nope", int64_t{1}}}).ok());
+  // Pinning again is relative to the original space.
+  auto q = p->Pin({{"a", int64_t{2}}});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->size(), 8u);
+}
+
+}  // namespace
+}  // namespace tunefarm::kernels

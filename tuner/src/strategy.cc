@@ -56,14 +56,16 @@ class GridStrategy : public SearchStrategy {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SearchStrategy>> NewStrategy(std::string_view name, const kernels::ConfigSpace& space,
-                                                            uint64_t seed) {
-  if (name == "random") return std::make_unique<RandomStrategy>(space, seed);
-  if (name == "grid") return std::make_unique<GridStrategy>(space);
+absl::StatusOr<std::unique_ptr<SearchStrategy>> NewStrategy(std::string_view name, const StrategyContext& context) {
+  if (context.space == nullptr) return absl::InvalidArgumentError("strategy needs a config space");
+  if (name == "random") return std::make_unique<RandomStrategy>(*context.space, context.seed);
+  if (name == "grid") return std::make_unique<GridStrategy>(*context.space);
+  if (name == "ga") return NewGaStrategy(context);
+  if (name == "xgb") return NewXgbStrategy(context);
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown strategy '", std::string(name), "' (available: random, grid)"));
+      absl::StrCat("unknown strategy '", std::string(name), "' (available: random, grid, ga, xgb)"));
 }
 
-std::vector<std::string> StrategyNames() { return {"random", "grid"}; }
+std::vector<std::string> StrategyNames() { return {"random", "grid", "ga", "xgb"}; }
 
 }  // namespace tunefarm::tuner

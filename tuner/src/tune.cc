@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <optional>
+#include <limits>
 #include <numeric>
 #include <unordered_set>
 
@@ -69,6 +72,38 @@ void SetKnobs(const kernels::ConfigSpace& space, uint64_t index, v1::Config* c) 
   }
 }
 
+// At most this many records of other workloads warm-start the model.
+constexpr int kMaxTransferRecords = 5000;
+
+// Records of the same template on the same device key for other workloads,
+// keeping only those whose template version still matches the current code
+// (an index of an older space would mean a different config).
+absl::StatusOr<std::vector<TransferRecord>> LoadTransferRecords(database::Database& db, const kernels::Template& t,
+                                                               const kernels::Workload& w,
+                                                               const std::string& device_key) {
+  absl::StatusOr<std::vector<database::Record>> rows =
+      db.TemplateRecords(std::string(t.op()), device_key, w.Key(), kMaxTransferRecords);
+  if (!rows.ok()) return rows.status();
+  std::map<std::string, std::optional<std::pair<std::string, double>>> current;  // key -> (version, flops)
+  std::vector<TransferRecord> out;
+  for (const database::Record& r : *rows) {
+    auto it = current.find(r.workload_key);
+    if (it == current.end()) {
+      std::optional<std::pair<std::string, double>> info;
+      if (absl::StatusOr<kernels::Workload> other = kernels::ParseWorkload(r.workload_key); other.ok()) {
+        if (absl::StatusOr<std::string> v = kernels::TemplateVersion(t, *other); v.ok()) {
+          info.emplace(*v, t.Flops(*other));
+        }
+      }
+      it = current.emplace(r.workload_key, info).first;
+    }
+    if (!it->second || it->second->first != r.template_version) continue;
+    double throughput = r.status == v1::MEASURE_STATUS_OK ? it->second->second / r.mean_cost : 0.0;
+    out.push_back({r.workload_key, r.config_index, throughput});
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_agents::DeviceBackend& backend,
@@ -78,12 +113,15 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (options.batch_size < 1) return absl::InvalidArgumentError("batch size must be >= 1");
   const kernels::Template* tmpl = kernels::TemplateRegistry::Global().Find(workload.op);
   if (tmpl == nullptr) return absl::NotFoundError(absl::StrCat("no template for operator ", workload.op));
-  absl::StatusOr<kernels::ConfigSpace> space = tmpl->Space(workload);
-  if (!space.ok()) return space.status();
+  absl::StatusOr<kernels::ConfigSpace> full = tmpl->Space(workload);
+  if (!full.ok()) return full.status();
+  // The strategy walks `search` (the space with options.pins applied);
+  // requests and records always carry indices of the full space.
+  absl::StatusOr<kernels::ConfigSpace> pinned = options.pins.empty() ? full : full->Pin(options.pins);
+  if (!pinned.ok()) return pinned.status();
+  const kernels::ConfigSpace& search = *pinned;
   absl::StatusOr<std::string> version = kernels::TemplateVersion(*tmpl, workload);
   if (!version.ok()) return version.status();
-  absl::StatusOr<std::unique_ptr<SearchStrategy>> strategy = NewStrategy(options.strategy, *space, options.seed);
-  if (!strategy.ok()) return strategy.status();
 
   const v1::Target& target = backend.target();
   std::string target_json;
@@ -98,25 +136,56 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   report.workload_key = workload.Key();
   report.device_key = target.device_key();
   report.template_version = *version;
-  report.space_size = space->size();
+  report.space_size = search.size();
   report.flops = tmpl->Flops(workload);
 
   absl::StatusOr<std::vector<uint64_t>> measured =
       db.MeasuredConfigs(report.workload_key, report.device_key, report.template_version);
   if (!measured.ok()) return measured.status();
-  std::unordered_set<uint64_t> visited(measured->begin(), measured->end());
+  std::unordered_set<uint64_t> visited;  // search-space indices
+  for (uint64_t i : *measured) {
+    if (std::optional<uint64_t> j = search.FromParentIndex(i)) visited.insert(*j);
+  }
+  absl::StatusOr<std::vector<database::Record>> prior_ok =
+      db.BestRecords(report.workload_key, report.device_key, std::numeric_limits<int>::max(), report.template_version);
+  if (!prior_ok.ok()) return prior_ok.status();
+  double best_seconds = prior_ok->empty() ? 0 : prior_ok->front().mean_cost;
 
-  double best_seconds = 0;
-  if (auto best = db.BestRecords(report.workload_key, report.device_key, 1, report.template_version);
-      best.ok() && !best->empty()) {
-    best_seconds = best->front().mean_cost;
+  StrategyContext context;
+  context.tmpl = tmpl;
+  context.workload = &workload;
+  context.space = &search;
+  context.seed = options.seed;
+  if (options.transfer) {
+    absl::StatusOr<std::vector<TransferRecord>> transfer = LoadTransferRecords(db, *tmpl, workload, report.device_key);
+    if (!transfer.ok()) return transfer.status();
+    context.transfer = std::move(*transfer);
+  }
+  absl::StatusOr<std::unique_ptr<SearchStrategy>> strategy = NewStrategy(options.strategy, context);
+  if (!strategy.ok()) return strategy.status();
+  // A resumed task starts from what the log already knows.
+  if (!visited.empty()) {
+    std::vector<std::pair<uint64_t, double>> prior;
+    std::unordered_set<uint64_t> ok;
+    for (const database::Record& r : *prior_ok) {
+      if (std::optional<uint64_t> j = search.FromParentIndex(r.config_index)) {
+        prior.emplace_back(*j, report.flops / r.mean_cost);
+        ok.insert(*j);
+      }
+    }
+    for (uint64_t i : visited) {
+      if (!ok.count(i)) prior.emplace_back(i, 0.0);
+    }
+    (*strategy)->Update(prior);
   }
   TuneProgress prog;
   prog.trials_total = options.trials;
   prog.best_gflops = best_seconds > 0 ? report.flops / best_seconds / 1e9 : 0;
   if (progress) progress(prog);
 
-  const uint64_t default_index = tmpl->DefaultConfig(workload, *space).index;
+  // The default config is measured first when it lies in the search space.
+  const uint64_t default_full = tmpl->DefaultConfig(workload, *full).index;
+  const std::optional<uint64_t> default_index = search.FromParentIndex(default_full);
   v1::MeasureOptions measure = options.measure;
   if (measure.repeat() == 0) measure = DefaultMeasureOptions();
   const v1::Workload workload_proto = ToProto(workload);
@@ -130,7 +199,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     }
     int n = std::min(options.batch_size, options.trials - report.trials_run);
     std::vector<uint64_t> batch;
-    if (!visited.count(default_index)) batch.push_back(default_index);
+    if (default_index && !visited.count(*default_index)) batch.push_back(*default_index);
     std::unordered_set<uint64_t> seen = visited;
     seen.insert(batch.begin(), batch.end());
     for (uint64_t i : (*strategy)->Propose(n - static_cast<int>(batch.size()), seen)) batch.push_back(i);
@@ -144,7 +213,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       *r.mutable_workload() = workload_proto;
       r.set_template_name(std::string(tmpl->op()));
       r.set_template_version(report.template_version);
-      SetKnobs(*space, batch[i], r.mutable_config());
+      SetKnobs(*full, search.ToParentIndex(batch[i]), r.mutable_config());
       *r.mutable_options() = measure;
     }
     auto on_result = [&](size_t, const v1::MeasureResult& res) {
@@ -172,8 +241,8 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       row.toolchain = target.toolchain();
       row.template_name = std::string(tmpl->op());
       row.template_version = report.template_version;
-      row.config_index = batch[i];
-      row.config_json = space->ToJson(space->FromIndex(batch[i]));
+      row.config_index = search.ToParentIndex(batch[i]);
+      row.config_json = full->ToJson(full->FromIndex(row.config_index));
       row.costs.assign(res.costs().begin(), res.costs().end());
       row.status = res.status();
       row.error = res.error();
@@ -184,7 +253,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       rows.push_back(std::move(row));
       double s = res.status() == v1::MEASURE_STATUS_OK ? Mean(res.costs()) : 0;
       scores.emplace_back(batch[i], s > 0 ? report.flops / s : 0);
-      if (batch[i] == default_index) {
+      if (row.config_index == default_full) {
         if (res.status() == v1::MEASURE_STATUS_OK) {
           report.default_seconds = s;
         } else {
@@ -193,7 +262,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       }
       if (res.status() != v1::MEASURE_STATUS_OK) {
         ++report.errors;
-        spdlog::debug("config {} failed ({}): {}", batch[i], v1::MeasureStatus_Name(res.status()), res.error());
+        spdlog::debug("config {} failed ({}): {}", row.config_index, v1::MeasureStatus_Name(res.status()), res.error());
       }
       visited.insert(batch[i]);
     }
@@ -216,11 +285,11 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (!best.ok()) return best.status();
   if (!best->empty()) {
     report.best = best->front();
-    report.best_config = space->ToString(space->FromIndex(report.best->config_index));
+    report.best_config = full->ToString(full->FromIndex(report.best->config_index));
   }
   if (!report.default_seconds && !report.default_error) {
     absl::StatusOr<std::optional<database::Record>> d =
-        db.FindRecord(report.workload_key, report.device_key, report.template_version, default_index);
+        db.FindRecord(report.workload_key, report.device_key, report.template_version, default_full);
     if (d.ok() && d->has_value()) {
       if ((*d)->status == 0) {
         report.default_seconds = (*d)->mean_cost;

@@ -93,8 +93,11 @@ class Database {
   virtual absl::StatusOr<int> AddRecords(const std::vector<RecordRow>& rows) = 0;
 
   // Best `k` successful records (status 0) for a workload, fastest mean cost
-  // first. Empty `device_key` means any device; empty `template_version`
-  // means any version. k <= 0 is INVALID_ARGUMENT.
+  // first. Empty `device_key` means any real device: records of a device
+  // whose devices row has kind "replay" are left out (they copy another
+  // device's measurements), records of keys without a devices row are kept;
+  // naming a replay device's key returns its records. Empty
+  // `template_version` means any version. k <= 0 is INVALID_ARGUMENT.
   virtual absl::StatusOr<std::vector<Record>> BestRecords(std::string_view workload_key,
                                                           std::string_view device_key, int k,
                                                           std::string_view template_version = {}) = 0;
@@ -110,6 +113,14 @@ class Database {
                                                            std::string_view device_key,
                                                            std::string_view template_version,
                                                            uint64_t config_index) = 0;
+
+  // Records (any status) of one template on one device key for workloads
+  // other than `exclude_workload_key`, newest first, at most `limit`: the
+  // cost model's transfer-learning data.
+  virtual absl::StatusOr<std::vector<Record>> TemplateRecords(std::string_view template_name,
+                                                              std::string_view device_key,
+                                                              std::string_view exclude_workload_key,
+                                                              int limit) = 0;
 
   // Record counts for a workload/device: total and successful. Empty
   // `device_key` means any device.

@@ -32,6 +32,9 @@ struct BackendOptions {
   // Keep each candidate's generated source and compiler output (debugging).
   bool keep_files = false;
   std::string agent_id = "local";
+  // Replay device only: milliseconds each measurement waits before its
+  // answer, to emulate a device with a fixed latency; 0: answer at once.
+  int replay_latency_ms = 0;
 };
 
 // Called after each candidate finishes, from the thread calling Measure.
@@ -49,7 +52,8 @@ class DeviceBackend {
       const std::vector<tunefarm::v1::MeasureRequest>& batch, const MeasureCallback& on_result = {}) = 0;
 };
 
-// Creates the backend for a device class ("cpu"). Unknown names are
+// Creates the backend for a device class: "cpu", or "name:ARG" for classes
+// that take an argument (e.g. "replay:PATH"). Unknown names are
 // InvalidArgument; a backend that cannot run here (no compiler, no driver)
 // is FailedPrecondition with the reason.
 absl::StatusOr<std::unique_ptr<DeviceBackend>> NewBackend(std::string_view device_class,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <variant>
@@ -62,6 +63,18 @@ class ConfigSpace {
   // of that knob, wrapping); deterministic order.
   std::vector<uint64_t> Neighbors(const Config& c) const;
 
+  // A sub-space with the named knobs pinned to one value each, e.g. to tune
+  // with a fixed compiler or to record a small space densely. Its configs
+  // map to the same code as the parent's; ToParentIndex/FromParentIndex
+  // translate indices. Pinning a pinned space pins relative to the original.
+  absl::StatusOr<ConfigSpace> Pin(const std::vector<std::pair<std::string, KnobValue>>& pins) const;
+  uint64_t ToParentIndex(uint64_t index) const;
+  // Fails (nullopt) when the parent config is outside this sub-space.
+  std::optional<uint64_t> FromParentIndex(uint64_t parent_index) const;
+  // The choice index in the unpinned space of knob `k`'s value in `c`.
+  uint32_t ParentChoice(const Config& c, size_t k) const;
+  bool pinned() const { return !parent_choice_.empty(); }
+
   // {"knob": value, ...} as JSON text.
   std::string ToJson(const Config& c) const;
   // "mr=6 nv=2 vec=16 ..." for logs and tables.
@@ -71,6 +84,10 @@ class ConfigSpace {
   int KnobIndex(std::string_view name) const;
   std::vector<Knob> knobs_;
   uint64_t size_ = 0;
+  // Pinned spaces only: the unpinned knobs, and per knob the parent choice
+  // of each of this space's choices.
+  std::vector<Knob> parent_knobs_;
+  std::vector<std::vector<uint32_t>> parent_choice_;
 };
 
 }  // namespace tunefarm::kernels

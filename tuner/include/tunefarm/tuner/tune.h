@@ -6,17 +6,20 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/backend.h"
+#include "tunefarm/kernels/config_space.h"
 #include "tunefarm/kernels/workload.h"
 #include "tunefarm/v1/tuning.pb.h"
 
 namespace tunefarm::tuner {
 
 struct TuneOptions {
-  std::string strategy = "random";
+  std::string strategy = "xgb";
   // New configs to measure in this run. Configs already in the log for this
   // workload, device key and template version are skipped and do not count,
   // so a second run continues where the first stopped.
@@ -26,6 +29,11 @@ struct TuneOptions {
   // Stop after this many trials without a new best (0: never).
   int early_stopping = 0;
   uint64_t seed = 0;
+  // Warm-start model-based strategies from records of the same template on
+  // the same device key for other workloads.
+  bool transfer = true;
+  // Knobs fixed to one value: the search covers only the rest of the space.
+  std::vector<std::pair<std::string, kernels::KnobValue>> pins;
   tunefarm::v1::MeasureOptions measure;
   std::optional<int64_t> job_id;
   // Checked between batches: when it becomes true the loop stops after the
