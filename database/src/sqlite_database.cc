@@ -56,7 +56,7 @@ using internal::StatementPtr;
 // Migration i (0-based) takes the schema from version i to i + 1. Append
 // only: a released migration never changes, because databases already past
 // it will not run it again.
-constexpr std::array<std::string_view, 1> kMigrations = {
+constexpr std::array<std::string_view, 2> kMigrations = {
     // Version 1: the initial schema.
     R"sql(
 CREATE TABLE workloads (
@@ -113,6 +113,21 @@ CREATE TABLE records (
 -- k rows; the second serves best-k across all devices the same way.
 CREATE INDEX records_best ON records(workload_id, device_key, status, mean_cost);
 CREATE INDEX records_best_any ON records(workload_id, status, mean_cost);
+)sql",
+    // Version 2: trained cost models, so a later run can reuse them.
+    R"sql(
+CREATE TABLE models (
+  id INTEGER PRIMARY KEY,
+  template_name TEXT NOT NULL,
+  device_key TEXT NOT NULL,
+  workload_key TEXT NOT NULL,
+  feature_version INTEGER NOT NULL,
+  rows INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  model TEXT NOT NULL,
+  UNIQUE (template_name, device_key, workload_key)
+);
+CREATE INDEX models_latest ON models(template_name, device_key, feature_version, created_ms);
 )sql",
 };
 static_assert(kMigrations.size() == Database::kSchemaVersion,
@@ -280,6 +295,9 @@ class SqliteDatabase final : public Database {
                                                         std::string_view template_version) override;
   absl::StatusOr<Counts> CountRecords(std::string_view workload_key,
                                       std::string_view device_key) override;
+  absl::Status SaveModel(const ModelRow& model) override;
+  absl::StatusOr<std::optional<ModelRow>> LatestModel(std::string_view template_name, std::string_view device_key,
+                                                      int feature_version) override;
   absl::Status UpsertDevice(const DeviceRow& device) override;
   absl::StatusOr<std::vector<DeviceRow>> ListDevices() override;
   absl::StatusOr<int64_t> CreateJob(std::string_view spec_json) override;
@@ -650,6 +668,56 @@ absl::StatusOr<Database::Counts> SqliteDatabase::CountRecords(std::string_view w
   counts.total = stmt.Int64(0);
   counts.ok = stmt.Int64(1);
   return counts;
+}
+
+absl::Status SqliteDatabase::SaveModel(const ModelRow& model) {
+  TF_DB_RETURN_IF_ERROR(CheckWritable());
+  if (model.template_name.empty() || model.device_key.empty() || model.model.empty()) {
+    return absl::InvalidArgumentError("a model needs a template name, a device key and its bytes");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  TF_DB_ASSIGN_OR_RETURN(
+      Statement stmt,
+      PrepareLocked("INSERT INTO models(template_name, device_key, workload_key, feature_version, rows, "
+                    "created_ms, model) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                    "ON CONFLICT(template_name, device_key, workload_key) DO UPDATE SET "
+                    "feature_version = excluded.feature_version, rows = excluded.rows, "
+                    "created_ms = excluded.created_ms, model = excluded.model"));
+  stmt.Bind(1, model.template_name);
+  stmt.Bind(2, model.device_key);
+  stmt.Bind(3, model.workload_key);
+  stmt.Bind(4, static_cast<int64_t>(model.feature_version));
+  stmt.Bind(5, model.rows);
+  stmt.Bind(6, model.created_ms > 0 ? model.created_ms : NowMs());
+  stmt.Bind(7, model.model);
+  TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+  (void)has_row;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<ModelRow>> SqliteDatabase::LatestModel(std::string_view template_name,
+                                                                    std::string_view device_key,
+                                                                    int feature_version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TF_DB_ASSIGN_OR_RETURN(
+      Statement stmt,
+      PrepareLocked("SELECT template_name, device_key, workload_key, feature_version, rows, created_ms, model "
+                    "FROM models WHERE template_name = ?1 AND device_key = ?2 AND feature_version = ?3 "
+                    "ORDER BY created_ms DESC, id DESC LIMIT 1"));
+  stmt.Bind(1, template_name);
+  stmt.Bind(2, device_key);
+  stmt.Bind(3, static_cast<int64_t>(feature_version));
+  TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+  if (!has_row) return std::optional<ModelRow>();
+  ModelRow m;
+  m.template_name = stmt.Text(0);
+  m.device_key = stmt.Text(1);
+  m.workload_key = stmt.Text(2);
+  m.feature_version = static_cast<int>(stmt.Int64(3));
+  m.rows = stmt.Int64(4);
+  m.created_ms = stmt.Int64(5);
+  m.model = stmt.Text(6);
+  return std::optional<ModelRow>(std::move(m));
 }
 
 absl::Status SqliteDatabase::UpsertDevice(const DeviceRow& device) {

@@ -427,6 +427,40 @@ TEST_F(DatabaseTest, TemplateRecordsForTransfer) {
   EXPECT_FALSE(db->TemplateRecords("matmul", "cpu", kMatmul, 0).ok());
 }
 
+TEST_F(DatabaseTest, ModelsAreStoredAndTheNewestComesBack) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  EXPECT_FALSE(db->LatestModel("matmul", "cpu", 1)->has_value());
+  ASSERT_TRUE(db->SaveModel({"matmul", "cpu", kMatmul, 1, 10, 1000, "{\"a\":1}"}).ok());
+  ASSERT_TRUE(db->SaveModel({"matmul", "cpu", kConv, 1, 20, 2000, "{\"b\":2}"}).ok());
+  ASSERT_TRUE(db->SaveModel({"matmul", "cpu", kMatmul, 1, 30, 500, "{\"a\":3}"}).ok());  // replaces
+  std::optional<ModelRow> m = *db->LatestModel("matmul", "cpu", 1);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->workload_key, kConv);
+  EXPECT_EQ(m->model, "{\"b\":2}");
+  EXPECT_FALSE(db->LatestModel("matmul", "cpu", 2)->has_value()) << "other feature layout";
+  EXPECT_FALSE(db->LatestModel("matmul", "gpu", 1)->has_value());
+  EXPECT_FALSE(db->SaveModel({"", "cpu", kMatmul, 1, 1, 0, "x"}).ok());
+}
+
+// A version-1 log (no models table) is migrated in place, records kept.
+TEST_F(DatabaseTest, MigratesVersionOneToCurrent) {
+  {
+    std::unique_ptr<Database> db = OpenOrDie(DbPath());
+    ASSERT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0})}), 1);
+  }
+  {
+    RawDb raw(DbPath());
+    raw.Exec("DROP TABLE models");
+    raw.Exec("PRAGMA user_version = 1");
+  }
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(*db->SchemaVersion(), Database::kSchemaVersion);
+  EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 1);
+  EXPECT_TRUE(db->SaveModel({"matmul", "cpu", kMatmul, 1, 1, 0, "{}"}).ok());
+}
+
 TEST_F(DatabaseTest, CountRecords) {
   std::unique_ptr<Database> db = OpenOrDie(DbPath());
   ASSERT_NE(db, nullptr);

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tunefarm/cost_model/features.h"
 #include "tunefarm/kernels/template.h"
 #include "tunefarm/tuner/strategy.h"
 
@@ -161,6 +162,11 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     if (!transfer.ok()) return transfer.status();
     context.transfer = std::move(*transfer);
   }
+  if (absl::StatusOr<std::optional<database::ModelRow>> saved =
+          db.LatestModel(std::string(tmpl->op()), report.device_key, cost_model::kFeatureVersion);
+      saved.ok() && saved->has_value()) {
+    context.saved_model = (*saved)->model;
+  }
   absl::StatusOr<std::unique_ptr<SearchStrategy>> strategy = NewStrategy(options.strategy, context);
   if (!strategy.ok()) return strategy.status();
   // A resumed task starts from what the log already knows.
@@ -275,6 +281,11 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       report.early_stopped = true;
       break;
     }
+  }
+  if (std::string model = (*strategy)->SavedModel(); !model.empty()) {
+    database::ModelRow row{std::string(tmpl->op()), report.device_key, report.workload_key,
+                           cost_model::kFeatureVersion, static_cast<int64_t>(visited.size()), 0, std::move(model)};
+    if (absl::Status s = db.SaveModel(row); !s.ok()) spdlog::warn("could not store the cost model: {}", std::string(s.message()));
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   spdlog::info("{}: {} trials ({} failed) in {:.1f} s on {}", report.workload_key, report.trials_run, report.errors,

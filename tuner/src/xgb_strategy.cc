@@ -45,6 +45,19 @@ class XgbStrategy : public SearchStrategy {
   explicit XgbStrategy(const StrategyContext& c)
       : ctx_(c), space_(*c.space), rng_(c.seed), dim_(cost_model::FeatureCount(*c.space)) {
     LoadTransfer();
+    if (!model_ && !ctx_.saved_model.empty()) {
+      absl::StatusOr<cost_model::XgbModel> m = cost_model::XgbModel::Load(ctx_.saved_model, /*nthread=*/1);
+      if (m.ok() && m->num_features() == dim_) {
+        spdlog::info("xgb: starting from the model saved by an earlier run");
+        model_ = std::make_unique<cost_model::XgbModel>(std::move(*m));
+      }
+    }
+  }
+
+  std::string SavedModel() const override {
+    if (!model_) return {};
+    absl::StatusOr<std::string> bytes = model_->Save();
+    return bytes.ok() ? *bytes : std::string();
   }
 
   std::vector<uint64_t> Propose(int n, const std::unordered_set<uint64_t>& visited) override {

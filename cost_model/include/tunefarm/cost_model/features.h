@@ -27,6 +27,8 @@ namespace tunefarm::cost_model {
 //  knobs: log2(1+value) for integer knobs, the choice index otherwise.
 // Levels deeper than kFeatureLoopLevels keep the innermost ones; missing
 // levels and buffers are zero.
+// Bumped whenever the layout below changes; stored models record it.
+inline constexpr int kFeatureVersion = 1;
 inline constexpr int kFeatureLoopLevels = 10;
 inline constexpr int kFeatureBuffers = 3;
 inline constexpr int kFeaturesPerLevel = 6 + 2 * kFeatureBuffers;

@@ -57,6 +57,17 @@ struct DeviceRow {
   int64_t last_seen_ms = 0;
 };
 
+// A trained cost model (XGBoost JSON), kept so a later run can start from it.
+struct ModelRow {
+  std::string template_name;
+  std::string device_key;
+  std::string workload_key;  // the task it was trained for
+  int feature_version = 0;   // layout of the features it expects
+  int64_t rows = 0;          // training rows
+  int64_t created_ms = 0;    // 0 = now
+  std::string model;
+};
+
 struct OpenOptions {
   // Milliseconds a statement waits on a lock held by another connection
   // before failing with UNAVAILABLE.
@@ -81,7 +92,7 @@ class Database {
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
                                                         const OpenOptions& options = {});
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   virtual absl::StatusOr<int> SchemaVersion() = 0;
 
   // Inserts records in one transaction. A record whose (workload, device key,
@@ -132,6 +143,14 @@ class Database {
                                               std::string_view device_key) = 0;
 
   // Inserts or replaces the device row; last_seen_ms 0 means now.
+  // Stores a model, replacing the one of the same template, device key and
+  // workload.
+  virtual absl::Status SaveModel(const ModelRow& model) = 0;
+  // The newest model of a template on a device key with this feature layout.
+  virtual absl::StatusOr<std::optional<ModelRow>> LatestModel(std::string_view template_name,
+                                                              std::string_view device_key,
+                                                              int feature_version) = 0;
+
   virtual absl::Status UpsertDevice(const DeviceRow& device) = 0;
   // Ordered by device key.
   virtual absl::StatusOr<std::vector<DeviceRow>> ListDevices() = 0;

@@ -32,6 +32,9 @@ struct StrategyContext {
   uint64_t seed = 0;
   // Used by model-based strategies to warm-start their model.
   std::vector<TransferRecord> transfer;
+  // A model saved by an earlier run (SearchStrategy::SavedModel), used until
+  // this task has data of its own when there is nothing to transfer from.
+  std::string saved_model;
 };
 
 class SearchStrategy {
@@ -43,6 +46,9 @@ class SearchStrategy {
   // Measured throughput (FLOP/s; 0 for a failed candidate) of configs,
   // including earlier runs' records when a task resumes.
   virtual void Update(const std::vector<std::pair<uint64_t, double>>& /*scores*/) {}
+  // The strategy's current model as bytes, for the tuning log; empty for
+  // model-free strategies.
+  virtual std::string SavedModel() const { return {}; }
 };
 
 // "random": uniform sampling without replacement (TVM's RandomTuner).
