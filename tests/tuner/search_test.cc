@@ -84,7 +84,8 @@ class SearchTest : public ::testing::Test {
   }
 
   static std::vector<ReplayRun> Runs(const RecordedSpace& s, const std::string& strategy,
-                                     const std::vector<database::Record>& transfer = {}) {
+                                     const std::vector<database::Record>& transfer = {},
+                                     const std::string& objective = "rank") {
     std::vector<ReplayRun> out;
     for (uint64_t seed = 0; seed < 10; ++seed) {
       ReplayRunOptions o;
@@ -92,6 +93,7 @@ class SearchTest : public ::testing::Test {
       o.seed = seed;
       o.max_trials = 400;
       o.transfer = transfer;
+      o.objective = objective;
       auto r = RunOnRecordedSpace(s, o);
       EXPECT_TRUE(r.ok()) << r.status();
       out.push_back(r.ok() ? *r : ReplayRun{});
@@ -128,6 +130,16 @@ TEST_F(SearchTest, XgbBeatsRandomOverSeeds) {
   std::printf("mean trials to 95%%: xgb %.1f, random %.1f\n", mx, mr);
   EXPECT_LT(mx, 0.5 * mr);
   for (const ReplayRun& r : xgb) EXPECT_GE(r.trials_to_95, 1) << "every xgb run gets there";
+}
+
+// The regression objective also steers the search well past random.
+TEST_F(SearchTest, RegressionObjectiveAlsoBeatsRandom) {
+  const std::string w = "matmul(M=192,N=256,K=96)";
+  auto s = LoadRecordedSpace(Record(w, 4), *kernels::ParseWorkload(w), kPins);
+  ASSERT_TRUE(s.ok()) << s.status();
+  double reg = MeanTrialsTo95(Runs(*s, "xgb", {}, "reg")), random = MeanTrialsTo95(Runs(*s, "random"));
+  std::printf("mean trials to 95%%: xgb (regression) %.1f, random %.1f\n", reg, random);
+  EXPECT_LT(reg, 0.5 * random);
 }
 
 // Records of another shape warm-start the model: fewer trials than cold.

@@ -68,6 +68,7 @@ absl::StatusOr<ReplayRun> RunOnRecordedSpace(const RecordedSpace& space, const R
   }
   TuneOptions o;
   o.strategy = options.strategy;
+  o.objective = options.objective;
   o.seed = options.seed;
   o.trials = options.max_trials;
   o.batch_size = options.batch_size;

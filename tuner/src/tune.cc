@@ -157,6 +157,10 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   context.workload = &workload;
   context.space = &search;
   context.seed = options.seed;
+  if (options.objective != "rank" && options.objective != "reg") {
+    return absl::InvalidArgumentError("objective must be rank or reg, got '" + options.objective + "'");
+  }
+  context.regression = options.objective == "reg";
   if (options.transfer) {
     absl::StatusOr<std::vector<TransferRecord>> transfer = LoadTransferRecords(db, *tmpl, workload, report.device_key);
     if (!transfer.ok()) return transfer.status();

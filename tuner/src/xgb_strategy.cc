@@ -124,8 +124,9 @@ class XgbStrategy : public SearchStrategy {
     }
   }
 
-  // Ranking labels: throughput relative to the task's best, so groups of
-  // different shapes share a scale; failures rank last (0).
+  // Labels: throughput relative to the task's best, so tasks of different
+  // shapes share a scale; failures rank last (0). Ranking compares rows only
+  // within their task (group); regression fits the normalised values.
   void Retrain() {
     std::vector<float> x, labels, weights;
     std::vector<unsigned> groups;
@@ -136,13 +137,15 @@ class XgbStrategy : public SearchStrategy {
       x.insert(x.end(), t.x.begin(), t.x.end());
       for (float v : t.throughput) labels.push_back(best > 0 ? v / best : 0.0f);
       groups.push_back(static_cast<unsigned>(t.throughput.size()));
-      weights.push_back(static_cast<float>(weight));
+      // XGBoost takes ranking weights per group and regression weights per row.
+      weights.insert(weights.end(), ctx_.regression ? t.throughput.size() : 1, static_cast<float>(weight));
     };
     add(own_, 1.0);
     for (const TaskRows& t : transfer_) add(t, kTransferFade / (kTransferFade + own_rows));
     if (groups.empty()) return;
     cost_model::XgbParams params;
     params.seed = ctx_.seed;
+    params.objective = ctx_.regression ? cost_model::Objective::kRegression : cost_model::Objective::kRankPairwise;
     // One thread: the machine is busy compiling and measuring candidates,
     // and XGBoost's spinning OpenMP workers would slow both down.
     params.nthread = 1;

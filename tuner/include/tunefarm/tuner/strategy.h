@@ -35,6 +35,8 @@ struct StrategyContext {
   // A model saved by an earlier run (SearchStrategy::SavedModel), used until
   // this task has data of its own when there is nothing to transfer from.
   std::string saved_model;
+  // xgb: regression on normalised throughput instead of pairwise ranking.
+  bool regression = false;
 };
 
 class SearchStrategy {

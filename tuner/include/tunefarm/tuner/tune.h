@@ -32,6 +32,9 @@ struct TuneOptions {
   // Warm-start model-based strategies from records of the same template on
   // the same device key for other workloads.
   bool transfer = true;
+  // xgb: "rank" (pairwise ranking, one group per task) or "reg" (regression
+  // on normalised throughput).
+  std::string objective = "rank";
   // Knobs fixed to one value: the search covers only the rest of the space.
   std::vector<std::pair<std::string, kernels::KnobValue>> pins;
   tunefarm::v1::MeasureOptions measure;
