@@ -227,6 +227,18 @@ absl::StatusOr<Record> ReadRecord(const Statement& stmt) {
   return rec;
 }
 
+// Every remaining row of a query built on kRecordSelect.
+absl::StatusOr<std::vector<Record>> ReadRecords(Statement& stmt) {
+  std::vector<Record> out;
+  while (true) {
+    TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    TF_DB_ASSIGN_OR_RETURN(Record rec, ReadRecord(stmt));
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
 // An explicit transaction that rolls back unless committed.
 class Transaction {
  public:
@@ -577,14 +589,7 @@ absl::StatusOr<std::vector<Record>> SqliteDatabase::BestRecords(std::string_view
   if (!device_key.empty()) stmt.Bind(2, device_key);
   if (!template_version.empty()) stmt.Bind(3, template_version);
   stmt.Bind(4, static_cast<int64_t>(k));
-  std::vector<Record> out;
-  while (true) {
-    TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
-    if (!has_row) break;
-    TF_DB_ASSIGN_OR_RETURN(Record rec, ReadRecord(stmt));
-    out.push_back(std::move(rec));
-  }
-  return out;
+  return ReadRecords(stmt);
 }
 
 absl::StatusOr<std::vector<Record>> SqliteDatabase::TemplateRecords(
@@ -600,14 +605,7 @@ absl::StatusOr<std::vector<Record>> SqliteDatabase::TemplateRecords(
   stmt.Bind(2, device_key);
   stmt.Bind(3, exclude_workload_key);
   stmt.Bind(4, static_cast<int64_t>(limit));
-  std::vector<Record> out;
-  while (true) {
-    TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
-    if (!has_row) break;
-    TF_DB_ASSIGN_OR_RETURN(Record rec, ReadRecord(stmt));
-    out.push_back(std::move(rec));
-  }
-  return out;
+  return ReadRecords(stmt);
 }
 
 absl::StatusOr<std::optional<Record>> SqliteDatabase::FindRecord(std::string_view workload_key,
