@@ -131,6 +131,51 @@ TEST_F(CliTest, InterruptKeepsFinishedTrials) {
   EXPECT_EQ(static_cast<int>(a["records"].size()) + j["errors"].get<int>(), trials);
 }
 
+// record measures a whole (pinned) space; tune on replay: answers from it,
+// labelled replay, and `best` for any device never reports replay records.
+TEST_F(CliTest, RecordThenReplay) {
+  const std::string w = "matmul(M=24,N=40,K=16)";
+  const std::string recorded = (dir_ / "recorded.db").string(), replayed = (dir_ / "replayed.db").string();
+  std::vector<std::string> pins = {"--pin", "nv=1", "--pin", "vec=8", "--pin", "mc=32", "--pin", "nc=64",
+                                   "--pin", "kc=16", "--pin", "order=jc,pc,ic", "--pin", "inner=jr,ir",
+                                   "--pin", "pack_a=0", "--pin", "pack_b=1", "--pin", "unroll_k=2",
+                                   "--pin", "compiler=gcc", "--pin", "cflags=-O2"};
+  std::vector<std::string> record = {"record", w, "--samples", "100", "--db", recorded, "--json"};
+  record.insert(record.end(), pins.begin(), pins.end());
+  ProcessResult r = Run(record);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json rj = nlohmann::json::parse(r.out);
+  EXPECT_EQ(rj["space_size"], 9);  // only mr is free
+  EXPECT_EQ(rj["trials"], 9);
+  const std::string key = rj["device_key"];
+
+  std::vector<std::string> tune = {"tune", w, "--device", "replay:" + recorded, "--trials", "9", "--db", replayed,
+                                   "--json", "--strategy", "random"};
+  tune.insert(tune.end(), pins.begin(), pins.end());
+  ProcessResult t = Run(tune);
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  nlohmann::json tj = nlohmann::json::parse(t.out);
+  EXPECT_EQ(tj["device_key"], "replay-" + key);
+  EXPECT_EQ(tj["trials"], 9);
+  EXPECT_EQ(tj["errors"], 0);
+  ProcessResult rb = Run({"best", w, "--db", recorded, "--json"});
+  nlohmann::json rbj = nlohmann::json::parse(rb.out);
+  EXPECT_DOUBLE_EQ(tj["best"]["seconds"].get<double>(), rbj["records"][0]["seconds"].get<double>())
+      << "replay answers with the recorded costs";
+
+  ProcessResult any = Run({"best", w, "--db", replayed, "--json"});
+  EXPECT_EQ(any.exit_code, 1);
+  EXPECT_TRUE(nlohmann::json::parse(any.out)["records"].empty()) << "replay records are not a real device's best";
+  ProcessResult explicit_key = Run({"best", w, "--db", replayed, "--device", "replay-" + key, "--json"});
+  EXPECT_EQ(explicit_key.exit_code, 0);
+
+  // Outside the recorded sub-space the replay device has no answer.
+  ProcessResult unrecorded = Run({"tune", w, "--device", "replay:" + recorded, "--trials", "3", "--db",
+                                  (dir_ / "fresh.db").string(), "--strategy", "random", "--json"});
+  ASSERT_EQ(unrecorded.exit_code, 1) << unrecorded.err;
+  EXPECT_EQ(nlohmann::json::parse(unrecorded.out)["errors"], 3);
+}
+
 TEST_F(CliTest, BadInputGivesOneLineErrors) {
   for (const char* w : {"matmul(M=0,N=1,K=1)", "matmul(M=1,N=1)", "gemm(M=1,N=1,K=1)", "matmul(M=1,N=1,K=1",
                         "matmul(M=9999999999,N=1,K=1)"}) {
