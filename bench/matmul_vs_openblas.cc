@@ -13,6 +13,7 @@
 #include <random>
 
 #include "CLI/CLI.hpp"
+#include "spdlog/spdlog.h"
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/backend.h"
 #include "tunefarm/device_agents/cpu_build.h"
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "alternating timing rounds")->default_val(rounds);
   app.add_option("--db", db_path, "tuning log (default: a fresh temporary file)");
   CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
 
   auto w = tunefarm::kernels::ParseWorkload(workload_text);
   if (!w.ok() || w->op != "matmul") {

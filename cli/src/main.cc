@@ -378,7 +378,7 @@ int main(int argc, char** argv) {
         ->required();
     sub->add_option("--pin", tune.pins, "fix a knob to one value, e.g. --pin compiler=clang (repeatable)");
     sub->add_option("--batch-size", tune.options.batch_size, "candidates compiled in parallel per round")
-        ->default_val(16)->check(CLI::Range(1, 4096));
+        ->default_val(8)->check(CLI::Range(1, 4096));
     sub->add_option("--seed", tune.options.seed, "seed of the search strategy")->default_val(0);
     sub->add_option("--device", tune.device,
                     "device to measure on: cpu, or replay:LOG.db[#KEY] to answer from recorded measurements")
@@ -409,8 +409,8 @@ int main(int argc, char** argv) {
                        "search strategy: xgb (cost model + simulated annealing), ga, random or grid")
       ->default_val("xgb")->check(CLI::IsMember(tunefarm::tuner::StrategyNames()));
   tune_cmd->add_option("--objective", tune.options.objective,
-                       "xgb cost model: rank (pairwise ranking) or reg (regression on normalised throughput)")
-      ->default_val("rank")->check(CLI::IsMember({"rank", "reg"}));
+                       "xgb cost model: reg (regression on normalised throughput) or rank (pairwise ranking)")
+      ->default_val("reg")->check(CLI::IsMember({"reg", "rank"}));
   tune_cmd->add_flag("--no-transfer", no_transfer,
                      "do not warm-start the cost model from other workloads' records on this device key");
   tune_cmd->add_option("--early-stopping", tune.options.early_stopping,

@@ -40,10 +40,10 @@ struct ReplayRun {
 
 struct ReplayRunOptions {
   std::string strategy = "xgb";
-  std::string objective = "rank";  // xgb only: "rank" or "reg"
+  std::string objective = "reg";  // xgb only: "reg" or "rank"
   uint64_t seed = 0;
   int max_trials = 400;
-  int batch_size = 16;
+  int batch_size = 8;
   // Stop once this fraction of the best known is reached (0: run all trials).
   double stop_at = 0.95;
   // Records of other workloads to warm-start from; empty: no transfer.
