@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -32,6 +33,16 @@ std::vector<const Template*> TemplateRegistry::All() const {
   return out;
 }
 
+namespace {
+
+std::string Hex16(uint64_t h) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w) {
   absl::StatusOr<ConfigSpace> space = t.Space(w);
   if (!space.ok()) return space.status();
@@ -46,9 +57,20 @@ absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w
   absl::StatusOr<std::string> src = GenerateC(kernel->func);
   if (!src.ok()) return src.status();
   absl::StrAppend(&text, *src);
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(Fnv1a64(text)));
-  return std::string(buf);
+  return Hex16(Fnv1a64(text));
+}
+
+std::string TemplateCatalogHash(std::vector<std::pair<std::string, std::string>> templates) {
+  std::sort(templates.begin(), templates.end());
+  std::string text;
+  for (const auto& [name, version] : templates) absl::StrAppend(&text, name, "@", version, "\n");
+  return Hex16(Fnv1a64(text));
+}
+
+std::vector<std::pair<std::string, std::string>> TemplateRegistry::Catalog() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Template* t : All()) out.emplace_back(std::string(t->op()), std::string(t->declared_version()));
+  return out;
 }
 
 }  // namespace tunefarm::kernels

@@ -73,6 +73,10 @@ class Template {
 // old measurements with new configs.
 absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w);
 
+// A hash (16 hex digits) of (operator, declared version) pairs, in any
+// order: a farm agent and its server compare their catalogs with it.
+std::string TemplateCatalogHash(std::vector<std::pair<std::string, std::string>> templates);
+
 // Templates by operator. The built-in ones are registered on first use;
 // tests may add their own.
 class TemplateRegistry {
@@ -82,6 +86,8 @@ class TemplateRegistry {
   void Add(std::unique_ptr<Template> t);
   const Template* Find(std::string_view op) const;
   std::vector<const Template*> All() const;
+  // (operator, declared version) of every template.
+  std::vector<std::pair<std::string, std::string>> Catalog() const;
 
  private:
   TemplateRegistry();
