@@ -24,6 +24,7 @@
 #include "tunefarm/kernels/workload.h"
 #include "tunefarm/tuner/strategy.h"
 #include "tunefarm/tuner/tune.h"
+#include "farm.h"
 
 namespace {
 
@@ -439,6 +440,78 @@ int main(int argc, char** argv) {
   CLI::App* target_cmd = app.add_subcommand("target", "show what this machine's CPU is detected as");
   target_cmd->add_flag("--json", common.json, "print JSON");
 
+  // ---- the farm ----
+  tunefarm::cli::ClientArgs client;
+  auto add_client = [&](CLI::App* sub, bool with_json = true) {
+    sub->add_option("--server", client.server, "tuning server host:port (default: $TUNEFARM_SERVER)");
+    sub->add_option("--token-file", client.token_file, "file holding the server's token (default: $TUNEFARM_TOKEN_FILE)");
+    sub->add_option("--tls-ca", client.tls_ca, "PEM file of the CA that signed the server's certificate");
+    if (with_json) sub->add_flag("--json", client.json, "print one JSON document on stdout and nothing else");
+  };
+  tune_cmd->add_option("--server", client.server,
+                       "run as a one-task job on this tuning server instead of here (or $TUNEFARM_SERVER with --remote)");
+  tune_cmd->add_option("--token-file", client.token_file, "file holding the server's token");
+  tune_cmd->add_option("--tls-ca", client.tls_ca, "PEM file of the CA that signed the server's certificate");
+  best_cmd->add_option("--server", client.server, "ask this tuning server instead of a local database");
+  best_cmd->add_option("--token-file", client.token_file, "file holding the server's token");
+  best_cmd->add_option("--tls-ca", client.tls_ca, "PEM file of the CA that signed the server's certificate");
+
+  tunefarm::tuner::ServerOptions serve;
+  std::string serve_token_file;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "run the tuning server: jobs, device registry, the tuning log");
+  serve_cmd->add_option("--listen", serve.listen, "host:port to listen on (port 0: any free port)")
+      ->default_val("127.0.0.1:7070");
+  serve_cmd->add_option("--db", serve.db_path, db_help);
+  serve_cmd->add_option("--token-file", serve_token_file, "agents and clients must present the token in this file");
+  serve_cmd->add_option("--tls-cert", serve.tls_cert_file, "PEM certificate chain (with --tls-key: serve TLS)");
+  serve_cmd->add_option("--tls-key", serve.tls_key_file, "PEM private key");
+  serve_cmd->add_option("--heartbeat-ms", serve.heartbeat_interval_ms, "heartbeat interval; silent agents are dropped after three")
+      ->default_val(2000)->check(CLI::Range(100, 600000));
+  serve_cmd->footer("Example: tunefarm serve --listen 0.0.0.0:7070 --db /var/lib/tunefarm/log.db --token-file /etc/tunefarm/token");
+
+  std::string agent_device = "cpu", agent_key, agent_token_file, agent_tls_ca, agent_server;
+  int agent_workers = 0, agent_replay_ms = 0;
+  CLI::App* agent_cmd = app.add_subcommand("agent", "attach this machine's device to a tuning server and measure for it");
+  agent_cmd->add_option("--server", agent_server, "tuning server host:port (default: $TUNEFARM_SERVER)");
+  agent_cmd->add_option("--device", agent_device, "device class: cpu, or replay:LOG.db[#KEY]")
+      ->default_val("cpu")->check(DeviceClassValidator());
+  agent_cmd->add_option("--key", agent_key, "device key to serve under (default: detected)");
+  agent_cmd->add_option("--token-file", agent_token_file, "file holding the server's token");
+  agent_cmd->add_option("--tls-ca", agent_tls_ca, "PEM file of the CA that signed the server's certificate");
+  agent_cmd->add_option("--workers", agent_workers, "parallel compile jobs (default: one per core)")
+      ->check(CLI::Range(0, 1024));
+  agent_cmd->add_option("--replay-latency-ms", agent_replay_ms, "replay device: milliseconds per measurement")
+      ->default_val(0)->check(CLI::Range(0, 600000));
+  agent_cmd->footer("SIGTERM finishes the batch being measured and exits; a second SIGTERM exits at once.");
+
+  CLI::App* devices_cmd = app.add_subcommand("devices", "list device keys, their agents and queues on a server");
+  add_client(devices_cmd);
+  std::string spec_file;
+  bool submit_watch = false;
+  CLI::App* submit_cmd = app.add_subcommand("submit", "submit a batch tuning job (a JSON job spec) to a server");
+  submit_cmd->add_option("spec", spec_file, "job spec file (JSON)")->required();
+  submit_cmd->add_flag("-w,--watch", submit_watch, "follow the job until it ends");
+  submit_cmd->footer(
+      "Spec example:\n"
+      "  {\"name\": \"resnet\", \"device_key\": \"amd-epyc-avx512\",\n"
+      "   \"workloads\": [\"matmul(M=512,N=512,K=512)\", \"matmul(M=128,N=3072,K=768)\"],\n"
+      "   \"total_trials\": 400, \"strategy\": \"xgb\", \"batch_size\": 8, \"priority\": 0,\n"
+      "   \"measure\": {\"repeat\": 3, \"min_repeat_ms\": 20}}\n"
+      "Budget: trials_per_task (each task at most that many) or total_trials (shared; tasks that\n"
+      "still improve get more).");
+  add_client(submit_cmd);
+  bool jobs_all = false;
+  CLI::App* jobs_cmd = app.add_subcommand("jobs", "list jobs on a server");
+  jobs_cmd->add_flag("-a,--all", jobs_all, "include finished jobs");
+  add_client(jobs_cmd);
+  int64_t job_id = 0;
+  CLI::App* watch_cmd = app.add_subcommand("watch", "follow a job's progress until it ends");
+  watch_cmd->add_option("job", job_id, "job id")->required()->check(CLI::PositiveNumber);
+  add_client(watch_cmd);
+  CLI::App* cancel_cmd = app.add_subcommand("cancel", "cancel a job (the batches in flight finish first)");
+  cancel_cmd->add_option("job", job_id, "job id")->required()->check(CLI::PositiveNumber);
+  add_client(cancel_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -452,9 +525,47 @@ int main(int argc, char** argv) {
   if (common.db_path.empty()) common.db_path = tunefarm::database::DefaultDatabasePath();
 
   tune.options.transfer = !no_transfer;
+  client.json = client.json || common.json;
+  if (tune_cmd->parsed() && !client.server.empty()) {
+    if (!tune.pins.empty()) return Error(kExitUsage, "--pin is not supported with --server");
+    if (tune.key.empty()) return Error(kExitUsage, "--server needs --key: the device key of the agents to tune on");
+    v1::JobSpec spec;
+    spec.set_name("tune " + tune.workload);
+    spec.set_device_key(tune.key);
+    spec.add_workloads(tune.workload);
+    spec.set_trials_per_task(tune.options.trials);
+    spec.set_strategy(tune.options.strategy);
+    spec.set_batch_size(tune.options.batch_size);
+    spec.set_seed(tune.options.seed);
+    spec.set_no_transfer(no_transfer);
+    spec.set_objective(tune.options.objective);
+    spec.set_early_stopping(tune.options.early_stopping);
+    v1::MeasureOptions* m = spec.mutable_measure();
+    m->set_number(tune.number);
+    m->set_repeat(tune.repeat);
+    m->set_min_repeat_ms(tune.min_repeat_ms);
+    m->set_build_timeout_s(tune.build_timeout);
+    m->set_run_timeout_s(tune.run_timeout);
+    int rc = tunefarm::cli::RunSubmitSpec(client, spec, /*watch=*/true);
+    if (rc != 0 || client.json) return rc;
+    return tunefarm::cli::RunBestRemote(client, tune.workload, tune.key, 1);
+  }
   if (tune_cmd->parsed()) return RunTune(common, tune, /*record_samples=*/0);
   if (record_cmd->parsed()) return RunTune(common, tune, record_samples);
+  if (best_cmd->parsed() && !client.server.empty()) {
+    return tunefarm::cli::RunBestRemote(client, best_workload, best_device, best_top);
+  }
   if (best_cmd->parsed()) return RunBest(common, best_workload, best_device, best_top);
+  if (serve_cmd->parsed()) return tunefarm::cli::RunServe(serve, serve_token_file);
+  if (agent_cmd->parsed()) {
+    return tunefarm::cli::RunAgentCommand(agent_server, agent_device, agent_key, agent_token_file, agent_tls_ca,
+                                          agent_workers, agent_replay_ms);
+  }
+  if (devices_cmd->parsed()) return tunefarm::cli::RunDevices(client);
+  if (submit_cmd->parsed()) return tunefarm::cli::RunSubmit(client, spec_file, submit_watch);
+  if (jobs_cmd->parsed()) return tunefarm::cli::RunJobs(client, jobs_all);
+  if (watch_cmd->parsed()) return tunefarm::cli::RunWatch(client, job_id);
+  if (cancel_cmd->parsed()) return tunefarm::cli::RunCancel(client, job_id);
   if (target_cmd->parsed()) return RunTarget(common);
   return kExitUsage;
 }

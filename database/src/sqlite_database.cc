@@ -56,7 +56,7 @@ using internal::StatementPtr;
 // Migration i (0-based) takes the schema from version i to i + 1. Append
 // only: a released migration never changes, because databases already past
 // it will not run it again.
-constexpr std::array<std::string_view, 2> kMigrations = {
+constexpr std::array<std::string_view, 3> kMigrations = {
     // Version 1: the initial schema.
     R"sql(
 CREATE TABLE workloads (
@@ -128,6 +128,10 @@ CREATE TABLE models (
   UNIQUE (template_name, device_key, workload_key)
 );
 CREATE INDEX models_latest ON models(template_name, device_key, feature_version, created_ms);
+)sql",
+    // Version 3: a job's progress is counted from its records.
+    R"sql(
+CREATE INDEX records_job ON records(job_id, workload_id);
 )sql",
 };
 static_assert(kMigrations.size() == Database::kSchemaVersion,
@@ -315,6 +319,8 @@ class SqliteDatabase final : public Database {
   absl::StatusOr<int64_t> CreateJob(std::string_view spec_json) override;
   absl::Status UpdateJob(int64_t id, std::string_view state, std::string_view message) override;
   absl::StatusOr<Job> GetJob(int64_t id) override;
+  absl::StatusOr<std::vector<Job>> ListJobs(bool include_finished, int limit) override;
+  absl::StatusOr<std::vector<JobTaskCount>> JobRecordCounts(int64_t job_id) override;
 
  private:
   // All *Locked methods require mu_ held.
@@ -810,6 +816,46 @@ absl::StatusOr<Job> SqliteDatabase::GetJob(int64_t id) {
   job.updated_ms = stmt.Int64(4);
   job.message = stmt.Text(5);
   return job;
+}
+
+absl::StatusOr<std::vector<Job>> SqliteDatabase::ListJobs(bool include_finished, int limit) {
+  if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string sql = "SELECT id, spec_json, state, created_ms, updated_ms, message FROM jobs";
+  if (!include_finished) sql += " WHERE state IN ('queued', 'running')";
+  sql += " ORDER BY id DESC LIMIT ?1";
+  TF_DB_ASSIGN_OR_RETURN(Statement stmt, PrepareLocked(sql));
+  stmt.Bind(1, static_cast<int64_t>(limit));
+  std::vector<Job> out;
+  for (;;) {
+    TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    Job job;
+    job.id = stmt.Int64(0);
+    job.spec_json = stmt.Text(1);
+    job.state = stmt.Text(2);
+    job.created_ms = stmt.Int64(3);
+    job.updated_ms = stmt.Int64(4);
+    job.message = stmt.Text(5);
+    out.push_back(std::move(job));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<JobTaskCount>> SqliteDatabase::JobRecordCounts(int64_t job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TF_DB_ASSIGN_OR_RETURN(Statement stmt,
+                         PrepareLocked("SELECT w.key, COUNT(*), COALESCE(SUM(r.status != 0), 0) FROM records r "
+                                       "JOIN workloads w ON w.id = r.workload_id WHERE r.job_id = ?1 "
+                                       "GROUP BY w.key ORDER BY w.key"));
+  stmt.Bind(1, job_id);
+  std::vector<JobTaskCount> out;
+  for (;;) {
+    TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    out.push_back({stmt.Text(0), stmt.Int64(1), stmt.Int64(2)});
+  }
+  return out;
 }
 
 std::string EnvOrEmpty(const char* name) {

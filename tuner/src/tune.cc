@@ -1,7 +1,5 @@
 #include "tunefarm/tuner/tune.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -16,6 +14,7 @@
 #include "tunefarm/cost_model/features.h"
 #include "tunefarm/kernels/template.h"
 #include "tunefarm/tuner/strategy.h"
+#include "record_row.h"
 
 namespace tunefarm::tuner {
 namespace v1 = tunefarm::v1;
@@ -35,18 +34,6 @@ namespace {
 
 double Mean(const google::protobuf::RepeatedField<double>& c) {
   return c.empty() ? 0 : std::accumulate(c.begin(), c.end(), 0.0) / c.size();
-}
-
-const char* DeviceKindName(v1::DeviceKind k) {
-  switch (k) {
-    case v1::DEVICE_KIND_CPU: return "cpu";
-    case v1::DEVICE_KIND_CUDA: return "cuda";
-    case v1::DEVICE_KIND_OPENCL: return "opencl";
-    case v1::DEVICE_KIND_REMOTE: return "remote";
-    case v1::DEVICE_KIND_FPGA: return "fpga";
-    case v1::DEVICE_KIND_REPLAY: return "replay";
-    default: return "unknown";
-  }
 }
 
 v1::Workload ToProto(const kernels::Workload& w) {
@@ -125,8 +112,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (!version.ok()) return version.status();
 
   const v1::Target& target = backend.target();
-  std::string target_json;
-  (void)google::protobuf::util::MessageToJsonString(target, &target_json);
+  const std::string target_json = TargetJson(target);
   if (absl::Status s = db.UpsertDevice({target.device_key(), DeviceKindName(target.kind()), target.arch(),
                                         target.model(), target_json, 0});
       !s.ok()) {
@@ -244,26 +230,11 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     std::vector<std::pair<uint64_t, double>> scores;
     for (size_t i = 0; i < batch.size(); ++i) {
       const v1::MeasureResult& res = (*results)[i];
-      database::RecordRow row;
-      row.workload_key = report.workload_key;
-      row.device_key = report.device_key;
-      row.target_json = target_json;
-      row.toolchain = target.toolchain();
-      row.template_name = std::string(tmpl->op());
-      row.template_version = report.template_version;
-      row.config_index = search.ToParentIndex(batch[i]);
-      row.config_json = full->ToJson(full->FromIndex(row.config_index));
-      row.costs.assign(res.costs().begin(), res.costs().end());
-      row.status = res.status();
-      row.error = res.error();
-      row.compile_time_s = res.compile_time_s();
-      row.agent_id = res.agent_id();
-      row.timestamp_ms = res.timestamp_ms();
-      row.job_id = options.job_id;
-      rows.push_back(std::move(row));
+      const uint64_t index = requests[i].config().index();
+      rows.push_back(MakeRecordRow(requests[i], res, target, target_json, options.job_id));
       double s = res.status() == v1::MEASURE_STATUS_OK ? Mean(res.costs()) : 0;
       scores.emplace_back(batch[i], s > 0 ? report.flops / s : 0);
-      if (row.config_index == default_full) {
+      if (index == default_full) {
         if (res.status() == v1::MEASURE_STATUS_OK) {
           report.default_seconds = s;
         } else {
@@ -272,7 +243,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       }
       if (res.status() != v1::MEASURE_STATUS_OK) {
         ++report.errors;
-        spdlog::debug("config {} failed ({}): {}", row.config_index, v1::MeasureStatus_Name(res.status()), res.error());
+        spdlog::debug("config {} failed ({}): {}", index, v1::MeasureStatus_Name(res.status()), res.error());
       }
       visited.insert(batch[i]);
     }

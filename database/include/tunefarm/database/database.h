@@ -48,6 +48,13 @@ struct Job {
   std::string message;
 };
 
+// How many records a job wrote for one workload, and how many failed.
+struct JobTaskCount {
+  std::string workload_key;
+  int64_t records = 0;
+  int64_t errors = 0;
+};
+
 struct DeviceRow {
   std::string device_key;
   std::string kind;
@@ -92,7 +99,7 @@ class Database {
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
                                                         const OpenOptions& options = {});
 
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   virtual absl::StatusOr<int> SchemaVersion() = 0;
 
   // Inserts records in one transaction. A record whose (workload, device key,
@@ -142,7 +149,6 @@ class Database {
   virtual absl::StatusOr<Counts> CountRecords(std::string_view workload_key,
                                               std::string_view device_key) = 0;
 
-  // Inserts or replaces the device row; last_seen_ms 0 means now.
   // Stores a model, replacing the one of the same template, device key and
   // workload.
   virtual absl::Status SaveModel(const ModelRow& model) = 0;
@@ -151,6 +157,7 @@ class Database {
                                                               std::string_view device_key,
                                                               int feature_version) = 0;
 
+  // Inserts or replaces the device row; last_seen_ms 0 means now.
   virtual absl::Status UpsertDevice(const DeviceRow& device) = 0;
   // Ordered by device key.
   virtual absl::StatusOr<std::vector<DeviceRow>> ListDevices() = 0;
@@ -160,6 +167,11 @@ class Database {
   virtual absl::StatusOr<int64_t> CreateJob(std::string_view spec_json) = 0;
   virtual absl::Status UpdateJob(int64_t id, std::string_view state, std::string_view message) = 0;
   virtual absl::StatusOr<Job> GetJob(int64_t id) = 0;
+  // Newest first, at most `limit` (> 0); without finished ones, only jobs in
+  // state "queued" or "running".
+  virtual absl::StatusOr<std::vector<Job>> ListJobs(bool include_finished, int limit) = 0;
+  // Records written by a job, per workload (by key).
+  virtual absl::StatusOr<std::vector<JobTaskCount>> JobRecordCounts(int64_t job_id) = 0;
 };
 
 // The default database path: $TUNEFARM_DB, else

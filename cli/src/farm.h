@@ -1,0 +1,32 @@
+// `tunefarm` subcommands that run or talk to a tuning server.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "tunefarm/tuner/server.h"
+#include "tunefarm/v1/service.pb.h"
+
+namespace tunefarm::cli {
+
+// How a client reaches the server.
+struct ClientArgs {
+  std::string server;      // host:port; empty: $TUNEFARM_SERVER
+  std::string token_file;  // empty: $TUNEFARM_TOKEN_FILE, else no token
+  std::string tls_ca;      // PEM of the server's CA; empty: plain TCP
+  bool json = false;
+};
+
+int RunServe(tuner::ServerOptions options, const std::string& token_file);
+int RunAgentCommand(const std::string& server, const std::string& device, const std::string& key,
+                    const std::string& token_file, const std::string& tls_ca, int workers, int replay_latency_ms);
+int RunDevices(const ClientArgs& c);
+// Submits a spec file (JSON); with `watch`, follows it to the end.
+int RunSubmit(const ClientArgs& c, const std::string& spec_file, bool watch);
+int RunSubmitSpec(const ClientArgs& c, const v1::JobSpec& spec, bool watch);
+int RunJobs(const ClientArgs& c, bool all);
+int RunWatch(const ClientArgs& c, int64_t job_id);
+int RunCancel(const ClientArgs& c, int64_t job_id);
+int RunBestRemote(const ClientArgs& c, const std::string& workload, const std::string& device_key, int top);
+
+}  // namespace tunefarm::cli
