@@ -135,6 +135,32 @@ TEST_F(TuneTest, GridStopsWhenSpaceIsExhaustedAndEarlyStoppingStops) {
   EXPECT_LT(r->trials_run, 1000);
 }
 
+// Pipelined: the next batch is prepared while one is measured, so the
+// strategy learns one batch late; every other promise holds.
+TEST_F(TuneTest, PipelinedRunKeepsEveryPromise) {
+  for (const char* strategy : {"random", "xgb"}) {
+    SCOPED_TRACE(strategy);
+    TuneOptions o;
+    o.trials = 30;
+    o.batch_size = 4;
+    o.seed = 5;
+    o.strategy = strategy;
+    o.pipeline = true;
+    o.transfer = false;
+    kernels::Workload w = *kernels::ParseWorkload(std::string("matmul(M=40,N=40,K=") + (strategy[0] == 'r' ? "40)" : "41)"));
+    ScriptedBackend backend;
+    auto r = TuneTask(w, backend, *db_, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->trials_run, 30);
+    EXPECT_EQ(backend.measured.size(), 30u);
+    std::set<uint64_t> distinct(backend.measured.begin(), backend.measured.end());
+    EXPECT_EQ(distinct.size(), 30u);
+    EXPECT_EQ(db_->CountRecords(r->workload_key, "test-cpu")->total, 30);
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul");
+    EXPECT_EQ(backend.measured.front(), t.DefaultConfig(w, *t.Space(w)).index);
+  }
+}
+
 TEST_F(TuneTest, RejectsBadOptions) {
   ScriptedBackend backend;
   TuneOptions o;

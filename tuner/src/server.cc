@@ -497,6 +497,7 @@ class JobManager {
     o.measure = spec.measure();
     o.job_id = j.status.id();
     o.stop = &j.stop;
+    o.pipeline = true;
     int base, base_errors;
     {
       std::lock_guard lock(mu_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <optional>
 #include <limits>
@@ -186,23 +187,16 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (measure.repeat() == 0) measure = DefaultMeasureOptions();
   const v1::Workload workload_proto = ToProto(workload);
 
-  int since_improvement = 0;
-  auto started = std::chrono::steady_clock::now();
-  while (report.trials_run < options.trials) {
-    if (options.stop != nullptr && options.stop->load()) {
-      report.interrupted = true;
-      break;
-    }
-    int n = std::min(options.batch_size, options.trials - report.trials_run);
+  // The default config goes first; the strategy fills the rest of a batch.
+  auto propose = [&](const std::unordered_set<uint64_t>& seen_before, int n) {
     std::vector<uint64_t> batch;
-    if (default_index && !visited.count(*default_index)) batch.push_back(*default_index);
-    std::unordered_set<uint64_t> seen = visited;
+    if (default_index && !seen_before.count(*default_index)) batch.push_back(*default_index);
+    std::unordered_set<uint64_t> seen = seen_before;
     seen.insert(batch.begin(), batch.end());
     for (uint64_t i : (*strategy)->Propose(n - static_cast<int>(batch.size()), seen)) batch.push_back(i);
-    if (batch.empty()) {
-      report.exhausted = true;
-      break;
-    }
+    return batch;
+  };
+  auto make_requests = [&](const std::vector<uint64_t>& batch) {
     std::vector<v1::MeasureRequest> requests(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       v1::MeasureRequest& r = requests[i];
@@ -212,18 +206,55 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       SetKnobs(*full, search.ToParentIndex(batch[i]), r.mutable_config());
       *r.mutable_options() = measure;
     }
-    auto on_result = [&](size_t, const v1::MeasureResult& res) {
-      ++prog.trials_done;
-      if (res.status() != v1::MEASURE_STATUS_OK) {
-        ++prog.errors;
-      } else if (double s = Mean(res.costs()); s > 0 && (best_seconds == 0 || s < best_seconds)) {
-        best_seconds = s;
-        prog.best_gflops = report.flops / s / 1e9;
-      }
-      if (progress) progress(prog);
-    };
+    return requests;
+  };
+  // Runs on the thread that delivers results: the backend's caller, or a
+  // dispatcher thread for farm agents. Touches only `prog` and
+  // `best_seconds`, which the loop reads after the batch completed.
+  auto on_result = [&](size_t, const v1::MeasureResult& res) {
+    ++prog.trials_done;
+    if (res.status() != v1::MEASURE_STATUS_OK) {
+      ++prog.errors;
+    } else if (double s = Mean(res.costs()); s > 0 && (best_seconds == 0 || s < best_seconds)) {
+      best_seconds = s;
+      prog.best_gflops = report.flops / s / 1e9;
+    }
+    if (progress) progress(prog);
+  };
+  auto room = [&](int planned) { return std::min(options.batch_size, options.trials - report.trials_run - planned); };
+  auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
+
+  int since_improvement = 0;
+  auto started = std::chrono::steady_clock::now();
+  std::vector<uint64_t> batch;
+  if (room(0) > 0 && !stopped()) batch = propose(visited, room(0));
+  if (stopped()) report.interrupted = true;
+  if (batch.empty() && room(0) > 0 && !report.interrupted) report.exhausted = true;
+  std::vector<std::pair<uint64_t, double>> pending_scores;  // measured, not yet given to the strategy
+  while (!batch.empty()) {
+    const std::vector<v1::MeasureRequest> requests = make_requests(batch);
     const double best_before = best_seconds;
-    absl::StatusOr<std::vector<v1::MeasureResult>> results = backend.Measure(requests, on_result);
+    std::vector<uint64_t> next;
+    bool next_ready = false;
+    absl::StatusOr<std::vector<v1::MeasureResult>> results;
+    if (options.pipeline) {
+      // While the batch is measured, the strategy learns from the previous
+      // one and prepares the next, so remote agents never wait on the model.
+      std::future<absl::StatusOr<std::vector<v1::MeasureResult>>> inflight =
+          std::async(std::launch::async, [&] { return backend.Measure(requests, on_result); });
+      if (!pending_scores.empty()) (*strategy)->Update(pending_scores);
+      pending_scores.clear();
+      const int n = room(static_cast<int>(batch.size()));
+      if (n > 0 && !stopped()) {
+        std::unordered_set<uint64_t> seen = visited;
+        seen.insert(batch.begin(), batch.end());
+        next = propose(seen, n);
+        next_ready = true;
+      }
+      results = inflight.get();
+    } else {
+      results = backend.Measure(requests, on_result);
+    }
     if (!results.ok()) return results.status();
 
     std::vector<database::RecordRow> rows;
@@ -248,7 +279,11 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       visited.insert(batch[i]);
     }
     if (absl::StatusOr<int> added = db.AddRecords(rows); !added.ok()) return added.status();
-    (*strategy)->Update(scores);
+    if (options.pipeline) {
+      pending_scores = std::move(scores);
+    } else {
+      (*strategy)->Update(scores);
+    }
     report.trials_run += static_cast<int>(batch.size());
 
     since_improvement = best_seconds < best_before || best_before == 0 ? 0 : since_improvement + static_cast<int>(batch.size());
@@ -256,7 +291,15 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       report.early_stopped = true;
       break;
     }
+    if (stopped()) {
+      report.interrupted = room(0) > 0;
+      break;
+    }
+    if (!next_ready && room(0) > 0) next = propose(visited, room(0));
+    if (next.empty() && room(0) > 0) report.exhausted = true;
+    batch = std::move(next);
   }
+  if (!pending_scores.empty()) (*strategy)->Update(pending_scores);
   if (std::string model = (*strategy)->SavedModel(); !model.empty()) {
     database::ModelRow row{std::string(tmpl->op()), report.device_key, report.workload_key,
                            cost_model::kFeatureVersion, static_cast<int64_t>(visited.size()), 0, std::move(model)};

@@ -37,6 +37,10 @@ struct TuneOptions {
   // recorded matmul spaces it reached 95% of the best in fewer trials, and
   // its models transfer across shapes far better (bench_search_efficiency).
   std::string objective = "reg";
+  // Prepare batch k+1 (and train on batch k-1) while batch k is measured.
+  // For remote devices; off for the local CPU, where the tuner's own work
+  // would run beside the measurements and disturb them.
+  bool pipeline = false;
   // Knobs fixed to one value: the search covers only the rest of the space.
   std::vector<std::pair<std::string, kernels::KnobValue>> pins;
   tunefarm::v1::MeasureOptions measure;
