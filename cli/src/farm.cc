@@ -6,6 +6,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -17,7 +18,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/agent.h"
+#include "tunefarm/tuner/record_exchange.h"
 #include "tunefarm/v1/service.grpc.pb.h"
 
 namespace tunefarm::cli {
@@ -369,6 +372,129 @@ int RunBestRemote(const ClientArgs& a, const std::string& workload, const std::s
                 static_cast<long long>(r.id()), r.config_json().c_str());
   }
   return 0;
+}
+
+namespace {
+
+std::string Line(const v1::TuningRecord& r) {
+  std::string s;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(r, &s, o);
+  return s;
+}
+
+bool UseServer(const ClientArgs& c) { return !c.server.empty() || !Env("TUNEFARM_SERVER").empty(); }
+
+}  // namespace
+
+int RunExport(const ClientArgs& a, const std::string& db_path, const std::string& workload,
+              const std::string& device_key, const std::string& out_file) {
+  std::ofstream file;
+  if (!out_file.empty() && out_file != "-") {
+    file.open(out_file, std::ios::trunc);
+    if (!file) return Error(kExitUsage, "cannot write " + out_file);
+  }
+  std::ostream& out = file.is_open() ? static_cast<std::ostream&>(file) : std::cout;
+  int64_t n = 0;
+  if (UseServer(a)) {
+    absl::StatusOr<Client> c = Client::Connect(a);
+    if (!c.ok()) return Error(kExitUsage, std::string(c.status().message()));
+    auto ctx = c->Context(0);
+    v1::ExportRecordsRequest req;
+    req.set_workload(workload);
+    req.set_device_key(device_key);
+    auto reader = c->stub().ExportRecords(ctx.get(), req);
+    v1::TuningRecord r;
+    while (reader->Read(&r)) {
+      out << Line(r) << "\n";
+      ++n;
+    }
+    if (grpc::Status s = reader->Finish(); !s.ok()) return RpcError(*c, s);
+  } else {
+    if (access(db_path.c_str(), F_OK) != 0) return Error(kExitFailure, "no tuning log at " + db_path);
+    database::OpenOptions o;
+    o.read_only = true;
+    auto db = database::Database::Open(db_path, o);
+    if (!db.ok()) return Error(kExitFailure, std::string(db.status().message()));
+    absl::Status s = tuner::ExportRecords(**db, workload, device_key, [&](const v1::TuningRecord& r) {
+      out << Line(r) << "\n";
+      ++n;
+      return true;
+    });
+    if (!s.ok()) return Error(s.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure, std::string(s.message()));
+  }
+  out.flush();
+  if (!out) return Error(kExitFailure, "writing the records failed");
+  std::fprintf(stderr, "exported %lld records\n", static_cast<long long>(n));
+  return 0;
+}
+
+int RunImport(const ClientArgs& a, const std::string& db_path, const std::string& in_file, bool atomic) {
+  std::ifstream in(in_file);
+  if (!in) return Error(kExitUsage, "cannot read " + in_file);
+  std::vector<v1::TuningRecord> records;
+  std::vector<size_t> line_of;  // record -> line number
+  std::vector<std::string> bad;
+  std::string line;
+  size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    v1::TuningRecord r;
+    if (auto st = google::protobuf::util::JsonStringToMessage(line, &r); !st.ok()) {
+      std::string why(st.message());
+      bad.push_back(absl::StrCat("line ", number, ": ", why.substr(0, why.find('\n'))));
+      continue;
+    }
+    records.push_back(std::move(r));
+    line_of.push_back(number);
+  }
+  int64_t inserted = 0, duplicates = 0;
+  if (atomic && !bad.empty()) {
+    for (const std::string& b : bad) std::fprintf(stderr, "%s\n", b.c_str());
+    return Error(kExitFailure, absl::StrCat(bad.size(), " malformed lines; nothing imported (--atomic)"));
+  }
+  if (UseServer(a)) {
+    if (atomic) return Error(kExitUsage, "--atomic works on a database file, not through a server");
+    absl::StatusOr<Client> c = Client::Connect(a);
+    if (!c.ok()) return Error(kExitUsage, std::string(c.status().message()));
+    auto ctx = c->Context(0);
+    v1::ImportRecordsResponse resp;
+    auto writer = c->stub().ImportRecords(ctx.get(), &resp);
+    for (const v1::TuningRecord& r : records) {
+      if (!writer->Write(r)) break;
+    }
+    writer->WritesDone();
+    if (grpc::Status s = writer->Finish(); !s.ok()) return RpcError(*c, s);
+    inserted = resp.inserted();
+    duplicates = resp.duplicates();
+    for (const std::string& e : resp.errors()) {
+      // "record N: why" -> "line L: why"
+      size_t n = std::strtoull(e.c_str() + 7, nullptr, 10);
+      std::string why = e.substr(e.find(':') + 2);
+      bad.push_back(n >= 1 && n <= line_of.size() ? absl::StrCat("line ", line_of[n - 1], ": ", why) : e);
+    }
+  } else {
+    auto db = database::Database::Open(db_path);
+    if (!db.ok()) return Error(kExitFailure, std::string(db.status().message()));
+    absl::StatusOr<tuner::ImportCounts> counts = tuner::ImportRecords(**db, records, atomic);
+    if (!counts.ok()) return Error(kExitFailure, std::string(counts.status().message()));
+    inserted = counts->inserted;
+    duplicates = counts->duplicates;
+    for (const auto& [i, why] : counts->rejected) bad.push_back(absl::StrCat("line ", line_of[i], ": ", why));
+    if (atomic && !counts->rejected.empty()) {
+      for (const std::string& b : bad) std::fprintf(stderr, "%s\n", b.c_str());
+      return Error(kExitFailure, absl::StrCat(bad.size(), " bad records; nothing imported (--atomic)"));
+    }
+  }
+  std::sort(bad.begin(), bad.end(), [](const std::string& x, const std::string& y) {
+    return std::strtoull(x.c_str() + 5, nullptr, 10) < std::strtoull(y.c_str() + 5, nullptr, 10);
+  });
+  for (const std::string& b : bad) std::fprintf(stderr, "%s\n", b.c_str());
+  std::fprintf(stderr, "imported %lld records (%lld already present, %zu lines rejected)\n",
+               static_cast<long long>(inserted), static_cast<long long>(duplicates), bad.size());
+  return bad.empty() ? 0 : kExitFailure;
 }
 
 }  // namespace tunefarm::cli

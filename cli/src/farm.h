@@ -27,6 +27,11 @@ int RunSubmitSpec(const ClientArgs& c, const v1::JobSpec& spec, bool watch);
 int RunJobs(const ClientArgs& c, bool all);
 int RunWatch(const ClientArgs& c, int64_t job_id);
 int RunCancel(const ClientArgs& c, int64_t job_id);
+// JSON lines of tunefarm.v1.TuningRecord, from a server (c.server or
+// $TUNEFARM_SERVER set) or else from the database file `db_path`.
+int RunExport(const ClientArgs& c, const std::string& db_path, const std::string& workload,
+              const std::string& device_key, const std::string& out_file);
+int RunImport(const ClientArgs& c, const std::string& db_path, const std::string& in_file, bool atomic);
 int RunBestRemote(const ClientArgs& c, const std::string& workload, const std::string& device_key, int top);
 
 }  // namespace tunefarm::cli

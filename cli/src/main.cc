@@ -440,6 +440,20 @@ int main(int argc, char** argv) {
   CLI::App* target_cmd = app.add_subcommand("target", "show what this machine's CPU is detected as");
   target_cmd->add_flag("--json", common.json, "print JSON");
 
+  std::string export_workload, export_device, export_out, import_file, export_format = "jsonl";
+  bool import_atomic = false;
+  CLI::App* export_cmd = app.add_subcommand("export", "write tuning records as JSON lines (from --db or a server)");
+  export_cmd->add_option("--format", export_format, "output format")->default_val("jsonl")->check(CLI::IsMember({"jsonl"}));
+  export_cmd->add_option("--workload", export_workload, "only this workload");
+  export_cmd->add_option("--device", export_device, "only this device key");
+  export_cmd->add_option("-o,--output", export_out, "file to write (default: stdout)");
+  export_cmd->add_option("--db", common.db_path, db_help);
+  CLI::App* import_cmd = app.add_subcommand("import", "add JSON-lines records to a tuning log (--db or a server)");
+  import_cmd->add_option("file", import_file, "JSON lines, as `tunefarm export` writes them")->required();
+  import_cmd->add_flag("--atomic", import_atomic, "import nothing if any line is bad (database files only)");
+  import_cmd->add_option("--db", common.db_path, db_help);
+  import_cmd->footer("Records already present are skipped; bad lines are reported by number and the rest imported.");
+
   // ---- the farm ----
   tunefarm::cli::ClientArgs client;
   auto add_client = [&](CLI::App* sub, bool with_json = true) {
@@ -484,6 +498,8 @@ int main(int argc, char** argv) {
       ->default_val(0)->check(CLI::Range(0, 600000));
   agent_cmd->footer("SIGTERM finishes the batch being measured and exits; a second SIGTERM exits at once.");
 
+  add_client(export_cmd, false);
+  add_client(import_cmd, false);
   CLI::App* devices_cmd = app.add_subcommand("devices", "list device keys, their agents and queues on a server");
   add_client(devices_cmd);
   std::string spec_file;
@@ -562,6 +578,10 @@ int main(int argc, char** argv) {
                                           agent_workers, agent_replay_ms);
   }
   if (devices_cmd->parsed()) return tunefarm::cli::RunDevices(client);
+  if (export_cmd->parsed()) {
+    return tunefarm::cli::RunExport(client, common.db_path, export_workload, export_device, export_out);
+  }
+  if (import_cmd->parsed()) return tunefarm::cli::RunImport(client, common.db_path, import_file, import_atomic);
   if (submit_cmd->parsed()) return tunefarm::cli::RunSubmit(client, spec_file, submit_watch);
   if (jobs_cmd->parsed()) return tunefarm::cli::RunJobs(client, jobs_all);
   if (watch_cmd->parsed()) return tunefarm::cli::RunWatch(client, job_id);

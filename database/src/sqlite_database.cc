@@ -320,6 +320,8 @@ class SqliteDatabase final : public Database {
   absl::Status UpdateJob(int64_t id, std::string_view state, std::string_view message) override;
   absl::StatusOr<Job> GetJob(int64_t id) override;
   absl::StatusOr<std::vector<Job>> ListJobs(bool include_finished, int limit) override;
+  absl::StatusOr<std::vector<Record>> ListRecords(std::string_view workload_key, std::string_view device_key,
+                                                  int64_t after_id, int limit) override;
   absl::StatusOr<std::vector<JobTaskCount>> JobRecordCounts(int64_t job_id) override;
 
  private:
@@ -840,6 +842,25 @@ absl::StatusOr<std::vector<Job>> SqliteDatabase::ListJobs(bool include_finished,
     out.push_back(std::move(job));
   }
   return out;
+}
+
+absl::StatusOr<std::vector<Record>> SqliteDatabase::ListRecords(std::string_view workload_key,
+                                                                std::string_view device_key, int64_t after_id,
+                                                                int limit) {
+  if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string sql = "SELECT ";
+  sql += kRecordSelect;
+  sql += "WHERE r.id > ?1";
+  if (!workload_key.empty()) sql += " AND w.key = ?2";
+  if (!device_key.empty()) sql += " AND r.device_key = ?3";
+  sql += " ORDER BY r.id LIMIT ?4";
+  TF_DB_ASSIGN_OR_RETURN(Statement stmt, PrepareLocked(sql));
+  stmt.Bind(1, after_id);
+  if (!workload_key.empty()) stmt.Bind(2, workload_key);
+  if (!device_key.empty()) stmt.Bind(3, device_key);
+  stmt.Bind(4, static_cast<int64_t>(limit));
+  return ReadRecords(stmt);
 }
 
 absl::StatusOr<std::vector<JobTaskCount>> SqliteDatabase::JobRecordCounts(int64_t job_id) {

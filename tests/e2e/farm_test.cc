@@ -224,6 +224,26 @@ TEST_F(FarmTest, TwoAgentsFinishATwoTaskJobWhenOneIsKilledMidBatch) {
   EXPECT_NE(jobs.out.find("done"), std::string::npos) << jobs.out;
   ProcessResult table = Cli({"devices", "--server", server});
   EXPECT_NE(table.out.find("e2e-cpu"), std::string::npos) << table.out;
+
+  // Records travel as JSON lines: out of the server, into another log, and
+  // back into the server, where every one is already present.
+  const std::string jsonl = (dir_ / "records.jsonl").string();
+  ProcessResult exported = Cli({"export", "--server", server, "-o", jsonl});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_NE(exported.err.find("exported 48 records"), std::string::npos) << exported.err;
+  const std::string other = (dir_ / "other.db").string();
+  ProcessResult imported = Cli({"import", jsonl, "--db", other});
+  EXPECT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_NE(imported.err.find("imported 48 records"), std::string::npos) << imported.err;
+  ProcessResult back = Cli({"import", jsonl, "--server", server});
+  EXPECT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_NE(back.err.find("imported 0 records (48 already present"), std::string::npos) << back.err;
+  ProcessResult local_best = Cli({"best", "matmul(M=48,N=40,K=32)", "--device", "e2e-cpu", "--db", other, "--json"});
+  ProcessResult remote_best = Cli({"best", "matmul(M=48,N=40,K=32)", "--device", "e2e-cpu", "--server", server, "--json"});
+  auto lb = nlohmann::json::parse(local_best.out, nullptr, false);
+  auto rb = nlohmann::json::parse(remote_best.out, nullptr, false);
+  ASSERT_TRUE(lb.is_object() && rb.is_object()) << local_best.out << remote_best.out;
+  EXPECT_DOUBLE_EQ(lb["records"][0]["seconds"].get<double>(), rb["records"][0]["mean_cost"].get<double>());
 }
 
 TEST_F(FarmTest, KilledServerRestartsAndTheJobResumesWithoutLossOrDuplicates) {

@@ -25,6 +25,7 @@
 #include "tunefarm/kernels/workload.h"
 #include "tunefarm/rpc_runner/agent_service.h"
 #include "tunefarm/rpc_runner/dispatcher.h"
+#include "tunefarm/tuner/record_exchange.h"
 #include "tunefarm/tuner/strategy.h"
 #include "tunefarm/tuner/tune.h"
 #include "tunefarm/v1/service.grpc.pb.h"
@@ -529,36 +530,6 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-v1::TuningRecord ToProto(const database::Record& r, const std::string& kind) {
-  v1::TuningRecord p;
-  p.set_id(r.id);
-  p.set_workload(r.workload_key);
-  p.set_device_key(r.device_key);
-  p.set_target_json(r.target_json);
-  p.set_toolchain(r.toolchain);
-  p.set_template_name(r.template_name);
-  p.set_template_version(r.template_version);
-  p.set_config_index(r.config_index);
-  p.set_config_json(r.config_json);
-  for (double c : r.costs) p.add_costs(c);
-  p.set_status(static_cast<v1::MeasureStatus>(r.status));
-  p.set_error(r.error);
-  p.set_compile_time_s(r.compile_time_s);
-  p.set_agent_id(r.agent_id);
-  p.set_timestamp_ms(r.timestamp_ms);
-  p.set_job_id(r.job_id.value_or(0));
-  if (std::isfinite(r.mean_cost)) p.set_mean_cost(r.mean_cost);
-  if (r.status == 0 && r.mean_cost > 0) {
-    if (absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(r.workload_key); w.ok()) {
-      if (const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op)) {
-        p.set_gflops(t->Flops(*w) / r.mean_cost / 1e9);
-      }
-    }
-  }
-  p.set_device_kind(kind);
-  return p;
-}
-
 class TuningServiceImpl final : public v1::TuningService::Service {
  public:
   TuningServiceImpl(JobManager& jobs, rpc_runner::Dispatcher& d, database::Database& db, std::string token,
@@ -633,8 +604,55 @@ class TuningServiceImpl final : public v1::TuningService::Service {
     if (auto devices = db_.ListDevices(); devices.ok()) {
       for (const auto& d : *devices) kinds[d.device_key] = d.kind;
     }
-    for (const database::Record& r : *best) *out->add_records() = ToProto(r, kinds[r.device_key]);
+    for (const database::Record& r : *best) *out->add_records() = ToTuningRecord(r, kinds[r.device_key]);
     return grpc::Status::OK;
+  }
+
+  grpc::Status ExportRecords(grpc::ServerContext* ctx, const v1::ExportRecordsRequest* req,
+                             grpc::ServerWriter<v1::TuningRecord>* writer) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
+    if (req->workload().size() > 1024) return Invalid("workload: longer than 1024 characters");
+    if (!req->device_key().empty()) {
+      if (absl::Status s = CheckKey("device_key", req->device_key()); !s.ok()) return ToGrpc(s);
+    }
+    bool broken = false;
+    absl::Status s = tuner::ExportRecords(db_, req->workload(), req->device_key(), [&](const v1::TuningRecord& r) {
+      broken = !writer->Write(r) || ctx->IsCancelled();
+      return !broken;
+    });
+    if (!s.ok()) return ToGrpc(s);
+    return broken ? grpc::Status::CANCELLED : grpc::Status::OK;
+  }
+
+  grpc::Status ImportRecords(grpc::ServerContext* ctx, grpc::ServerReader<v1::TuningRecord>* reader,
+                             v1::ImportRecordsResponse* out) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
+    // Imported in chunks so a large import neither holds every record in
+    // memory nor one long write transaction.
+    constexpr size_t kChunk = 1000;
+    std::vector<v1::TuningRecord> chunk;
+    size_t offset = 0;
+    auto flush = [&]() -> grpc::Status {
+      absl::StatusOr<ImportCounts> c = tuner::ImportRecords(db_, chunk, /*atomic=*/false);
+      if (!c.ok()) return ToGrpc(c.status());
+      out->set_received(out->received() + c->received);
+      out->set_inserted(out->inserted() + c->inserted);
+      out->set_duplicates(out->duplicates() + c->duplicates);
+      for (const auto& [i, why] : c->rejected) {
+        if (out->errors_size() < 1000) out->add_errors(absl::StrCat("record ", offset + i + 1, ": ", why));
+      }
+      offset += chunk.size();
+      chunk.clear();
+      return grpc::Status::OK;
+    };
+    v1::TuningRecord r;
+    while (reader->Read(&r)) {
+      chunk.push_back(std::move(r));
+      if (chunk.size() == kChunk) {
+        if (grpc::Status s = flush(); !s.ok()) return s;
+      }
+    }
+    return flush();
   }
 
  private:

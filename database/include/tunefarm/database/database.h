@@ -140,6 +140,12 @@ class Database {
                                                               std::string_view exclude_workload_key,
                                                               int limit) = 0;
 
+  // Records (any status) with id > after_id, by id, at most `limit` (> 0):
+  // pages for export. Empty strings match any workload or device key.
+  virtual absl::StatusOr<std::vector<Record>> ListRecords(std::string_view workload_key,
+                                                          std::string_view device_key, int64_t after_id,
+                                                          int limit) = 0;
+
   // Record counts for a workload/device: total and successful. Empty
   // `device_key` means any device.
   struct Counts {
