@@ -134,6 +134,10 @@ CREATE INDEX models_latest ON models(template_name, device_key, feature_version,
 CREATE INDEX records_job ON records(job_id, workload_id);
 )sql",
 };
+// A read-only connection can use a file at this schema version or later:
+// the migrations after it only add indexes, which queries do not need.
+constexpr int kOldestReadableSchema = 2;
+
 static_assert(kMigrations.size() == Database::kSchemaVersion,
               "every schema version needs exactly one migration");
 
@@ -440,7 +444,7 @@ absl::Status SqliteDatabase::Init(const OpenOptions& options, bool in_memory) {
   if (!read_only_) return MigrateLocked();
   TF_DB_ASSIGN_OR_RETURN(int version, UserVersionLocked());
   if (version > kSchemaVersion) return NewerSchemaError(path_, version);
-  if (version < kSchemaVersion) {
+  if (version < kOldestReadableSchema) {
     return absl::FailedPreconditionError("database " + path_ + " has schema version " +
                                          std::to_string(version) + ", older than this build's " +
                                          std::to_string(kSchemaVersion) +

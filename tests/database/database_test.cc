@@ -216,6 +216,69 @@ TEST_F(DatabaseTest, ReadOnlyOpen) {
   EXPECT_EQ(db->AddRecords({Ok(kMatmul, "cpu", "v1", 4, {1.0})}).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(db->CreateJob("{}").status().code(), absl::StatusCode::kFailedPrecondition);
+  db.reset();
+
+  // A version-2 file (before the job index) is still readable, not migrated.
+  {
+    RawDb raw(DbPath());
+    raw.Exec("DROP INDEX records_job; PRAGMA user_version = 2");
+  }
+  std::unique_ptr<Database> v2 = OpenOrDie(DbPath(), read_only);
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(v2->CountRecords(kMatmul, "cpu")->total, 1);
+  EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), 2);
+}
+
+TEST_F(DatabaseTest, JobsAndTheirRecordsAndPagedListing) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  const int64_t a = *db->CreateJob("{\"a\":1}");
+  const int64_t b = *db->CreateJob("{\"b\":1}");
+  ASSERT_TRUE(db->UpdateJob(a, "done", "").ok());
+  ASSERT_TRUE(db->UpdateJob(b, "queued", "").ok());
+  std::vector<Job> open = *db->ListJobs(false, 10);
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].id, b);
+  std::vector<Job> all = *db->ListJobs(true, 10);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id, b);  // newest first
+  EXPECT_EQ(db->ListJobs(true, 0).status().code(), absl::StatusCode::kInvalidArgument);
+
+  std::vector<RecordRow> rows;
+  for (uint64_t i = 0; i < 5; ++i) {
+    RecordRow r = Ok(i < 3 ? kMatmul : "matmul(M=2,N=2,K=2,dtype=float32)", "cpu", "v1", i, {1.0 + i});
+    r.job_id = b;
+    if (i == 1) {
+      r.costs.clear();
+      r.status = 5;
+      r.error = "wrong";
+    }
+    rows.push_back(r);
+  }
+  rows.push_back(Ok(kMatmul, "gpu", "v1", 9, {1.0}));  // no job
+  ASSERT_EQ(*db->AddRecords(rows), 6);
+  std::vector<JobTaskCount> counts = *db->JobRecordCounts(b);
+  ASSERT_EQ(counts.size(), 2u);  // by workload key
+  EXPECT_EQ(counts[0].workload_key, "matmul(M=2,N=2,K=2,dtype=float32)");
+  EXPECT_EQ(counts[0].records, 2);
+  EXPECT_EQ(counts[0].errors, 0);
+  EXPECT_EQ(counts[1].workload_key, kMatmul);
+  EXPECT_EQ(counts[1].records, 3);
+  EXPECT_EQ(counts[1].errors, 1);
+  EXPECT_TRUE(db->JobRecordCounts(a)->empty());
+
+  // Paged by id; filters by workload and device key.
+  std::vector<uint64_t> seen;
+  int64_t after = 0;
+  for (;;) {
+    std::vector<Record> page = *db->ListRecords("", "", after, 4);
+    if (page.empty()) break;
+    for (const Record& r : page) seen.push_back(r.config_index);
+    after = page.back().id;
+  }
+  EXPECT_THAT(seen, ElementsAre(0u, 1u, 2u, 3u, 4u, 9u));
+  EXPECT_THAT(Indices(*db->ListRecords(kMatmul, "cpu", 0, 100)), ElementsAre(0u, 1u, 2u));
+  EXPECT_THAT(Indices(*db->ListRecords("", "gpu", 0, 100)), ElementsAre(9u));
 }
 
 TEST_F(DatabaseTest, AddRecordsSkipsDuplicates) {
@@ -443,7 +506,8 @@ TEST_F(DatabaseTest, ModelsAreStoredAndTheNewestComesBack) {
   EXPECT_FALSE(db->SaveModel({"", "cpu", kMatmul, 1, 1, 0, "x"}).ok());
 }
 
-// A version-1 log (no models table) is migrated in place, records kept.
+// A version-1 log (no models table, no job index) is migrated in place,
+// records kept.
 TEST_F(DatabaseTest, MigratesVersionOneToCurrent) {
   {
     std::unique_ptr<Database> db = OpenOrDie(DbPath());
@@ -452,6 +516,7 @@ TEST_F(DatabaseTest, MigratesVersionOneToCurrent) {
   {
     RawDb raw(DbPath());
     raw.Exec("DROP TABLE models");
+    raw.Exec("DROP INDEX records_job");
     raw.Exec("PRAGMA user_version = 1");
   }
   std::unique_ptr<Database> db = OpenOrDie(DbPath());

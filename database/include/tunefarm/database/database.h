@@ -80,8 +80,9 @@ struct OpenOptions {
   // before failing with UNAVAILABLE.
   int busy_timeout_ms = 10000;
   // Opens an existing file without migrating it: fails with NOT_FOUND when
-  // the file is missing and FAILED_PRECONDITION when its schema is older
-  // than kSchemaVersion. Writes then fail with FAILED_PRECONDITION.
+  // the file is missing and FAILED_PRECONDITION when its schema is too old
+  // to read (older than version 2; later migrations only add indexes).
+  // Writes then fail with FAILED_PRECONDITION.
   bool read_only = false;
 };
 
