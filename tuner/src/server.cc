@@ -161,7 +161,7 @@ bool Finished(v1::JobState s) {
 
 // Trials a scheduler slice gives a task: enough batches for the model to
 // learn something between decisions.
-constexpr int kSliceBatches = 2;
+constexpr int kSliceBatches = 4;
 
 // One job in memory. `status` is guarded by JobManager::mu_.
 struct JobState {
@@ -578,6 +578,9 @@ class TuningServiceImpl final : public v1::TuningService::Service {
       if (!s.ok()) return ToGrpc(s.status());
       if (!writer->Write(*s)) return grpc::Status::OK;
       if (Finished(s->state())) return grpc::Status::OK;
+      // At most five updates a second: plenty for progress bars, and a busy
+      // job does not spend its server's time on watchers.
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
       if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
       if (stop_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
     }

@@ -68,4 +68,6 @@ absl::StatusOr<std::unique_ptr<SearchStrategy>> NewStrategy(std::string_view nam
 
 std::vector<std::string> StrategyNames() { return {"random", "grid", "ga", "xgb"}; }
 
+bool StrategyLearnsFromHistory(std::string_view name) { return name == "xgb"; }
+
 }  // namespace tunefarm::tuner

@@ -148,13 +148,15 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     return absl::InvalidArgumentError("objective must be rank or reg, got '" + options.objective + "'");
   }
   context.regression = options.objective == "reg";
-  if (options.transfer) {
+  const bool learns = StrategyLearnsFromHistory(options.strategy);
+  if (options.transfer && learns) {
     absl::StatusOr<std::vector<TransferRecord>> transfer = LoadTransferRecords(db, *tmpl, workload, report.device_key);
     if (!transfer.ok()) return transfer.status();
     context.transfer = std::move(*transfer);
   }
   if (absl::StatusOr<std::optional<database::ModelRow>> saved =
-          db.LatestModel(std::string(tmpl->op()), report.device_key, cost_model::kFeatureVersion);
+          learns ? db.LatestModel(std::string(tmpl->op()), report.device_key, cost_model::kFeatureVersion)
+                 : std::optional<database::ModelRow>();
       saved.ok() && saved->has_value()) {
     context.saved_model = (*saved)->model;
   }

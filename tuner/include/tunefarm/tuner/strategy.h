@@ -59,6 +59,9 @@ class SearchStrategy {
 // "xgb": XGBoost ranking model + simulated annealing (the default).
 absl::StatusOr<std::unique_ptr<SearchStrategy>> NewStrategy(std::string_view name, const StrategyContext& context);
 std::vector<std::string> StrategyNames();
+// Whether a strategy uses transfer records and saved models (reading them
+// costs a tuning loop's start-up time, so model-free strategies skip it).
+bool StrategyLearnsFromHistory(std::string_view name);
 
 // Model-free and model-based strategies live in their own files.
 std::unique_ptr<SearchStrategy> NewGaStrategy(const StrategyContext& context);
