@@ -3,6 +3,7 @@
 // and the CLI against them. Every wait is bounded.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -344,6 +345,30 @@ TEST_F(FarmTest, MalformedSpecsAreRejectedNamingTheField) {
   }
   ProcessResult devices = Cli({"devices", "--server", server});
   EXPECT_EQ(devices.exit_code, 0) << devices.err;  // still serving
+
+  // Standard gRPC health checking answers SERVING (HealthCheckResponse is
+  // field 1 = 1, two bytes on the wire).
+  auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  grpc::CompletionQueue cq;
+  grpc::Slice empty(std::string{});  // HealthCheckRequest{service: ""}
+  grpc::ByteBuffer request(&empty, 1), response;
+  auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  cq.Shutdown();
 }
 
 TEST_F(FarmTest, TuneAgainstAServerAndCancelAJob) {
