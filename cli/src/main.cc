@@ -168,6 +168,7 @@ int RunTune(const Common& common, TuneArgs& a, int record_samples) {
     a.options.strategy = all ? "grid" : "random";
     a.options.trials = all ? static_cast<int>(space->size()) : record_samples;
     a.options.transfer = false;
+    a.options.timing_cutoff_factor = 0;  // a recording times every config fully
   }
   a.options.measure = tunefarm::tuner::DefaultMeasureOptions();
   a.options.measure.set_number(a.number);
@@ -397,6 +398,10 @@ int main(int argc, char** argv) {
     sub->add_option("--run-timeout", tune.run_timeout, "seconds a measurement process may take")->default_val(10)
         ->check(CLI::Range(0.1, 3600.0));
     sub->add_flag("--keep-files", tune.keep_files, "keep generated sources and binaries (debugging)");
+    sub->add_option("--timing-cutoff", tune.options.timing_cutoff_factor,
+                    "time a candidate once when its checked run is this many times slower than the best so far "
+                    "(0: always --repeat times)")
+        ->default_val(3.0)->check(CLI::Range(0.0, 1e6));
     add_common(sub);
   };
 

@@ -2,8 +2,11 @@
 // kernel that crashes or hangs costs one result, never the agent.
 //
 //   tunefarm-measure --lib K.so --symbol NAME --data D.bin
-//                    [--number N] [--repeat R] [--min-repeat-ms MS]
+//                    [--number N] [--repeat R] [--min-repeat-ms MS] [--cutoff-s S]
 //
+// With --cutoff-s, a kernel whose checked first run takes longer than S
+// seconds is timed by that run alone: it cannot be near the best, and
+// repeating it would only spend the tuning budget.
 // Prints one JSON object on stdout: {"status": "ok", "costs": [seconds...]}
 // or {"status": "wrong_answer" | "runtime_error" | "error", "error": "..."}.
 // The first (untimed) run's output is checked against the reference before
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
   if (getppid() != parent) return 1;
   std::string lib, symbol, data_path;
   long number = 1, repeat = 3, min_repeat_ms = 0;
+  double cutoff_s = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--lib") lib = v;
@@ -60,6 +64,7 @@ int main(int argc, char** argv) {
     else if (k == "--number") number = std::strtol(v.c_str(), nullptr, 10);
     else if (k == "--repeat") repeat = std::strtol(v.c_str(), nullptr, 10);
     else if (k == "--min-repeat-ms") min_repeat_ms = std::strtol(v.c_str(), nullptr, 10);
+    else if (k == "--cutoff-s") cutoff_s = std::strtod(v.c_str(), nullptr);
     else return Fail("error", "unknown argument " + k);
   }
   if (lib.empty() || symbol.empty() || data_path.empty() || number < 1 || repeat < 1 || min_repeat_ms < 0) {
@@ -90,7 +95,9 @@ int main(int argc, char** argv) {
   auto fn = reinterpret_cast<KernelFn>(dlsym(handle, symbol.c_str()));
   if (fn == nullptr) return Fail("runtime_error", "symbol " + symbol + " not found in " + lib);
 
+  const auto first_start = std::chrono::steady_clock::now();
   fn(args.data());
+  const double first_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - first_start).count();
 
   for (size_t i = 0; i < data->buffers.size(); ++i) {
     const auto& b = data->buffers[i];
@@ -111,6 +118,10 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(b.elements));
       return Fail("wrong_answer", msg);
     }
+  }
+
+  if (cutoff_s > 0 && first_s > cutoff_s) {
+    return Emit({{"status", "ok"}, {"costs", nlohmann::json::array({first_s})}, {"number", 1}, {"timed_once", true}});
   }
 
   // TVM's time_evaluator: each repeat runs the kernel `number` times; while

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -19,6 +20,38 @@ namespace {
 int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// An agent's result as the tuning log accepts it: anything malformed
+// becomes an UNKNOWN_ERROR result saying why, so one bad agent can neither
+// poison a commit nor pass off garbage as a timing.
+v1::MeasureResult Sanitize(v1::MeasureResult r) {
+  constexpr int kMaxCosts = 10000;
+  constexpr size_t kMaxError = 4096;
+  std::string why;
+  if (!v1::MeasureStatus_IsValid(r.status())) {
+    why = "unknown status";
+  } else if (r.costs_size() > kMaxCosts) {
+    why = "too many costs";
+  } else if (r.status() == v1::MEASURE_STATUS_OK && r.costs().empty()) {
+    why = "status OK without costs";
+  } else if (!std::isfinite(r.compile_time_s()) || r.compile_time_s() < 0) {
+    why = "bad compile time";
+  } else {
+    for (double c : r.costs()) {
+      if (!std::isfinite(c) || c <= 0) why = "a cost is not a finite positive number";
+    }
+  }
+  if (r.error().size() > kMaxError) r.mutable_error()->resize(kMaxError);
+  if (why.empty()) {
+    if (r.status() != v1::MEASURE_STATUS_OK) r.clear_costs();
+    return r;
+  }
+  v1::MeasureResult bad;
+  bad.set_status(v1::MEASURE_STATUS_UNKNOWN_ERROR);
+  bad.set_error("invalid result from the agent: " + why);
+  bad.set_timestamp_ms(r.timestamp_ms());
+  return bad;
 }
 
 // One Measure call's candidates.
@@ -286,7 +319,7 @@ void Dispatcher::OnResult(const std::string& agent_id, const v1::CandidateResult
     lease.batch->answered[i] = true;
     commit.batch = lease.batch;
     commit.index = i;
-    commit.result = r.result();
+    commit.result = Sanitize(r.result());
     commit.result.set_agent_id(agent_id);
     commit.target = state_->targets[agent_id];
     commit.agent_id = agent_id;

@@ -133,6 +133,26 @@ TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
   }
 }
 
+// A candidate slower than the cutoff is timed once, by its checked run; one
+// under it gets every repeat.
+TEST_F(CpuBackendTest, TimingCutoffTimesHopelessCandidatesOnce) {
+  const char* text = "matmul(M=64,N=64,K=64)";
+  const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul");
+  auto w = kernels::ParseWorkload(text);
+  uint64_t def = t.DefaultConfig(*w, *t.Space(*w)).index;
+  v1::MeasureRequest slow = Request(text, def), fast = Request(text, def);
+  slow.mutable_options()->set_repeat(5);
+  slow.mutable_options()->set_timing_cutoff_s(1e-9);  // every kernel is slower than that
+  fast.mutable_options()->set_repeat(5);
+  fast.mutable_options()->set_timing_cutoff_s(100);
+  auto results = backend_->Measure({slow, fast});
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ((*results)[0].status(), v1::MEASURE_STATUS_OK) << (*results)[0].error();
+  EXPECT_EQ((*results)[0].costs_size(), 1);
+  EXPECT_GT((*results)[0].costs(0), 0);
+  EXPECT_EQ((*results)[1].costs_size(), 5);
+}
+
 // Crashes, hangs, wrong answers and compile errors each cost one result with
 // the matching status; the candidates around them are still measured.
 TEST_F(CpuBackendTest, FaultyCandidatesAreIsolated) {

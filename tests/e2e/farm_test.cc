@@ -312,6 +312,32 @@ TEST_F(FarmTest, WrongTokenAndOtherTemplatesAreRefusedAndOthersKeepWorking) {
       30s));
 }
 
+// TLS with a self-signed certificate: agents and clients that trust it get
+// in, a plaintext client does not.
+TEST_F(FarmTest, ServesTls) {
+  const fs::path key = dir_ / "key.pem", cert = dir_ / "cert.pem";
+  const std::string openssl = tunefarm::device_agents::FindExecutable("openssl");
+  if (openssl.empty()) GTEST_SKIP() << "openssl is not installed";
+  tunefarm::device_agents::ProcessOptions o;
+  o.timeout = 60s;
+  auto made = tunefarm::device_agents::NewPosixProcessLauncher()->Run(
+      {openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key.string(), "-out", cert.string(), "-days",
+       "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+      o);
+  ASSERT_TRUE(made.ok() && made->exit_code == 0) << (made.ok() ? made->err : made.status().ToString());
+  const std::string server = Serve({"--tls-cert", cert.string(), "--tls-key", key.string()});
+  Agent(server, {"--tls-ca", cert.string()});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        ProcessResult r = Cli({"devices", "--server", server, "--tls-ca", cert.string(), "--json"});
+        auto j = nlohmann::json::parse(r.out, nullptr, false);
+        return j.is_object() && j["devices"].size() == 1 && j["devices"][0]["total"] == 1;
+      },
+      30s));
+  ProcessResult plain = Cli({"devices", "--server", server}, 20s);
+  EXPECT_NE(plain.exit_code, 0);
+}
+
 TEST_F(FarmTest, MalformedSpecsAreRejectedNamingTheField) {
   const std::string server = Serve();
   auto submit = [&](const std::string& text) {

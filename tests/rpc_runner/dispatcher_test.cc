@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -187,6 +188,28 @@ TEST(DispatcherTest, SilentAgentIsDroppedAndItsLeaseRequeued) {
   ASSERT_TRUE(b);
   f.d->OnResult(idc, Result(b->lease_id(), 0, 0.5));
   EXPECT_TRUE(measure.get().ok());
+}
+
+TEST(DispatcherTest, MalformedResultsBecomeErrorsNotTimings) {
+  Fixture f;
+  auto a = std::make_shared<FakeSession>();
+  std::string id = *f.d->Attach(a, Hello("k"), "a");
+  auto measure = std::async(std::launch::async, [&] { return f.d->Measure("k", Requests(3), {}); });
+  std::optional<v1::MeasureBatch> b = a->WaitBatch(0);
+  ASSERT_TRUE(b);
+  f.d->OnResult(id, Result(b->lease_id(), 0, std::nan("")));
+  f.d->OnResult(id, Result(b->lease_id(), 1, -1.0));
+  v1::CandidateResult no_costs;
+  no_costs.set_lease_id(b->lease_id());
+  no_costs.set_index(2);
+  f.d->OnResult(id, no_costs);  // status OK, no costs
+  absl::StatusOr<std::vector<v1::MeasureResult>> r = measure.get();
+  ASSERT_TRUE(r.ok());
+  for (const v1::MeasureResult& x : *r) {
+    EXPECT_EQ(x.status(), v1::MEASURE_STATUS_UNKNOWN_ERROR);
+    EXPECT_TRUE(x.costs().empty());
+    EXPECT_NE(x.error().find("invalid result from the agent"), std::string::npos);
+  }
 }
 
 TEST(DispatcherTest, CancelWithdrawsTheBatch) {

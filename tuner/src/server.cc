@@ -330,6 +330,16 @@ class JobManager {
     *j->status.mutable_spec() = spec;
     std::lock_guard lock(mu_);
     if (shutdown_) return absl::UnavailableError("the server is shutting down");
+    // Ended jobs leave memory (their status is in the log); their threads
+    // take mu_ no more once the state is final, so joining here is safe.
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (Finished(it->second->status.state())) {
+        if (it->second->thread.joinable()) it->second->thread.join();
+        it = jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     jobs_[row.id] = j;
     j->thread = std::thread([this, j] { RunJob(*j); });
     return j->status;

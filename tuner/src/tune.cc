@@ -100,6 +100,9 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
                                     const ProgressCallback& progress) {
   if (options.trials < 0) return absl::InvalidArgumentError("trials must be >= 0");
   if (options.batch_size < 1) return absl::InvalidArgumentError("batch size must be >= 1");
+  if (!(options.timing_cutoff_factor == 0 || options.timing_cutoff_factor >= 1)) {
+    return absl::InvalidArgumentError("the timing cutoff factor must be 0 (off) or >= 1");
+  }
   const kernels::Template* tmpl = kernels::TemplateRegistry::Global().Find(workload.op);
   if (tmpl == nullptr) return absl::NotFoundError(absl::StrCat("no template for operator ", workload.op));
   absl::StatusOr<kernels::ConfigSpace> full = tmpl->Space(workload);
@@ -234,6 +237,9 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (batch.empty() && room(0) > 0 && !report.interrupted) report.exhausted = true;
   std::vector<std::pair<uint64_t, double>> pending_scores;  // measured, not yet given to the strategy
   while (!batch.empty()) {
+    measure.set_timing_cutoff_s(options.timing_cutoff_factor > 0 && best_seconds > 0
+                                    ? options.timing_cutoff_factor * best_seconds
+                                    : 0);
     const std::vector<v1::MeasureRequest> requests = make_requests(batch);
     const double best_before = best_seconds;
     std::vector<uint64_t> next;

@@ -151,6 +151,7 @@ class Agent {
     if (epoch != epoch_) return;
     heartbeat_.cancel();
     grpc::Status s = stream_->Finish();
+    stream_.reset();  // nothing may touch a finished stream
     queue_.clear();  // the server re-queues everything it leased us
     if (stopping_) {
       reconnect_.cancel();

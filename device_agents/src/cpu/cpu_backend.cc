@@ -235,6 +235,10 @@ class CpuBackend : public DeviceBackend {
                                       "--number", std::to_string(std::max(1, opt.number())),
                                       "--repeat", std::to_string(std::max(1, opt.repeat())),
                                       "--min-repeat-ms", std::to_string(std::max(0, opt.min_repeat_ms()))};
+    if (opt.timing_cutoff_s() > 0 && std::isfinite(opt.timing_cutoff_s())) {
+      argv.push_back("--cutoff-s");
+      argv.push_back(absl::StrCat(opt.timing_cutoff_s()));
+    }
     ProcessOptions po;
     po.timeout = Ms(opt.run_timeout_s() > 0 ? opt.run_timeout_s() : kDefaultRunTimeoutS);
     absl::StatusOr<ProcessResult> p = options_.launcher->Run(argv, po);

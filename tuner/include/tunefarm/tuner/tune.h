@@ -44,6 +44,10 @@ struct TuneOptions {
   // Knobs fixed to one value: the search covers only the rest of the space.
   std::vector<std::pair<std::string, kernels::KnobValue>> pins;
   tunefarm::v1::MeasureOptions measure;
+  // A candidate whose checked first run is slower than this many times the
+  // best so far is timed by that run alone (MeasureOptions.timing_cutoff_s);
+  // 0 times every candidate `repeat` times.
+  double timing_cutoff_factor = 3;
   std::optional<int64_t> job_id;
   // Checked between batches: when it becomes true the loop stops after the
   // batch in flight is recorded (TuneReport::interrupted). May be null.
