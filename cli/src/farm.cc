@@ -117,17 +117,6 @@ int RpcError(const Client& c, const grpc::Status& s) {
   return Error(usage ? kExitUsage : kExitFailure, s.error_message());
 }
 
-const char* StateText(v1::JobState s) {
-  switch (s) {
-    case v1::JOB_STATE_QUEUED: return "queued";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_DONE: return "done";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    default: return "unknown";
-  }
-}
-
 int TaskTotal(const v1::JobStatus& j) {
   return j.spec().trials_per_task() > 0 ? j.spec().trials_per_task() : 0;
 }
@@ -140,7 +129,7 @@ class JobView {
   void Show(const v1::JobStatus& j) {
     if (tty_) {
       if (lines_ > 0) std::fprintf(stderr, "\x1b[%dA", lines_);
-      std::fprintf(stderr, "\x1b[2Kjob %lld %s  %d/%d trials  %s\n", static_cast<long long>(j.id()), StateText(j.state()),
+      std::fprintf(stderr, "\x1b[2Kjob %lld %s  %d/%d trials  %s\n", static_cast<long long>(j.id()), tuner::JobStateName(j.state()),
                    j.trials_done(), j.trials_total(), j.message().c_str());
       for (const v1::TaskStatus& t : j.tasks()) {
         int total = TaskTotal(j) > 0 ? TaskTotal(j) : std::max(1, j.trials_total());
@@ -153,7 +142,7 @@ class JobView {
       lines_ = 1 + j.tasks_size();
       return;
     }
-    std::string line = absl::StrCat("job ", j.id(), " ", StateText(j.state()), " ", j.trials_done(), "/", j.trials_total());
+    std::string line = absl::StrCat("job ", j.id(), " ", tuner::JobStateName(j.state()), " ", j.trials_done(), "/", j.trials_total());
     int tenth = j.trials_total() > 0 ? j.trials_done() * 10 / j.trials_total() : 0;
     if (tenth != last_tenth_ || j.state() != last_state_) {
       std::fprintf(stderr, "%s trials%s%s\n", line.c_str(), j.message().empty() ? "" : "  ", j.message().c_str());
@@ -192,7 +181,7 @@ int Watch(Client& c, int64_t id, bool json) {
       std::printf("%-44s %6d trials %4d errors  best %8.2f GFLOP/s  %s\n", t.workload().c_str(), t.trials_done(),
                   t.errors(), t.best_gflops(), t.state().c_str());
     }
-    std::printf("job %lld %s%s%s\n", static_cast<long long>(last.id()), StateText(last.state()),
+    std::printf("job %lld %s%s%s\n", static_cast<long long>(last.id()), tuner::JobStateName(last.state()),
                 last.message().empty() ? "" : ": ", last.message().c_str());
   }
   return last.state() == v1::JOB_STATE_DONE ? 0 : kExitFailure;
@@ -200,11 +189,22 @@ int Watch(Client& c, int64_t id, bool json) {
 
 }  // namespace
 
-int RunServe(tuner::ServerOptions options, const std::string& token_file) {
+int RunServe(tuner::ServerOptions options, const std::string& token_file, const std::string& tls_cert_file,
+             const std::string& tls_key_file) {
   if (!token_file.empty()) {
     absl::StatusOr<std::string> t = ReadToken(token_file);
     if (!t.ok()) return Error(kExitUsage, std::string(t.status().message()));
     options.token = *t;
+  }
+  if (tls_cert_file.empty() != tls_key_file.empty()) return Error(kExitUsage, "--tls-cert and --tls-key go together");
+  if (!tls_cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadText(tls_cert_file);
+    absl::StatusOr<std::string> key = ReadText(tls_key_file);
+    if (!cert.ok() || !key.ok()) {
+      return Error(kExitUsage, std::string((cert.ok() ? key.status() : cert.status()).message()));
+    }
+    options.tls_cert_pem = *cert;
+    options.tls_key_pem = *key;
   }
   struct sigaction sa {};
   sa.sa_handler = OnServeSignal;
@@ -226,7 +226,11 @@ int RunAgentCommand(const std::string& server, const std::string& device, const 
   o.server = server.empty() ? Env("TUNEFARM_SERVER") : server;
   if (o.server.empty()) return Error(kExitUsage, "no server given (use --server ADDR or TUNEFARM_SERVER)");
   o.device = device;
-  o.tls_ca_file = tls_ca;
+  if (!tls_ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadText(tls_ca);
+    if (!ca.ok()) return Error(kExitUsage, std::string(ca.status().message()));
+    o.tls_ca_pem = *ca;
+  }
   std::string tf = token_file.empty() ? Env("TUNEFARM_TOKEN_FILE") : token_file;
   if (!tf.empty()) {
     absl::StatusOr<std::string> t = ReadToken(tf);
@@ -317,7 +321,7 @@ int RunJobs(const ClientArgs& a, bool all) {
   }
   std::printf("%-6s %-10s %-20s %6s %15s  %s\n", "id", "state", "device", "tasks", "trials", "name / message");
   for (const v1::JobStatus& j : resp.jobs()) {
-    std::printf("%-6lld %-10s %-20s %6d %7d/%-7d  %s%s%s\n", static_cast<long long>(j.id()), StateText(j.state()),
+    std::printf("%-6lld %-10s %-20s %6d %7d/%-7d  %s%s%s\n", static_cast<long long>(j.id()), tuner::JobStateName(j.state()),
                 j.spec().device_key().c_str(), j.tasks_size(), j.trials_done(), j.trials_total(), j.spec().name().c_str(),
                 j.message().empty() ? "" : "  ", j.message().c_str());
   }

@@ -17,7 +17,9 @@ struct ClientArgs {
   bool json = false;
 };
 
-int RunServe(tuner::ServerOptions options, const std::string& token_file);
+// The PEM files are read here; the server takes their contents.
+int RunServe(tuner::ServerOptions options, const std::string& token_file, const std::string& tls_cert_file,
+             const std::string& tls_key_file);
 int RunAgentCommand(const std::string& server, const std::string& device, const std::string& key,
                     const std::string& token_file, const std::string& tls_ca, int workers, int replay_latency_ms);
 int RunDevices(const ClientArgs& c);

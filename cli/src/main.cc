@@ -476,14 +476,14 @@ int main(int argc, char** argv) {
   best_cmd->add_option("--tls-ca", client.tls_ca, "PEM file of the CA that signed the server's certificate");
 
   tunefarm::tuner::ServerOptions serve;
-  std::string serve_token_file;
+  std::string serve_token_file, serve_tls_cert, serve_tls_key;
   CLI::App* serve_cmd = app.add_subcommand("serve", "run the tuning server: jobs, device registry, the tuning log");
   serve_cmd->add_option("--listen", serve.listen, "host:port to listen on (port 0: any free port)")
       ->default_val("127.0.0.1:7070");
   serve_cmd->add_option("--db", serve.db_path, db_help);
   serve_cmd->add_option("--token-file", serve_token_file, "agents and clients must present the token in this file");
-  serve_cmd->add_option("--tls-cert", serve.tls_cert_file, "PEM certificate chain (with --tls-key: serve TLS)");
-  serve_cmd->add_option("--tls-key", serve.tls_key_file, "PEM private key");
+  serve_cmd->add_option("--tls-cert", serve_tls_cert, "PEM certificate chain (with --tls-key: serve TLS)");
+  serve_cmd->add_option("--tls-key", serve_tls_key, "PEM private key");
   serve_cmd->add_option("--heartbeat-ms", serve.heartbeat_interval_ms, "heartbeat interval; silent agents are dropped after three")
       ->default_val(2000)->check(CLI::Range(100, 600000));
   serve_cmd->footer("Example: tunefarm serve --listen 0.0.0.0:7070 --db /var/lib/tunefarm/log.db --token-file /etc/tunefarm/token");
@@ -577,7 +577,7 @@ int main(int argc, char** argv) {
     return tunefarm::cli::RunBestRemote(client, best_workload, best_device, best_top);
   }
   if (best_cmd->parsed()) return RunBest(common, best_workload, best_device, best_top);
-  if (serve_cmd->parsed()) return tunefarm::cli::RunServe(serve, serve_token_file);
+  if (serve_cmd->parsed()) return tunefarm::cli::RunServe(serve, serve_token_file, serve_tls_cert, serve_tls_key);
   if (agent_cmd->parsed()) {
     return tunefarm::cli::RunAgentCommand(agent_server, agent_device, agent_key, agent_token_file, agent_tls_ca,
                                           agent_workers, agent_replay_ms);

@@ -235,6 +235,20 @@ absl::StatusOr<Record> ReadRecord(const Statement& stmt) {
   return rec;
 }
 
+// Columns of every query that returns Job, in this order.
+constexpr std::string_view kJobSelect = "SELECT id, spec_json, state, created_ms, updated_ms, message FROM jobs";
+
+Job ReadJob(const Statement& stmt) {
+  Job job;
+  job.id = stmt.Int64(0);
+  job.spec_json = stmt.Text(1);
+  job.state = stmt.Text(2);
+  job.created_ms = stmt.Int64(3);
+  job.updated_ms = stmt.Int64(4);
+  job.message = stmt.Text(5);
+  return job;
+}
+
 // Every remaining row of a query built on kRecordSelect.
 absl::StatusOr<std::vector<Record>> ReadRecords(Statement& stmt) {
   std::vector<Record> out;
@@ -809,25 +823,17 @@ absl::Status SqliteDatabase::UpdateJob(int64_t id, std::string_view state,
 absl::StatusOr<Job> SqliteDatabase::GetJob(int64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   TF_DB_ASSIGN_OR_RETURN(Statement stmt,
-                         PrepareLocked("SELECT id, spec_json, state, created_ms, updated_ms, "
-                                       "message FROM jobs WHERE id = ?1"));
+                         PrepareLocked(std::string(kJobSelect) + " WHERE id = ?1"));
   stmt.Bind(1, id);
   TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
   if (!has_row) return absl::NotFoundError("no job with id " + std::to_string(id));
-  Job job;
-  job.id = stmt.Int64(0);
-  job.spec_json = stmt.Text(1);
-  job.state = stmt.Text(2);
-  job.created_ms = stmt.Int64(3);
-  job.updated_ms = stmt.Int64(4);
-  job.message = stmt.Text(5);
-  return job;
+  return ReadJob(stmt);
 }
 
 absl::StatusOr<std::vector<Job>> SqliteDatabase::ListJobs(bool include_finished, int limit) {
   if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
   std::lock_guard<std::mutex> lock(mu_);
-  std::string sql = "SELECT id, spec_json, state, created_ms, updated_ms, message FROM jobs";
+  std::string sql(kJobSelect);
   if (!include_finished) sql += " WHERE state IN ('queued', 'running')";
   sql += " ORDER BY id DESC LIMIT ?1";
   TF_DB_ASSIGN_OR_RETURN(Statement stmt, PrepareLocked(sql));
@@ -836,14 +842,7 @@ absl::StatusOr<std::vector<Job>> SqliteDatabase::ListJobs(bool include_finished,
   for (;;) {
     TF_DB_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
     if (!has_row) break;
-    Job job;
-    job.id = stmt.Int64(0);
-    job.spec_json = stmt.Text(1);
-    job.state = stmt.Text(2);
-    job.created_ms = stmt.Int64(3);
-    job.updated_ms = stmt.Int64(4);
-    job.message = stmt.Text(5);
-    out.push_back(std::move(job));
+    out.push_back(ReadJob(stmt));
   }
   return out;
 }

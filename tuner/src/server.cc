@@ -10,12 +10,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -63,6 +61,17 @@ absl::Status Range(const std::string& field, double v, double lo, double hi) {
   } while (0)
 
 }  // namespace
+
+const char* JobStateName(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_QUEUED: return "queued";
+    case v1::JOB_STATE_RUNNING: return "running";
+    case v1::JOB_STATE_DONE: return "done";
+    case v1::JOB_STATE_FAILED: return "failed";
+    case v1::JOB_STATE_CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
 
 absl::StatusOr<v1::JobSpec> ValidateJobSpec(v1::JobSpec spec) {
   if (spec.name().size() > 256) return absl::InvalidArgumentError("name must be at most 256 characters");
@@ -134,17 +143,6 @@ class RemoteBackend : public device_agents::DeviceBackend {
   v1::Target target_;
   rpc_runner::BatchOptions options_;
 };
-
-const char* StateName(v1::JobState s) {
-  switch (s) {
-    case v1::JOB_STATE_QUEUED: return "queued";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_DONE: return "done";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    default: return "unknown";
-  }
-}
 
 v1::JobState StateFromName(const std::string& s) {
   if (s == "queued") return v1::JOB_STATE_QUEUED;
@@ -252,11 +250,11 @@ class JobManager {
       lock.unlock();
       absl::StatusOr<v1::JobStatus> s = Get(id);
       if (!s.ok()) return s.status();
-      return absl::FailedPreconditionError(absl::StrCat("job ", id, " already ended (", StateName(s->state()), ")"));
+      return absl::FailedPreconditionError(absl::StrCat("job ", id, " already ended (", JobStateName(s->state()), ")"));
     }
     JobState& j = *it->second;
     if (Finished(j.status.state())) {
-      return absl::FailedPreconditionError(absl::StrCat("job ", id, " already ended (", StateName(j.status.state()), ")"));
+      return absl::FailedPreconditionError(absl::StrCat("job ", id, " already ended (", JobStateName(j.status.state()), ")"));
     }
     j.cancelled = true;
     j.stop = true;
@@ -359,7 +357,7 @@ class JobManager {
       j.status.set_message(message);
       Changed(j);
     }
-    if (absl::Status s = db_.UpdateJob(j.status.id(), StateName(state), message); !s.ok()) {
+    if (absl::Status s = db_.UpdateJob(j.status.id(), JobStateName(state), message); !s.ok()) {
       spdlog::error("job {}: cannot store its state: {}", j.status.id(), std::string(s.message()));
     }
   }
@@ -688,19 +686,11 @@ class TuningServiceImpl final : public v1::TuningService::Service {
   const std::atomic<bool>& stop_;
 };
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop,
                        const std::function<void(int port)>& on_listening) {
-  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+  if (options.tls_cert_pem.empty() != options.tls_key_pem.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
   const std::string db_path = options.db_path.empty() ? database::DefaultDatabasePath() : options.db_path;
@@ -732,13 +722,9 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
   TuningServiceImpl tuning_service(jobs, dispatcher, log, options.token, stop);
 
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
-  if (!options.tls_cert_file.empty()) {
-    absl::StatusOr<std::string> cert = ReadFile(options.tls_cert_file);
-    if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadFile(options.tls_key_file);
-    if (!key.ok()) return key.status();
+  if (!options.tls_cert_pem.empty()) {
     grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    ssl.pem_key_cert_pairs.push_back({options.tls_key_pem, options.tls_cert_pem});
     creds = grpc::SslServerCredentials(ssl);
   }
   grpc::EnableDefaultHealthCheckService(true);

@@ -5,9 +5,7 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <deque>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -312,14 +310,6 @@ class Agent {
   }
 };
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 absl::Status RunAgent(const AgentOptions& options) {
@@ -327,11 +317,9 @@ absl::Status RunAgent(const AgentOptions& options) {
   absl::StatusOr<std::unique_ptr<DeviceBackend>> backend = NewBackend(options.device, options.backend);
   if (!backend.ok()) return backend.status();
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (!options.tls_ca_file.empty()) {
-    absl::StatusOr<std::string> ca = ReadFile(options.tls_ca_file);
-    if (!ca.ok()) return ca.status();
+  if (!options.tls_ca_pem.empty()) {
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = *ca;
+    ssl.pem_root_certs = options.tls_ca_pem;
     creds = grpc::SslCredentials(ssl);
   }
   grpc::ChannelArguments args;

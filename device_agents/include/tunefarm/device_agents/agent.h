@@ -13,9 +13,9 @@ struct AgentOptions {
   std::string server;          // host:port
   std::string device = "cpu";  // a device class for NewBackend
   std::string token;           // sent in the hello; empty: none
-  // PEM file of the CA that signed the server's certificate; empty: plain
-  // TCP (loopback and trusted networks only).
-  std::string tls_ca_file;
+  // PEM of the CA that signed the server's certificate; empty: plain TCP
+  // (loopback and trusted networks only).
+  std::string tls_ca_pem;
   // Reconnects back off exponentially from 200 ms to this, with jitter.
   int max_backoff_ms = 30000;
   // Backend settings (device key override, compile workers, ...).

@@ -18,9 +18,10 @@ struct ServerOptions {
   std::string db_path;                    // empty: database::DefaultDatabasePath()
   // Agents and clients must present this token; empty: none needed.
   std::string token;
-  // PEM files; both or neither. Without them the server speaks plain TCP.
-  std::string tls_cert_file;
-  std::string tls_key_file;
+  // PEM certificate chain and private key; both or neither. Without them
+  // the server speaks plain TCP.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
   int heartbeat_interval_ms = 2000;
   int64_t lease_slack_ms = 30000;
 };
@@ -31,6 +32,10 @@ struct ServerOptions {
 // left queued or running by an earlier server on the same database resume.
 absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop,
                        const std::function<void(int port)>& on_listening = {});
+
+// "queued", "running", "done", "failed", "cancelled" ("unknown" otherwise):
+// the names the tuning log and the CLI use.
+const char* JobStateName(tunefarm::v1::JobState state);
 
 // Checks every field of a job spec and fills in defaults (strategy xgb,
 // batch 8, objective rank, measure defaults). Errors are INVALID_ARGUMENT
