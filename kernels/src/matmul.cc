@@ -1,4 +1,7 @@
 // matmul: C[M,N] = A[M,K] * B[K,N], float32, row-major, for CPUs.
+// Optional parameters: trans_b=1 reads B as [N,K] (C = A * B^T), bias=1 adds
+// bias[N] to every row, relu=1 clamps at zero; the epilogue is applied to
+// each register tile as its last K block is stored.
 //
 // The schedule is GotoBLAS/BLIS-shaped: three cache-tile loops (jc over N,
 // pc over K, ic over M) in a tunable order, optional packing of B and A into
@@ -40,14 +43,22 @@ class MatmulTemplate : public Template {
  public:
   std::string_view op() const override { return "matmul"; }
   std::vector<std::string> ParamNames() const override { return {"M", "N", "K"}; }
+  std::vector<std::pair<std::string, int64_t>> OptionalParams() const override {
+    return {{"trans_b", 0}, {"bias", 0}, {"relu", 0}};
+  }
   std::string_view declared_version() const override { return "matmul-cpu-1"; }
 
   absl::Status Validate(const Workload& w) const override {
-    for (const auto& [name, v] : w.params) {
+    for (const char* name : {"M", "N", "K"}) {
+      const int64_t v = w.param(name);
       if (v < 1 || v > kMaxDim) {
         return absl::InvalidArgumentError(
             absl::StrCat("matmul dimension ", name, "=", v, " is out of range [1, ", kMaxDim, "]"));
       }
+    }
+    for (const auto& [name, d] : OptionalParams()) {
+      const int64_t v = w.param_or(name, d);
+      if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat("matmul ", name, " must be 0 or 1, got ", v));
     }
     int64_t m = w.param("M"), n = w.param("N"), k = w.param("K");
     // Dimensions are <= 2^20, so each product fits in 64 bits.
@@ -60,7 +71,10 @@ class MatmulTemplate : public Template {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<ConfigSpace> Space(const Workload&) const override {
+  absl::StatusOr<ConfigSpace> Space(const Workload& w) const override {
+    // A transposed B is always packed: the micro-kernel reads B rows as
+    // vectors, which only the packed panel provides.
+    const bool trans_b = w.param_or("trans_b", 0) != 0;
     auto ints = [](std::initializer_list<int64_t> v) { return std::vector<KnobValue>(v.begin(), v.end()); };
     auto strs = [](std::initializer_list<const char*> v) {
       std::vector<KnobValue> out;
@@ -77,14 +91,14 @@ class MatmulTemplate : public Template {
         {"order", KnobKind::kReorder, strs({"jc,pc,ic", "jc,ic,pc", "pc,jc,ic", "pc,ic,jc", "ic,jc,pc", "ic,pc,jc"})},
         {"inner", KnobKind::kReorder, strs({"jr,ir", "ir,jr"})},
         {"pack_a", KnobKind::kChoice, ints({0, 1})},
-        {"pack_b", KnobKind::kChoice, ints({0, 1})},
+        {"pack_b", KnobKind::kChoice, trans_b ? ints({1}) : ints({0, 1})},
         {"unroll_k", KnobKind::kAnnotate, ints({1, 2, 4, 8})},
         {"compiler", KnobKind::kChoice, strs({"clang", "gcc"})},
         {"cflags", KnobKind::kChoice, strs({"-O3", "-O3 -funroll-loops", "-O2"})},
     });
   }
 
-  Config DefaultConfig(const Workload&, const ConfigSpace& space) const override {
+  Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
     auto c = space.FromValues({{"mr", int64_t{4}},
                                {"nv", int64_t{2}},
                                {"vec", int64_t{8}},
@@ -94,7 +108,7 @@ class MatmulTemplate : public Template {
                                {"order", std::string("jc,pc,ic")},
                                {"inner", std::string("jr,ir")},
                                {"pack_a", int64_t{0}},
-                               {"pack_b", int64_t{0}},
+                               {"pack_b", int64_t{w.param_or("trans_b", 0)}},
                                {"unroll_k", int64_t{1}},
                                {"compiler", std::string("clang")},
                                {"cflags", std::string("-O3")}});
@@ -103,7 +117,10 @@ class MatmulTemplate : public Template {
 
   std::vector<BufferArg> Buffers(const Workload& w) const override {
     int64_t m = w.param("M"), n = w.param("N"), k = w.param("K");
-    return {{"A", Type::Float(), m * k, false}, {"B", Type::Float(), k * n, false}, {"C", Type::Float(), m * n, true}};
+    std::vector<BufferArg> out = {{"A", Type::Float(), m * k, false}, {"B", Type::Float(), k * n, false}};
+    if (w.param_or("bias", 0)) out.push_back({"bias", Type::Float(), n, false});
+    out.push_back({"C", Type::Float(), m * n, true});
+    return out;
   }
 
   double Flops(const Workload& w) const override {
@@ -120,12 +137,24 @@ class MatmulTemplate : public Template {
   std::vector<ReferenceOutput> Reference(const Workload& w,
                                          std::span<const std::span<const float>> in) const override {
     int64_t m = w.param("M"), n = w.param("N"), k = w.param("K");
+    const bool trans_b = w.param_or("trans_b", 0) != 0, has_bias = w.param_or("bias", 0) != 0,
+               relu = w.param_or("relu", 0) != 0;
     std::span<const float> a = in[0], b = in[1];
+    std::vector<float> b_rows;  // B as [K,N]
+    if (trans_b) {
+      b_rows.resize(k * n);
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t p = 0; p < k; ++p) b_rows[p * n + j] = b[j * k + p];
+      }
+      b = b_rows;
+    }
     ReferenceOutput out;
     out.expected.resize(m * n);
     out.tolerance.resize(m * n);
     const double u = std::ldexp(1.0, -24);
-    const double gamma = static_cast<double>(k + 1) * u / (1.0 - static_cast<double>(k + 1) * u);
+    // The bias is one more term of the sum; ReLU cannot grow an error.
+    const int64_t terms = k + (has_bias ? 1 : 0);
+    const double gamma = static_cast<double>(terms + 1) * u / (1.0 - static_cast<double>(terms + 1) * u);
     std::vector<double> acc(n), mag(n);
     for (int64_t i = 0; i < m; ++i) {
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -137,6 +166,15 @@ class MatmulTemplate : public Template {
           acc[j] += av * brow[j];
           mag[j] += std::abs(av * brow[j]);
         }
+      }
+      if (has_bias) {
+        for (int64_t j = 0; j < n; ++j) {
+          acc[j] += in[2][j];
+          mag[j] += std::abs(static_cast<double>(in[2][j]));
+        }
+      }
+      if (relu) {
+        for (int64_t j = 0; j < n; ++j) acc[j] = std::max(acc[j], 0.0);
       }
       for (int64_t j = 0; j < n; ++j) {
         out.expected[i * n + j] = static_cast<float>(acc[j]);
@@ -158,6 +196,9 @@ class MatmulTemplate : public Template {
     const int64_t KC = std::min(space.IntValue(c, "kc"), K);
     const int64_t U = space.IntValue(c, "unroll_k");
     const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
+    const bool trans_b = w.param_or("trans_b", 0) != 0, has_bias = w.param_or("bias", 0) != 0,
+               relu = w.param_or("relu", 0) != 0;
+    if (trans_b && !pack_b) return absl::InvalidArgumentError("a transposed B must be packed");
     std::vector<std::string> order = absl::StrSplit(space.StrValue(c, "order"), ',');
     const bool jr_outer = space.StrValue(c, "inner") == "jr,ir";
 
@@ -212,8 +253,23 @@ class MatmulTemplate : public Template {
           For::Make("v", 0, NV, ForKind::kUnrolled,
                     Store::Make("C", Load::Make("acc", ii * Expr(NV) + v, vec_t), c_index(ii, v * Expr(W)))));
     }
+    // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
+    // block has been accumulated into C.
+    auto epilogue = [&](Expr rows, Expr cols) -> Stmt {
+      if (!has_bias && !relu) return Stmt();
+      Expr ii = V("ii"), jj = V("jj");
+      Expr x = Load::Make("C", c_index(ii, jj));
+      if (has_bias) x = x + Load::Make("bias", jc + jr + jj);
+      Expr e = Var::Make("e", f32);
+      Expr value = relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
+      Stmt apply = For::Make("ii", 0, rows, ForKind::kSerial,
+                             For::Make("jj", 0, cols, ForKind::kVectorized,
+                                       LetStmt::Make("e", x, Store::Make("C", value, c_index(ii, jj)))));
+      return IfThenElse::Make(EQ::Make(pc + kb, Expr(K)), apply, Stmt());
+    };
     Stmt full_tile = Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister,
                                     Block::Make({tile_io_load, k_loop, tile_io_store}));
+    full_tile = Block::Make({full_tile, epilogue(Expr(MR), Expr(NR))});
 
     // --- edge tile: bounds from the block, scalar A, compiler-vectorised j ---
     Stmt edge_tile;
@@ -225,6 +281,7 @@ class MatmulTemplate : public Template {
           "ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial,
           For::Make("kk", 0, kb, ForKind::kSerial,
                     LetStmt::Make("a", a_at(ii, kk), For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized, upd))));
+      edge_tile = Block::Make({edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
     }
     Stmt tile = IfThenElse::Make((ir + Expr(MR) <= mb) && (jr + Expr(NR) <= nb), full_tile, edge_tile);
 
@@ -243,9 +300,12 @@ class MatmulTemplate : public Template {
     if (pack_b) {
       Expr kk = V("kk"), jj = V("jj");
       Expr dst = jr_o * kb * Expr(NR) + kk * Expr(NR) + jj;
-      Expr src = (pc + kk) * Expr(N) + jc + jr + jj;
-      Stmt full = For::Make("kk", 0, kb, ForKind::kSerial,
-                            For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", Load::Make("B", src), dst)));
+      // B^T is read along K (contiguous), B along N.
+      Expr src = trans_b ? (jc + jr + jj) * Expr(K) + pc + kk : (pc + kk) * Expr(N) + jc + jr + jj;
+      Stmt full = trans_b ? For::Make("jj", 0, NR, ForKind::kSerial,
+                                      For::Make("kk", 0, kb, ForKind::kSerial, Store::Make("Bp", Load::Make("B", src), dst)))
+                          : For::Make("kk", 0, kb, ForKind::kSerial,
+                                      For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", Load::Make("B", src), dst)));
       Stmt edge = For::Make(
           "kk", 0, kb, ForKind::kSerial,
           For::Make("jj", 0, NR, ForKind::kSerial,

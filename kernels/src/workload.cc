@@ -20,6 +20,13 @@ int64_t Workload::param(std::string_view name) const {
   return 0;
 }
 
+int64_t Workload::param_or(std::string_view name, int64_t default_value) const {
+  for (const auto& [k, v] : params) {
+    if (k == name) return v;
+  }
+  return default_value;
+}
+
 std::string Workload::Key() const {
   std::string s = op + "(";
   for (const auto& [k, v] : params) absl::StrAppend(&s, k, "=", v, ",");
@@ -127,10 +134,16 @@ absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
   if (!lex.AtEnd()) return bad("unexpected text after ')'");
 
   std::vector<std::string> names = t->ParamNames();
+  const std::vector<std::pair<std::string, int64_t>> optional = t->OptionalParams();
+  auto is_optional = [&](const std::string& k) {
+    return std::any_of(optional.begin(), optional.end(), [&](const auto& o) { return o.first == k; });
+  };
   for (const auto& [k, _] : given) {
-    if (std::find(names.begin(), names.end(), k) == names.end()) {
+    if (std::find(names.begin(), names.end(), k) == names.end() && !is_optional(k)) {
+      std::vector<std::string> all = names;
+      for (const auto& [o, d] : optional) all.push_back(absl::StrCat(o, " (optional, default ", d, ")"));
       return absl::InvalidArgumentError(absl::StrCat("unknown parameter '", k, "' for ", w.op, " (parameters: ",
-                                                     absl::StrJoin(names, ", "), ")"));
+                                                     absl::StrJoin(all, ", "), ")"));
     }
   }
   for (const std::string& n : names) {
@@ -139,6 +152,10 @@ absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat("workload '", std::string(text), "' is missing parameter ", n));
     }
     w.params.emplace_back(n, it->second);
+  }
+  for (const auto& [n, default_value] : optional) {
+    auto it = std::find_if(given.begin(), given.end(), [&](const auto& p) { return p.first == n; });
+    if (it != given.end() && it->second != default_value) w.params.emplace_back(n, it->second);
   }
   if (absl::Status s = t->Validate(w); !s.ok()) return s;
   return w;

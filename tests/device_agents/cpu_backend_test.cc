@@ -112,7 +112,9 @@ TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
   const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul");
   std::mt19937_64 rng(2024);
   for (const char* text : {"matmul(M=1,N=1,K=1)", "matmul(M=77,N=129,K=61)", "matmul(M=64,N=48,K=96)",
-                           "matmul(M=3,N=257,K=5)"}) {
+                           "matmul(M=3,N=257,K=5)", "matmul(M=77,N=129,K=61,trans_b=1,bias=1,relu=1)",
+                           "matmul(M=1,N=1,K=1,bias=1)", "matmul(M=33,N=40,K=7,relu=1)",
+                           "matmul(M=16,N=17,K=300,trans_b=1)"}) {
     auto w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok());
     auto space = t.Space(*w);

@@ -64,6 +64,33 @@ TEST(MatmulTemplateTest, ReferenceAndTolerance) {
   EXPECT_DOUBLE_EQ(Matmul().Flops(*w), 48.0);
 }
 
+// B^T, bias and ReLU: C = relu(A * B^T + bias).
+TEST(MatmulTemplateTest, ReferenceWithTransposedBBiasAndRelu) {
+  auto w = ParseWorkload("matmul(M=2,N=2,K=3,trans_b=1,bias=1,relu=1)");
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_EQ(Matmul().Buffers(*w).size(), 4u);  // A, B, bias, C
+  std::vector<float> a = {1, 2, 3, -1, -2, -3}, bt = {1, 1, 1, 0, 0, 2}, bias = {0.5f, -10.0f};
+  std::vector<std::span<const float>> in = {a, bt, bias};
+  auto out = Matmul().Reference(*w, in);
+  ASSERT_EQ(out[0].expected.size(), 4u);
+  EXPECT_FLOAT_EQ(out[0].expected[0], 6.5f);   // 1+2+3 + 0.5
+  EXPECT_FLOAT_EQ(out[0].expected[1], 0.0f);   // 6 - 10 -> relu
+  EXPECT_FLOAT_EQ(out[0].expected[2], 0.0f);   // -6 + 0.5 -> relu
+  EXPECT_FLOAT_EQ(out[0].expected[3], 0.0f);   // -6 - 10 -> relu
+  // A transposed B is always packed; the plain workload keeps its space.
+  auto plain = ParseWorkload("matmul(M=2,N=2,K=3)");
+  EXPECT_LT(Matmul().Space(*w)->size(), Matmul().Space(*plain)->size());
+}
+
+// The optional parameters left at their defaults change nothing: not the
+// key, not the space, not the generated code, so old records stay valid.
+TEST(MatmulTemplateTest, DefaultsKeepTheVersion) {
+  auto a = ParseWorkload("matmul(M=8,N=8,K=8)"), b = ParseWorkload("matmul(M=8,N=8,K=8,bias=0,relu=0,trans_b=0)");
+  EXPECT_EQ(*TemplateVersion(Matmul(), *a), *TemplateVersion(Matmul(), *b));
+  auto fused = ParseWorkload("matmul(M=8,N=8,K=8,relu=1)");
+  EXPECT_NE(*TemplateVersion(Matmul(), *a), *TemplateVersion(Matmul(), *fused));
+}
+
 TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {
   auto a = ParseWorkload("matmul(M=8,N=8,K=8)");
   auto b = ParseWorkload("matmul(M=8,N=8,K=9)");

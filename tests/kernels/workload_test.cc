@@ -16,6 +16,23 @@ TEST(WorkloadTest, ParsesAndCanonicalises) {
   EXPECT_EQ(again->Hash(), w->Hash());
 }
 
+// Optional parameters appear in the key only when they differ from their
+// defaults, so keys written before they existed still name the same thing.
+TEST(WorkloadTest, OptionalParametersKeepOldKeys) {
+  auto plain = ParseWorkload("matmul(M=4,N=5,K=6,relu=0,trans_b=0)");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->Key(), "matmul(M=4,N=5,K=6,dtype=float32)");
+  auto fused = ParseWorkload("matmul(relu=1,M=4,N=5,K=6,bias=1,trans_b=1)");
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(fused->Key(), "matmul(M=4,N=5,K=6,trans_b=1,bias=1,relu=1,dtype=float32)");
+  EXPECT_EQ(*ParseWorkload(fused->Key()), *fused);
+  EXPECT_EQ(fused->param_or("relu", 0), 1);
+  EXPECT_EQ(plain->param_or("relu", 0), 0);
+  auto bad = ParseWorkload("matmul(M=4,N=5,K=6,relu=2)");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("relu must be 0 or 1"), std::string::npos);
+}
+
 TEST(WorkloadTest, ClearErrors) {
   struct Case {
     const char* text;

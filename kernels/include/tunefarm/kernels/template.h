@@ -44,6 +44,10 @@ class Template {
   virtual std::string_view op() const = 0;
   // Parameter names in canonical order ("M", "N", "K").
   virtual std::vector<std::string> ParamNames() const = 0;
+  // Parameters that may be left out, with their defaults, in canonical order
+  // after ParamNames(). A workload lists one only when it differs from its
+  // default, so adding an optional parameter never changes existing keys.
+  virtual std::vector<std::pair<std::string, int64_t>> OptionalParams() const { return {}; }
   // Checks ranges of a parsed workload (dimensions, memory footprint).
   virtual absl::Status Validate(const Workload& w) const = 0;
 

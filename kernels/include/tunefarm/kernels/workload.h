@@ -22,6 +22,9 @@ struct Workload {
   // Value of a parameter; the workload must have been validated by its
   // template (ParseWorkload does that), so a missing name is a bug.
   int64_t param(std::string_view name) const;
+  // Value of an optional parameter, which a workload lists only when it
+  // differs from its default (so keys without it stay as they were).
+  int64_t param_or(std::string_view name, int64_t default_value) const;
   std::string Key() const;
   // 64-bit FNV-1a of Key(), for indexing.
   uint64_t Hash() const;
