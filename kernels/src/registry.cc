@@ -11,6 +11,7 @@ namespace tunefarm::kernels {
 TemplateRegistry::TemplateRegistry() {
   // One line per built-in template.
   Add(NewMatmulTemplate());
+  Add(NewBatchMatmulTemplate());
 }
 
 TemplateRegistry& TemplateRegistry::Global() {

@@ -109,14 +109,15 @@ TEST_F(CpuBackendTest, TargetIsDetected) {
 // The acceptance property of the matmul template: a random sample of its
 // space compiles, runs and matches the reference on awkward shapes.
 TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
-  const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul");
   std::mt19937_64 rng(2024);
   for (const char* text : {"matmul(M=1,N=1,K=1)", "matmul(M=77,N=129,K=61)", "matmul(M=64,N=48,K=96)",
                            "matmul(M=3,N=257,K=5)", "matmul(M=77,N=129,K=61,trans_b=1,bias=1,relu=1)",
                            "matmul(M=1,N=1,K=1,bias=1)", "matmul(M=33,N=40,K=7,relu=1)",
-                           "matmul(M=16,N=17,K=300,trans_b=1)"}) {
+                           "matmul(M=16,N=17,K=300,trans_b=1)", "batch_matmul(B=3,M=33,N=40,K=17)",
+                           "batch_matmul(B=1,M=1,N=1,K=1)", "batch_matmul(B=2,M=7,N=129,K=61)"}) {
     auto w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok());
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
     auto space = t.Space(*w);
     ASSERT_TRUE(space.ok());
     std::vector<v1::MeasureRequest> batch;

@@ -91,6 +91,25 @@ TEST(MatmulTemplateTest, DefaultsKeepTheVersion) {
   EXPECT_NE(*TemplateVersion(Matmul(), *a), *TemplateVersion(Matmul(), *fused));
 }
 
+// Each batch is its own matmul: the reference of B=2 is the two matmuls'.
+TEST(MatmulTemplateTest, BatchMatmulReferenceIsPerBatch) {
+  const Template& bm = *TemplateRegistry::Global().Find("batch_matmul");
+  auto w = ParseWorkload("batch_matmul(B=2,M=2,N=3,K=4)");
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::vector<float> a = {1, 2, 3, 4, -1, -2, -3, -4, 0, 0, 0, 1, 0, 0, 0, 2}, b(24, 0.5f);
+  for (int i = 12; i < 24; ++i) b[i] = static_cast<float>(i - 12);
+  std::vector<std::span<const float>> in = {a, b};
+  auto out = bm.Reference(*w, in);
+  ASSERT_EQ(out[0].expected.size(), 12u);
+  EXPECT_FLOAT_EQ(out[0].expected[0], 5.0f);    // batch 0 as in the matmul test
+  EXPECT_FLOAT_EQ(out[0].expected[5], -5.0f);
+  EXPECT_FLOAT_EQ(out[0].expected[6], 9.0f);    // batch 1: row (0,0,0,1) picks B[3][0] = 9
+  EXPECT_FLOAT_EQ(out[0].expected[11], 22.0f);  // row (0,0,0,2) * B[3][2] = 2 * 11
+  EXPECT_DOUBLE_EQ(bm.Flops(*w), 96.0);
+  EXPECT_FALSE(ParseWorkload("batch_matmul(B=0,M=2,N=3,K=4)").ok());
+  EXPECT_FALSE(ParseWorkload("batch_matmul(B=1048576,M=1024,N=1024,K=1)").ok());
+}
+
 TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {
   auto a = ParseWorkload("matmul(M=8,N=8,K=8)");
   auto b = ParseWorkload("matmul(M=8,N=8,K=9)");

@@ -100,5 +100,6 @@ class TemplateRegistry {
 
 // Builtin template factories; one line each in registry.cc registers them.
 std::unique_ptr<Template> NewMatmulTemplate();
+std::unique_ptr<Template> NewBatchMatmulTemplate();
 
 }  // namespace tunefarm::kernels
