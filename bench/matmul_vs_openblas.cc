@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   opt.batch_size = batch;
   opt.seed = seed;
   opt.strategy = strategy;
+  opt.pins = {{"threads", int64_t{1}}};  // against single-threaded OpenBLAS
   std::vector<Clock::time_point> done;  // completion time of each trial
   const Clock::time_point t0 = Clock::now();
   int last_print = -1;

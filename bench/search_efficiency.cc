@@ -30,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 const std::vector<std::pair<std::string, kernels::KnobValue>> kPins = {
     {"compiler", std::string("clang")}, {"cflags", std::string("-O3")}, {"order", std::string("jc,pc,ic")},
     {"inner", std::string("jr,ir")},    {"nc", int64_t{1024}},          {"mc", int64_t{96}},
-    {"unroll_k", int64_t{4}},           {"pack_a", int64_t{1}}};
+    {"unroll_k", int64_t{4}},           {"pack_a", int64_t{1}},          {"threads", int64_t{1}}};
 const char* kWorkloads[] = {"matmul(M=128,N=128,K=128)", "matmul(M=192,N=256,K=96)", "matmul(M=77,N=129,K=61)"};
 
 double Median(std::vector<double> v) {
@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
   // --- live: xgb vs random on the real CPU, same budget ---
   if (live_trials > 0) {
     auto w = kernels::ParseWorkload("matmul(M=1024,N=1024,K=1024)");
-    std::printf("\nlive run on this CPU: %s, %d trials each, no transfer\n", w->Key().c_str(), live_trials);
+    std::printf("\nlive run on this CPU: %s, %d trials each, one thread, no transfer\n", w->Key().c_str(), live_trials);
     for (const char* strategy : {"random", "xgb"}) {
       auto backend = device_agents::NewBackend("cpu");
       if (!backend.ok()) return Fail(backend.status());
@@ -219,6 +219,7 @@ int main(int argc, char** argv) {
       o.strategy = strategy;
       o.trials = live_trials;
       o.transfer = false;
+      o.pins = {{"threads", int64_t{1}}};  // single-threaded, like the recorded spaces
       auto t0 = Clock::now();
       auto r = tuner::TuneTask(*w, **backend, **db, o);
       if (!r.ok()) return Fail(r.status());

@@ -20,6 +20,7 @@ using namespace ir;  // NOLINT: this file is the IR's printer
 class CodeGenC : public Visitor {
  public:
   absl::StatusOr<std::string> Generate(const LoweredFunc& f) {
+    threads_ = f.threads;
     Stmt body = Simplify(UnrollLoops(f.body));
     std::ostringstream fn;
     out_ = &fn;
@@ -180,7 +181,11 @@ class CodeGenC : public Visitor {
     switch (op->for_kind) {
       case ForKind::kSerial: break;
       case ForKind::kVectorized: Line() << "#pragma omp simd\n"; break;
-      case ForKind::kParallel: Line() << "#pragma omp parallel for\n"; break;
+      case ForKind::kParallel:
+        Line() << "#pragma omp parallel for";
+        if (threads_ > 1) *out_ << " num_threads(" << threads_ << ")";
+        *out_ << "\n";
+        break;
       case ForKind::kUnrolled: TF_CHECK(false, "unrolled loop survived UnrollLoops"); break;
       case ForKind::kGpuBlock:
       case ForKind::kGpuThread: Fail("GPU loops cannot be printed as C"); return;
@@ -280,6 +285,7 @@ class CodeGenC : public Visitor {
   };
   std::ostream* out_ = nullptr;
   int indent_ = 0;
+  int threads_ = 1;
   std::set<Type, TypeLess> vector_types_;
   std::set<std::string> registers_;
   absl::Status error_;

@@ -100,25 +100,38 @@ const std::string& ConfigSpace::StrValue(const Config& c, std::string_view knob)
 }
 
 absl::StatusOr<ConfigSpace> ConfigSpace::Pin(const std::vector<std::pair<std::string, KnobValue>>& pins) const {
+  std::vector<std::pair<std::string, std::vector<KnobValue>>> allowed;
+  for (const auto& [name, value] : pins) allowed.push_back({name, {value}});
+  return Restrict(allowed);
+}
+
+absl::StatusOr<ConfigSpace> ConfigSpace::Restrict(
+    const std::vector<std::pair<std::string, std::vector<KnobValue>>>& allowed) const {
   const std::vector<Knob>& base = pinned() ? parent_knobs_ : knobs_;
   std::vector<Knob> knobs = base;
   std::vector<std::vector<uint32_t>> map(base.size());
   for (size_t k = 0; k < base.size(); ++k) {
     for (uint32_t i = 0; i < base[k].values.size(); ++i) map[k].push_back(i);
   }
-  for (const auto& [name, value] : pins) {
+  for (const auto& [name, values] : allowed) {
     auto it = std::find_if(base.begin(), base.end(), [&](const Knob& k) { return k.name == name; });
     if (it == base.end()) return absl::InvalidArgumentError(absl::StrCat("cannot pin unknown knob '", name, "'"));
-    size_t k = it - base.begin();
-    auto v = std::find(base[k].values.begin(), base[k].values.end(), value);
-    if (v == base[k].values.end()) {
-      std::string allowed;
-      for (const KnobValue& x : base[k].values) absl::StrAppend(&allowed, allowed.empty() ? "" : ", ", KnobValueToString(x));
-      return absl::InvalidArgumentError(
-          absl::StrCat("knob '", name, "' has no value ", KnobValueToString(value), " (values: ", allowed, ")"));
+    if (values.empty()) return absl::InvalidArgumentError(absl::StrCat("knob '", name, "' would have no values"));
+    const size_t k = it - base.begin();
+    knobs[k].values.clear();
+    map[k].clear();
+    for (uint32_t i = 0; i < base[k].values.size(); ++i) {
+      if (std::find(values.begin(), values.end(), base[k].values[i]) == values.end()) continue;
+      knobs[k].values.push_back(base[k].values[i]);
+      map[k].push_back(i);
     }
-    knobs[k].values = {*v};
-    map[k] = {static_cast<uint32_t>(v - base[k].values.begin())};
+    for (const KnobValue& value : values) {
+      if (std::find(base[k].values.begin(), base[k].values.end(), value) != base[k].values.end()) continue;
+      std::string known;
+      for (const KnobValue& x : base[k].values) absl::StrAppend(&known, known.empty() ? "" : ", ", KnobValueToString(x));
+      return absl::InvalidArgumentError(
+          absl::StrCat("knob '", name, "' has no value ", KnobValueToString(value), " (values: ", known, ")"));
+    }
   }
   absl::StatusOr<ConfigSpace> s = Create(std::move(knobs));
   if (!s.ok()) return s;

@@ -65,6 +65,9 @@ absl::StatusOr<ConfigSpace> MatmulSpace(bool trans_b) {
       {"unroll_k", KnobKind::kAnnotate, ints({1, 2, 4, 8})},
       {"compiler", KnobKind::kChoice, strs({"clang", "gcc"})},
       {"cflags", KnobKind::kChoice, strs({"-O3", "-O3 -funroll-loops", "-O2"})},
+      // Threads sharing the register-tile loop of each cache block (OpenMP);
+      // a device rejects more than it has cores before compiling.
+      {"threads", KnobKind::kAnnotate, ints({1, 2, 4, 8, 16, 32, 64})},
   });
 }
 
@@ -81,7 +84,8 @@ Config MatmulDefaultConfig(const ConfigSpace& space, bool trans_b) {
                              {"pack_b", int64_t{trans_b ? 1 : 0}},
                              {"unroll_k", int64_t{1}},
                              {"compiler", std::string("clang")},
-                             {"cflags", std::string("-O3")}});
+                             {"cflags", std::string("-O3")},
+                             {"threads", int64_t{1}}});
   return *c;  // the values above are in the space by construction
 }
 
@@ -248,13 +252,18 @@ absl::StatusOr<Kernel> LowerMatmul(const MatmulProblem& p, std::vector<ir::Buffe
 
   // --- register-tile loops ---
   Stmt jr_loop_body, inner;
-  auto ir_loop = [&](Stmt body) {
-    return For::Make("ir_o", 0, CeilDiv(mb, MR), ForKind::kSerial, LetStmt::Make("ir", ir_o * Expr(MR), body));
+  auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
+    return For::Make("ir_o", 0, CeilDiv(mb, MR), kind, LetStmt::Make("ir", ir_o * Expr(MR), body));
   };
-  auto jr_loop = [&](Stmt body) {
-    return For::Make("jr_o", 0, CeilDiv(nb, NR), ForKind::kSerial, LetStmt::Make("jr", jr_o * Expr(NR), body));
+  auto jr_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
+    return For::Make("jr_o", 0, CeilDiv(nb, NR), kind, LetStmt::Make("jr", jr_o * Expr(NR), body));
   };
-  inner = jr_outer ? jr_loop(ir_loop(tile)) : ir_loop(jr_loop(tile));
+  // With threads, the outer register-tile loop is shared out: each tile
+  // writes its own part of C and only reads the packed panels, and the
+  // packing happens before the loop, so there is nothing to race on.
+  const int64_t T = space.IntValue(c, "threads");
+  const ForKind outer = T > 1 ? ForKind::kParallel : ForKind::kSerial;
+  inner = jr_outer ? jr_loop(ir_loop(tile), outer) : ir_loop(jr_loop(tile), outer);
 
   // --- packing ---
   Stmt pack_b_stmt, pack_a_stmt;
@@ -317,6 +326,8 @@ absl::StatusOr<Kernel> LowerMatmul(const MatmulProblem& p, std::vector<ir::Buffe
   k.func.body = body;
   k.compile.compiler = space.StrValue(c, "compiler");
   k.compile.flags = space.StrValue(c, "cflags");
+  k.func.threads = static_cast<int>(T);
+  if (T > 1) k.compile.flags += " -fopenmp";
   return k;
 }
 

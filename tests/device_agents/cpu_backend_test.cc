@@ -122,7 +122,9 @@ TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
     ASSERT_TRUE(space.ok());
     std::vector<v1::MeasureRequest> batch;
     batch.push_back(Request(text, t.DefaultConfig(*w, *space).index));
-    for (int i = 0; i < 11; ++i) batch.push_back(Request(text, space->Sample(rng)));
+    // One thread here; ThreadedKernelsGiveTheReferenceAnswerEveryTime covers more.
+    auto serial = space->Pin({{"threads", int64_t{1}}});
+    for (int i = 0; i < 11; ++i) batch.push_back(Request(text, serial->ToParentIndex(serial->Sample(rng))));
     auto results = backend_->Measure(batch);
     ASSERT_TRUE(results.ok()) << results.status();
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -132,6 +134,47 @@ TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
       EXPECT_EQ(r.costs_size(), 2);
       EXPECT_EQ(r.config_index(), batch[i].config().index());
       EXPECT_GT(r.compile_time_s(), 0);
+    }
+  }
+}
+
+// Threaded kernels are run many times (warm-up plus repeats), and the
+// measurement process checks the output after the first and the last run, so
+// a race shows up as a wrong answer. More threads than cores is refused
+// before compiling.
+TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
+  const int64_t cores = backend_->target().limits().at("cores");
+  std::mt19937_64 rng(7);
+  for (const char* text : {"matmul(M=77,N=129,K=61)", "matmul(M=128,N=96,K=64,bias=1,relu=1)",
+                           "batch_matmul(B=2,M=33,N=40,K=17)", "matmul(M=5,N=3,K=200,trans_b=1)"}) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    auto two = space->Pin({{"threads", int64_t{2}}});
+    ASSERT_TRUE(two.ok());
+    std::vector<v1::MeasureRequest> batch;
+    for (int i = 0; i < 4; ++i) {
+      batch.push_back(Request(text, two->ToParentIndex(two->Sample(rng))));
+      batch.back().mutable_options()->set_repeat(10);
+    }
+    auto too_many = space->Pin({{"threads", int64_t{64}}});
+    batch.push_back(Request(text, too_many->ToParentIndex(0)));
+    auto results = backend_->Measure(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (size_t i = 0; i + 1 < batch.size(); ++i) {
+      const v1::MeasureResult& r = (*results)[i];
+      if (cores < 2) {
+        EXPECT_EQ(r.status(), v1::MEASURE_STATUS_INSTANTIATION_ERROR);
+        continue;
+      }
+      EXPECT_EQ(r.status(), v1::MEASURE_STATUS_OK)
+          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": " << r.error();
+      EXPECT_EQ(r.costs_size(), 10);
+    }
+    if (cores < 64) {
+      EXPECT_EQ(results->back().status(), v1::MEASURE_STATUS_INSTANTIATION_ERROR);
+      EXPECT_NE(results->back().error().find("cores"), std::string::npos) << results->back().error();
     }
   }
 }

@@ -105,5 +105,28 @@ TEST(ConfigSpaceTest, PinnedSubSpaceMapsToParent) {
   EXPECT_EQ(q->size(), 8u);
 }
 
+// Restrict keeps a subset of a knob's values, in the knob's own order.
+TEST(ConfigSpaceTest, RestrictedSubSpaceMapsToParent) {
+  auto s = ConfigSpace::Create({IntKnob("a", 3), IntKnob("b", 4)});  // a: 1..3, b: 1..4
+  ASSERT_TRUE(s.ok());
+  auto r = s->Restrict({{"b", {int64_t{4}, int64_t{2}}}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->size(), 6u);
+  std::set<int64_t> seen;
+  for (uint64_t i = 0; i < r->size(); ++i) {
+    const uint64_t parent = r->ToParentIndex(i);
+    const int64_t b = s->IntValue(s->FromIndex(parent), "b");
+    EXPECT_TRUE(b == 2 || b == 4);
+    seen.insert(b);
+    EXPECT_EQ(r->FromParentIndex(parent), i);
+    EXPECT_EQ(r->IntValue(r->FromIndex(i), "b"), b);
+  }
+  EXPECT_EQ(seen, (std::set<int64_t>{2, 4}));
+  EXPECT_EQ(r->knobs()[1].values, (std::vector<KnobValue>{int64_t{2}, int64_t{4}}));
+  EXPECT_FALSE(r->FromParentIndex(s->FromValues({{"a", int64_t{1}}, {"b", int64_t{1}}})->index).has_value());
+  EXPECT_FALSE(s->Restrict({{"b", {int64_t{9}}}}).ok());
+  EXPECT_FALSE(s->Restrict({{"b", {}}}).ok());
+}
+
 }  // namespace
 }  // namespace tunefarm::kernels

@@ -110,6 +110,28 @@ TEST(MatmulTemplateTest, BatchMatmulReferenceIsPerBatch) {
   EXPECT_FALSE(ParseWorkload("batch_matmul(B=1048576,M=1024,N=1024,K=1)").ok());
 }
 
+// Threads share the outer register-tile loop through OpenMP.
+TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
+  auto w = ParseWorkload("matmul(M=64,N=64,K=64)");
+  auto space = Matmul().Space(*w);
+  Config c = Matmul().DefaultConfig(*w, *space);
+  auto k1 = Matmul().Instantiate(*w, *space, c);
+  ASSERT_TRUE(k1.ok());
+  EXPECT_EQ(k1->func.threads, 1);
+  EXPECT_EQ(GenerateC(k1->func)->find("omp parallel"), std::string::npos);
+  EXPECT_EQ(k1->compile.flags.find("-fopenmp"), std::string::npos);
+  Config c4 = *space->FromValues({{"threads", int64_t{4}}, {"mr", int64_t{4}}, {"nv", int64_t{2}}, {"vec", int64_t{8}},
+                           {"mc", int64_t{64}}, {"nc", int64_t{256}}, {"kc", int64_t{256}},
+                           {"order", std::string("jc,pc,ic")}, {"inner", std::string("jr,ir")},
+                           {"pack_a", int64_t{0}}, {"pack_b", int64_t{0}}, {"unroll_k", int64_t{1}},
+                           {"compiler", std::string("clang")}, {"cflags", std::string("-O3")}});
+  auto k4 = Matmul().Instantiate(*w, *space, c4);
+  ASSERT_TRUE(k4.ok());
+  EXPECT_EQ(k4->func.threads, 4);
+  EXPECT_NE(GenerateC(k4->func)->find("#pragma omp parallel for num_threads(4)"), std::string::npos);
+  EXPECT_NE(k4->compile.flags.find("-fopenmp"), std::string::npos);
+}
+
 TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {
   auto a = ParseWorkload("matmul(M=8,N=8,K=8)");
   auto b = ParseWorkload("matmul(M=8,N=8,K=9)");

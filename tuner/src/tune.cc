@@ -107,9 +107,24 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (tmpl == nullptr) return absl::NotFoundError(absl::StrCat("no template for operator ", workload.op));
   absl::StatusOr<kernels::ConfigSpace> full = tmpl->Space(workload);
   if (!full.ok()) return full.status();
-  // The strategy walks `search` (the space with options.pins applied);
-  // requests and records always carry indices of the full space.
-  absl::StatusOr<kernels::ConfigSpace> pinned = options.pins.empty() ? full : full->Pin(options.pins);
+  // The strategy walks `search`: the space with options.pins applied and a
+  // knob named "threads" limited to the device's cores. Requests and
+  // records always carry indices of the full space.
+  std::vector<std::pair<std::string, std::vector<kernels::KnobValue>>> allowed;
+  for (const auto& [name, value] : options.pins) allowed.push_back({name, {value}});
+  const auto threads = std::find_if(full->knobs().begin(), full->knobs().end(),
+                                    [](const kernels::Knob& k) { return k.name == "threads"; });
+  const auto cores = backend.target().limits().find("cores");
+  const bool pinned_threads = std::any_of(options.pins.begin(), options.pins.end(),
+                                          [](const auto& p) { return p.first == "threads"; });
+  if (threads != full->knobs().end() && cores != backend.target().limits().end() && !pinned_threads) {
+    std::vector<kernels::KnobValue> fit;
+    for (const kernels::KnobValue& v : threads->values) {
+      if (const int64_t* n = std::get_if<int64_t>(&v); n && *n <= std::max<int64_t>(1, cores->second)) fit.push_back(v);
+    }
+    if (!fit.empty()) allowed.push_back({"threads", fit});
+  }
+  absl::StatusOr<kernels::ConfigSpace> pinned = allowed.empty() ? full : full->Restrict(allowed);
   if (!pinned.ok()) return pinned.status();
   const kernels::ConfigSpace& search = *pinned;
   absl::StatusOr<std::string> version = kernels::TemplateVersion(*tmpl, workload);

@@ -121,6 +121,9 @@ class CpuBackend : public DeviceBackend {
     }
     absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, space->FromIndex(req.config().index()));
     if (!k.ok()) return fail(std::string(k.status().message()));
+    if (auto cores = target_.limits().find("cores"); cores != target_.limits().end() && k->func.threads > cores->second) {
+      return fail(absl::StrCat(k->func.threads, " threads exceed this device's ", cores->second, " cores"));
+    }
     absl::StatusOr<std::string> src = kernels::GenerateC(k->func);
     if (!src.ok()) return fail(std::string(src.status().message()));
     if (!toolchain_.compilers.count(k->compile.compiler)) {

@@ -68,6 +68,10 @@ class ConfigSpace {
   // map to the same code as the parent's; ToParentIndex/FromParentIndex
   // translate indices. Pinning a pinned space pins relative to the original.
   absl::StatusOr<ConfigSpace> Pin(const std::vector<std::pair<std::string, KnobValue>>& pins) const;
+  // Like Pin, keeping a set of values per named knob (in the knob's order),
+  // e.g. thread counts up to a device's cores.
+  absl::StatusOr<ConfigSpace> Restrict(
+      const std::vector<std::pair<std::string, std::vector<KnobValue>>>& allowed) const;
   uint64_t ToParentIndex(uint64_t index) const;
   // Fails (nullopt) when the parent config is outside this sub-space.
   std::optional<uint64_t> FromParentIndex(uint64_t parent_index) const;

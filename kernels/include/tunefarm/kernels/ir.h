@@ -307,6 +307,8 @@ struct LoweredFunc {
   std::string name;
   std::vector<BufferArg> args;
   Stmt body;
+  // Threads that each parallel loop runs on (OpenMP on CPUs).
+  int threads = 1;
 };
 
 // ---- traversal ----
