@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "tunefarm/kernels/codegen_c.h"
 #include "tunefarm/kernels/template.h"
@@ -130,6 +133,51 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
   EXPECT_EQ(k4->func.threads, 4);
   EXPECT_NE(GenerateC(k4->func)->find("#pragma omp parallel for num_threads(4)"), std::string::npos);
   EXPECT_NE(k4->compile.flags.find("-fopenmp"), std::string::npos);
+}
+
+// Golden text of one generated kernel per template: the template's default
+// config on a small awkward shape (edge tiles on every side), and for matmul
+// also the fused, transposed, two-thread variant. TUNEFARM_UPDATE_GOLDEN=1
+// rewrites the files instead; read the diff before committing them.
+void ExpectGolden(const std::string& name, const std::string& text) {
+  const std::string path = std::string(TUNEFARM_GOLDEN_DIR) + "/" + name;
+  if (std::getenv("TUNEFARM_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(path) << text;
+    return;
+  }
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(text, ss.str()) << "golden " << path;
+}
+
+std::string Generated(const std::string& workload, const std::vector<std::pair<std::string, KnobValue>>& values = {}) {
+  auto w = ParseWorkload(workload);
+  const Template& t = *TemplateRegistry::Global().Find(w->op);
+  auto space = t.Space(*w);
+  Config c = t.DefaultConfig(*w, *space);
+  if (!values.empty()) {
+    std::vector<std::pair<std::string, KnobValue>> all;
+    for (size_t k = 0; k < space->knobs().size(); ++k) {
+      all.emplace_back(space->knobs()[k].name, space->knobs()[k].values[c.choices[k]]);
+      for (const auto& [n, v] : values) {
+        if (n == all.back().first) all.back().second = v;
+      }
+    }
+    c = *space->FromValues(all);
+  }
+  auto k = t.Instantiate(*w, *space, c);
+  EXPECT_TRUE(k.ok()) << k.status();
+  auto src = GenerateC(k->func);
+  EXPECT_TRUE(src.ok()) << src.status();
+  return src.ok() ? *src : "";
+}
+
+TEST(MatmulTemplateTest, GoldenKernels) {
+  ExpectGolden("matmul_5x19x3.c", Generated("matmul(M=5,N=19,K=3)"));
+  ExpectGolden("matmul_5x19x3_tb_bias_relu_t2.c",
+               Generated("matmul(M=5,N=19,K=3,trans_b=1,bias=1,relu=1)", {{"threads", int64_t{2}}}));
+  ExpectGolden("batch_matmul_2x5x19x3.c", Generated("batch_matmul(B=2,M=5,N=19,K=3)"));
 }
 
 TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {
