@@ -338,19 +338,20 @@ int RunTarget(const Common& common) {
   return 0;
 }
 
-// Accepts "name" or "name:ARG" for a device class this build has.
+// Empty when `value` is "name" or "name:ARG" for a device class this build
+// has; otherwise why not.
+std::string CheckDeviceClass(const std::string& value) {
+  std::string name = value.substr(0, value.find(':'));
+  for (const std::string& n : tunefarm::device_agents::BackendNames()) {
+    if (n == name) return "";
+  }
+  std::string known;
+  for (const std::string& n : tunefarm::device_agents::BackendNames()) known += (known.empty() ? "" : ", ") + n;
+  return "unknown device class '" + name + "' (available: " + known + ")";
+}
+
 CLI::Validator DeviceClassValidator() {
-  return CLI::Validator(
-      [](std::string& value) -> std::string {
-        std::string name = value.substr(0, value.find(':'));
-        for (const std::string& n : tunefarm::device_agents::BackendNames()) {
-          if (n == name) return "";
-        }
-        std::string known;
-        for (const std::string& n : tunefarm::device_agents::BackendNames()) known += (known.empty() ? "" : ", ") + n;
-        return "unknown device class '" + name + "' (available: " + known + ")";
-      },
-      "DEVICE");
+  return CLI::Validator([](std::string& value) { return CheckDeviceClass(value); }, "DEVICE");
 }
 
 }  // namespace
@@ -383,8 +384,9 @@ int main(int argc, char** argv) {
         ->default_val(8)->check(CLI::Range(1, 4096));
     sub->add_option("--seed", tune.options.seed, "seed of the search strategy")->default_val(0);
     sub->add_option("--device", tune.device,
-                    "device to measure on: cpu, or replay:LOG.db[#KEY] to answer from recorded measurements")
-        ->default_val("cpu")->check(DeviceClassValidator());
+                    "device to measure on: cpu, or replay:LOG.db[#KEY] to answer from recorded measurements; "
+                    "with --server, the device key of the farm's agents")
+        ->default_val("cpu");
     sub->add_option("--key", tune.key, "device key to record under (default: detected, see `tunefarm target`)");
     sub->add_option("--workers", tune.workers, "parallel compile jobs (default: one per core)")
         ->check(CLI::NonNegativeNumber);
@@ -549,7 +551,10 @@ int main(int argc, char** argv) {
   client.json = client.json || common.json;
   if (tune_cmd->parsed() && !client.server.empty()) {
     if (!tune.pins.empty()) return Error(kExitUsage, "--pin is not supported with --server");
-    if (tune.key.empty()) return Error(kExitUsage, "--server needs --key: the device key of the agents to tune on");
+    if (tune.key.empty() && tune.device != "cpu") tune.key = tune.device;
+    if (tune.key.empty()) {
+      return Error(kExitUsage, "--server needs --device KEY: the device key of the farm's agents to tune on");
+    }
     v1::JobSpec spec;
     spec.set_name("tune " + tune.workload);
     spec.set_device_key(tune.key);
@@ -570,6 +575,9 @@ int main(int argc, char** argv) {
     int rc = tunefarm::cli::RunSubmitSpec(client, spec, /*watch=*/true);
     if (rc != 0 || client.json) return rc;
     return tunefarm::cli::RunBestRemote(client, tune.workload, tune.key, 1);
+  }
+  if (std::string why = CheckDeviceClass(tune.device); !why.empty() && (tune_cmd->parsed() || record_cmd->parsed())) {
+    return Error(kExitUsage, "--device: " + why);
   }
   if (tune_cmd->parsed()) return RunTune(common, tune, /*record_samples=*/0);
   if (record_cmd->parsed()) return RunTune(common, tune, record_samples);

@@ -191,6 +191,9 @@ TEST_F(CliTest, BadInputGivesOneLineErrors) {
   EXPECT_NE(missing.err.find("no tuning log"), std::string::npos) << missing.err;
   ProcessResult strategy = Run({"tune", "matmul(M=2,N=2,K=2)", "--strategy", "magic"});
   EXPECT_EQ(strategy.exit_code, 2);
+  ProcessResult device = Run({"tune", "matmul(M=2,N=2,K=2)", "--device", "fpga9", "--db", db_});
+  EXPECT_EQ(device.exit_code, 2);
+  EXPECT_NE(device.err.find("unknown device class 'fpga9'"), std::string::npos) << device.err;
   ProcessResult help = Run({"tune", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--trials"), std::string::npos);

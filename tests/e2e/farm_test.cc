@@ -400,7 +400,7 @@ TEST_F(FarmTest, MalformedSpecsAreRejectedNamingTheField) {
 TEST_F(FarmTest, TuneAgainstAServerAndCancelAJob) {
   const std::string server = Serve();
   Agent(server);
-  ProcessResult tune = Cli({"tune", "matmul(M=24,N=24,K=24)", "--server", server, "--key", "e2e-cpu", "--trials", "8",
+  ProcessResult tune = Cli({"tune", "matmul(M=24,N=24,K=24)", "--server", server, "--device", "e2e-cpu", "--trials", "8",
                             "--batch-size", "4", "--strategy", "random", "--min-repeat-ms", "2"},
                            180s);
   ASSERT_EQ(tune.exit_code, 0) << tune.err << tune.out;
