@@ -40,8 +40,6 @@ Stmt TileLoop(const std::string& d, const std::string& b, int64_t extent, int64_
   return For::Make(o, 0, Expr((extent + tile - 1) / tile), ForKind::kSerial, s);
 }
 
-}  // namespace
-
 absl::StatusOr<ConfigSpace> MatmulSpace(bool trans_b) {
   // A transposed B is always packed: the micro-kernel reads B rows as
   // vectors, which only the packed panel provides.
@@ -331,9 +329,67 @@ absl::StatusOr<Kernel> LowerMatmul(const MatmulProblem& p, std::vector<ir::Buffe
   return k;
 }
 
+}  // namespace
+
+absl::StatusOr<ConfigSpace> MatmulFamilyTemplate::Space(const Workload& w) const {
+  return MatmulSpace(Problem(w).trans_b);
+}
+
+Config MatmulFamilyTemplate::DefaultConfig(const Workload& w, const ConfigSpace& space) const {
+  return MatmulDefaultConfig(space, Problem(w).trans_b);
+}
+
+std::vector<BufferArg> MatmulFamilyTemplate::Buffers(const Workload& w) const {
+  const MatmulProblem p = Problem(w);
+  std::vector<BufferArg> out = {{"A", Type::Float(), p.batch * p.M * p.K, false},
+                                {"B", Type::Float(), p.batch * p.K * p.N, false}};
+  if (p.bias) out.push_back({"bias", Type::Float(), p.N, false});
+  out.push_back({"C", Type::Float(), p.batch * p.M * p.N, true});
+  return out;
+}
+
+double MatmulFamilyTemplate::Flops(const Workload& w) const {
+  const MatmulProblem p = Problem(w);
+  return 2.0 * static_cast<double>(p.batch) * static_cast<double>(p.M) * static_cast<double>(p.N) *
+         static_cast<double>(p.K);
+}
+
+std::vector<ReferenceOutput> MatmulFamilyTemplate::Reference(const Workload& w,
+                                                             std::span<const std::span<const float>> in) const {
+  return {MatmulReference(Problem(w), in)};
+}
+
+absl::StatusOr<Kernel> MatmulFamilyTemplate::Instantiate(const Workload& w, const ConfigSpace& space,
+                                                         const Config& c) const {
+  return LowerMatmul(Problem(w), Buffers(w), space, c);
+}
+
+absl::Status MatmulFamilyTemplate::ValidateMatmul(const Workload& w, std::initializer_list<const char*> dims) const {
+  for (const char* name : dims) {
+    const int64_t v = w.param(name);
+    if (v < 1 || v > kMaxDim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(w.op, " dimension ", name, "=", v, " is out of range [1, ", kMaxDim, "]"));
+    }
+  }
+  for (const auto& [name, d] : OptionalParams()) {
+    const int64_t v = w.param_or(name, d);
+    if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", name, " must be 0 or 1, got ", v));
+  }
+  const MatmulProblem p = Problem(w);
+  // Dimensions are <= 2^20, so one set of matrices is <= 3 * 2^40 elements;
+  // the batch factor is checked by division, never multiplied past the limit.
+  const int64_t per_batch = p.M * p.K + p.K * p.N + p.M * p.N;
+  if (per_batch > kMaxElements || p.batch > kMaxElements / per_batch) {
+    return absl::InvalidArgumentError(absl::StrCat(w.op, " ", w.Key(), " needs more than the ",
+                                                   kMaxElements * 4 / (1 << 20), " MiB buffer limit"));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
-class MatmulTemplate : public Template {
+class MatmulTemplate : public MatmulFamilyTemplate {
  public:
   std::string_view op() const override { return "matmul"; }
   std::vector<std::string> ParamNames() const override { return {"M", "N", "K"}; }
@@ -342,61 +398,10 @@ class MatmulTemplate : public Template {
   }
   std::string_view declared_version() const override { return "matmul-cpu-1"; }
 
-  absl::Status Validate(const Workload& w) const override {
-    for (const char* name : {"M", "N", "K"}) {
-      const int64_t v = w.param(name);
-      if (v < 1 || v > kMaxDim) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("matmul dimension ", name, "=", v, " is out of range [1, ", kMaxDim, "]"));
-      }
-    }
-    for (const auto& [name, d] : OptionalParams()) {
-      const int64_t v = w.param_or(name, d);
-      if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat("matmul ", name, " must be 0 or 1, got ", v));
-    }
-    int64_t m = w.param("M"), n = w.param("N"), k = w.param("K");
-    // Dimensions are <= 2^20, so each product fits in 64 bits.
-    int64_t elements = m * k + k * n + m * n;
-    if (elements > kMaxElements) {
-      return absl::InvalidArgumentError(absl::StrCat("matmul ", w.Key(), " needs ", elements * 4 / (1 << 20),
-                                                     " MiB of buffers; the limit is ", kMaxElements * 4 / (1 << 20),
-                                                     " MiB"));
-    }
-    return absl::OkStatus();
-  }
+  absl::Status Validate(const Workload& w) const override { return ValidateMatmul(w, {"M", "N", "K"}); }
 
-  absl::StatusOr<ConfigSpace> Space(const Workload& w) const override {
-    return MatmulSpace(w.param_or("trans_b", 0) != 0);
-  }
-
-  Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
-    return MatmulDefaultConfig(space, w.param_or("trans_b", 0) != 0);
-  }
-
-  std::vector<BufferArg> Buffers(const Workload& w) const override {
-    int64_t m = w.param("M"), n = w.param("N"), k = w.param("K");
-    std::vector<BufferArg> out = {{"A", Type::Float(), m * k, false}, {"B", Type::Float(), k * n, false}};
-    if (w.param_or("bias", 0)) out.push_back({"bias", Type::Float(), n, false});
-    out.push_back({"C", Type::Float(), m * n, true});
-    return out;
-  }
-
-  double Flops(const Workload& w) const override {
-    return 2.0 * static_cast<double>(w.param("M")) * static_cast<double>(w.param("N")) *
-           static_cast<double>(w.param("K"));
-  }
-
-  std::vector<ReferenceOutput> Reference(const Workload& w,
-                                         std::span<const std::span<const float>> in) const override {
-    return {MatmulReference(Problem(w), in)};
-  }
-
-  absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
-    return LowerMatmul(Problem(w), Buffers(w), space, c);
-  }
-
- private:
-  static MatmulProblem Problem(const Workload& w) {
+ protected:
+  MatmulProblem Problem(const Workload& w) const override {
     MatmulProblem p;
     p.M = w.param("M");
     p.N = w.param("N");

@@ -1,10 +1,12 @@
-// The matmul lowering, shared by the `matmul` and `batch_matmul` templates.
+// The matmul family: templates whose kernels are (batched) matrix products,
+// sharing one schedule space, lowering and reference (matmul.cc).
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tunefarm/kernels/config_space.h"
 #include "tunefarm/kernels/template.h"
@@ -21,13 +23,25 @@ struct MatmulProblem {
   bool relu = false;
 };
 
-absl::StatusOr<ConfigSpace> MatmulSpace(bool trans_b);
-Config MatmulDefaultConfig(const ConfigSpace& space, bool trans_b);
-// Inputs in argument order: A, B, then bias when present.
-ReferenceOutput MatmulReference(const MatmulProblem& p, std::span<const std::span<const float>> in);
-// `args` are the kernel's buffers in argument order (A, B, [bias], C). With
-// batch 1 the code is exactly that of an unbatched matmul.
-absl::StatusOr<Kernel> LowerMatmul(const MatmulProblem& p, std::vector<ir::BufferArg> args, const ConfigSpace& space,
-                                   const Config& c);
+// Everything but a template's parameters follows from its MatmulProblem:
+// buffers A, B, [bias], C; the space, the default config, the lowering
+// (with batch 1 exactly an unbatched matmul's code) and the reference.
+class MatmulFamilyTemplate : public Template {
+ public:
+  absl::StatusOr<ConfigSpace> Space(const Workload& w) const override;
+  Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override;
+  std::vector<ir::BufferArg> Buffers(const Workload& w) const override;
+  double Flops(const Workload& w) const override;
+  std::vector<ReferenceOutput> Reference(const Workload& w,
+                                         std::span<const std::span<const float>> in) const override;
+  absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override;
+
+ protected:
+  // Only called on workloads that passed Validate.
+  virtual MatmulProblem Problem(const Workload& w) const = 0;
+  // Each of `dims` in [1, 2^20], every optional parameter 0 or 1, and at
+  // most 1 GiB of buffers.
+  absl::Status ValidateMatmul(const Workload& w, std::initializer_list<const char*> dims) const;
+};
 
 }  // namespace tunefarm::kernels
