@@ -67,7 +67,7 @@ int Fail(const absl::Status& s) {
 int main(int argc, char** argv) {
   std::string data = "build/bench-data";
   int seeds = 20, max_trials = 400, live_trials = 100, batch = 8;
-  std::string objective = "rank";
+  std::string objective = "reg";
   CLI::App app{"search efficiency of tunefarm's strategies on recorded spaces"};
   app.add_option("--data", data, "directory with space1.db .. space3.db from bench/record_spaces.sh")
       ->default_val(data);

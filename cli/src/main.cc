@@ -417,8 +417,8 @@ int main(int argc, char** argv) {
                        "search strategy: xgb (cost model + simulated annealing), ga, random or grid")
       ->default_val("xgb")->check(CLI::IsMember(tunefarm::tuner::StrategyNames()));
   tune_cmd->add_option("--objective", tune.options.objective,
-                       "xgb cost model: rank (pairwise ranking, one group per task) or reg (regression on normalised throughput)")
-      ->default_val("rank")->check(CLI::IsMember({"rank", "reg"}));
+                       "xgb cost model: reg (regression on throughput normalised per task) or rank (pairwise ranking, one group per task)")
+      ->default_val("reg")->check(CLI::IsMember({"reg", "rank"}));
   tune_cmd->add_flag("--no-transfer", no_transfer,
                      "do not warm-start the cost model from other workloads' records on this device key");
   tune_cmd->add_option("--early-stopping", tune.options.early_stopping,

@@ -105,7 +105,7 @@ absl::StatusOr<v1::JobSpec> ValidateJobSpec(v1::JobSpec spec) {
   TF_RETURN_IF_ERROR(Range("batch_size", spec.batch_size(), 1, 1024));
   TF_RETURN_IF_ERROR(Range("priority", spec.priority(), -1000, 1000));
   TF_RETURN_IF_ERROR(Range("early_stopping", spec.early_stopping(), 0, 1e6));
-  if (spec.objective().empty()) spec.set_objective("rank");
+  if (spec.objective().empty()) spec.set_objective("reg");
   if (spec.objective() != "reg" && spec.objective() != "rank") {
     return absl::InvalidArgumentError("objective must be 'reg' or 'rank'");
   }

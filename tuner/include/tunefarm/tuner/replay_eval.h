@@ -40,7 +40,7 @@ struct ReplayRun {
 
 struct ReplayRunOptions {
   std::string strategy = "xgb";
-  std::string objective = "rank";  // xgb only: "rank" or "reg"
+  std::string objective = "reg";  // xgb only: "reg" or "rank"
   uint64_t seed = 0;
   int max_trials = 400;
   int batch_size = 8;

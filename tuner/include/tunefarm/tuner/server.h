@@ -38,7 +38,7 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
 const char* JobStateName(tunefarm::v1::JobState state);
 
 // Checks every field of a job spec and fills in defaults (strategy xgb,
-// batch 8, objective rank, measure defaults). Errors are INVALID_ARGUMENT
+// batch 8, objective reg, measure defaults). Errors are INVALID_ARGUMENT
 // naming the field, e.g. "workloads[1]: unknown operator 'foo'".
 absl::StatusOr<tunefarm::v1::JobSpec> ValidateJobSpec(tunefarm::v1::JobSpec spec);
 
