@@ -22,17 +22,10 @@
 #include "tunefarm/device_agents/agent.h"
 #include "tunefarm/tuner/record_exchange.h"
 #include "tunefarm/v1/service.grpc.pb.h"
+#include "errors.h"
 
 namespace tunefarm::cli {
 namespace {
-
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-
-int Error(int code, const std::string& msg) {
-  std::cerr << "tunefarm: " << msg << "\n";
-  return code;
-}
 
 absl::StatusOr<std::string> ReadText(const std::string& path) {
   std::ifstream in(path);
@@ -439,7 +432,11 @@ int RunImport(const ClientArgs& a, const std::string& db_path, const std::string
   if (!in) return Error(kExitUsage, "cannot read " + in_file);
   std::vector<v1::TuningRecord> records;
   std::vector<size_t> line_of;  // record -> line number
-  std::vector<std::string> bad;
+  std::vector<std::pair<size_t, std::string>> bad;  // (line, why)
+  auto report_bad = [&] {
+    std::stable_sort(bad.begin(), bad.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (const auto& [number, why] : bad) std::fprintf(stderr, "line %zu: %s\n", number, why.c_str());
+  };
   std::string line;
   size_t number = 0;
   while (std::getline(in, line)) {
@@ -448,7 +445,7 @@ int RunImport(const ClientArgs& a, const std::string& db_path, const std::string
     v1::TuningRecord r;
     if (auto st = google::protobuf::util::JsonStringToMessage(line, &r); !st.ok()) {
       std::string why(st.message());
-      bad.push_back(absl::StrCat("line ", number, ": ", why.substr(0, why.find('\n'))));
+      bad.emplace_back(number, why.substr(0, why.find('\n')));
       continue;
     }
     records.push_back(std::move(r));
@@ -456,7 +453,7 @@ int RunImport(const ClientArgs& a, const std::string& db_path, const std::string
   }
   int64_t inserted = 0, duplicates = 0;
   if (atomic && !bad.empty()) {
-    for (const std::string& b : bad) std::fprintf(stderr, "%s\n", b.c_str());
+    report_bad();
     return Error(kExitFailure, absl::StrCat(bad.size(), " malformed lines; nothing imported (--atomic)"));
   }
   if (UseServer(a)) {
@@ -473,11 +470,10 @@ int RunImport(const ClientArgs& a, const std::string& db_path, const std::string
     if (grpc::Status s = writer->Finish(); !s.ok()) return RpcError(*c, s);
     inserted = resp.inserted();
     duplicates = resp.duplicates();
-    for (const std::string& e : resp.errors()) {
-      // "record N: why" -> "line L: why"
-      size_t n = std::strtoull(e.c_str() + 7, nullptr, 10);
-      std::string why = e.substr(e.find(':') + 2);
-      bad.push_back(n >= 1 && n <= line_of.size() ? absl::StrCat("line ", line_of[n - 1], ": ", why) : e);
+    for (const v1::ImportError& e : resp.errors()) {
+      if (e.record() >= 1 && static_cast<size_t>(e.record()) <= line_of.size()) {
+        bad.emplace_back(line_of[e.record() - 1], e.reason());
+      }
     }
   } else {
     auto db = database::Database::Open(db_path);
@@ -486,16 +482,13 @@ int RunImport(const ClientArgs& a, const std::string& db_path, const std::string
     if (!counts.ok()) return Error(kExitFailure, std::string(counts.status().message()));
     inserted = counts->inserted;
     duplicates = counts->duplicates;
-    for (const auto& [i, why] : counts->rejected) bad.push_back(absl::StrCat("line ", line_of[i], ": ", why));
+    for (const auto& [i, why] : counts->rejected) bad.emplace_back(line_of[i], why);
     if (atomic && !counts->rejected.empty()) {
-      for (const std::string& b : bad) std::fprintf(stderr, "%s\n", b.c_str());
+      report_bad();
       return Error(kExitFailure, absl::StrCat(bad.size(), " bad records; nothing imported (--atomic)"));
     }
   }
-  std::sort(bad.begin(), bad.end(), [](const std::string& x, const std::string& y) {
-    return std::strtoull(x.c_str() + 5, nullptr, 10) < std::strtoull(y.c_str() + 5, nullptr, 10);
-  });
-  for (const std::string& b : bad) std::fprintf(stderr, "%s\n", b.c_str());
+  report_bad();
   std::fprintf(stderr, "imported %lld records (%lld already present, %zu lines rejected)\n",
                static_cast<long long>(inserted), static_cast<long long>(duplicates), bad.size());
   return bad.empty() ? 0 : kExitFailure;

@@ -24,6 +24,7 @@
 #include "tunefarm/kernels/workload.h"
 #include "tunefarm/tuner/strategy.h"
 #include "tunefarm/tuner/tune.h"
+#include "errors.h"
 #include "farm.h"
 
 namespace {
@@ -31,14 +32,9 @@ namespace {
 namespace v1 = tunefarm::v1;
 using nlohmann::ordered_json;
 
-// Exit codes: 0 success, 1 the work failed, 2 bad input.
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-
-int Error(int code, absl::string_view msg) {
-  std::cerr << "tunefarm: " << msg << "\n";
-  return code;
-}
+using tunefarm::cli::Error;
+using tunefarm::cli::kExitFailure;
+using tunefarm::cli::kExitUsage;
 
 int StatusExit(const absl::Status& s) {
   bool usage = s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kNotFound;

@@ -1,21 +1,15 @@
 #include "tunefarm/rpc_runner/agent_service.h"
 
-#include <cctype>
 #include <deque>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tunefarm/rpc_runner/checks.h"
 #include "tunefarm/v1/agent.grpc.pb.h"
 
 namespace tunefarm::rpc_runner {
 namespace v1 = tunefarm::v1;
-
-bool TokenMatches(const std::string& expected, const std::string& given) {
-  unsigned char diff = expected.size() == given.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); ++i) diff |= expected[i] ^ (i < given.size() ? given[i] : 0);
-  return diff == 0;
-}
 
 namespace {
 
@@ -26,13 +20,7 @@ absl::Status CheckHello(const v1::AgentHello& h, const AgentServiceOptions& o) {
   if (!o.token.empty() && !TokenMatches(o.token, h.token())) {
     return absl::UnauthenticatedError("wrong or missing agent token");
   }
-  const std::string& key = h.target().device_key();
-  if (key.empty() || key.size() > 128) return absl::InvalidArgumentError("hello.target.device_key must be 1..128 characters");
-  for (char c : key) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
-      return absl::InvalidArgumentError("hello.target.device_key may hold only letters, digits, '-', '_' and '.'");
-    }
-  }
+  if (absl::Status s = CheckDeviceKey("hello.target.device_key", h.target().device_key()); !s.ok()) return s;
   if (h.templates_size() > static_cast<int>(kMaxTemplates)) return absl::InvalidArgumentError("hello.templates: too many");
   if (h.name().size() > kMaxText || h.target().model().size() > kMaxText || h.target().toolchain().size() > kMaxText) {
     return absl::InvalidArgumentError("hello: a text field is longer than 4096 characters");
@@ -46,10 +34,6 @@ absl::Status CheckHello(const v1::AgentHello& h, const AgentServiceOptions& o) {
                                                       "): run the same tunefarm version on both"));
   }
   return absl::OkStatus();
-}
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
 class AgentReactor;
@@ -107,7 +91,7 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Server
       absl::StatusOr<std::string> id = s.ok() ? dispatcher_.Attach(session_, in_.hello(), ctx_->peer()) : s;
       if (!id.ok()) {
         spdlog::warn("refused an agent from {}: {}", ctx_->peer(), std::string(id.status().message()));
-        EndWith(ToGrpc(id.status()));
+        EndWith(ToGrpcStatus(id.status()));
         return;
       }
       std::lock_guard lock(write_mu_);

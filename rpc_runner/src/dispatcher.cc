@@ -56,7 +56,6 @@ v1::MeasureResult Sanitize(v1::MeasureResult r) {
 
 // One Measure call's candidates.
 struct Batch {
-  uint64_t id = 0;
   std::string device_key;
   std::vector<v1::MeasureRequest> requests;
   std::vector<std::optional<v1::MeasureResult>> results;  // committed ones
@@ -84,6 +83,9 @@ struct Agent {
   std::string id;
   std::shared_ptr<AgentSession> session;
   v1::AgentHello hello;
+  // hello.target, shared with the commits of this agent's results, which
+  // may outlive the agent.
+  std::shared_ptr<const v1::Target> target;
   std::string peer;
   int64_t connected_ms = 0;
   int64_t last_heartbeat_ms = 0;
@@ -112,7 +114,6 @@ struct Dispatcher::State {
   bool shutdown = false;
   uint64_t next_id = 1;
   std::map<std::string, Agent> agents;
-  std::map<std::string, std::shared_ptr<const v1::Target>> targets;  // by agent id
   std::vector<std::shared_ptr<Batch>> queue;  // waiting batches, any key
   std::map<uint64_t, Lease> leases;
   int64_t last_heartbeat_sent_ms = 0;
@@ -264,6 +265,7 @@ absl::StatusOr<std::string> Dispatcher::Attach(std::shared_ptr<AgentSession> ses
   agent.id = absl::StrCat("agent-", state_->next_id++);
   agent.session = std::move(session);
   agent.hello = hello;
+  agent.target = std::make_shared<const v1::Target>(hello.target());
   agent.hello.clear_token();
   agent.peer = peer;
   agent.connected_ms = agent.last_heartbeat_ms = state_->Now();
@@ -272,7 +274,6 @@ absl::StatusOr<std::string> Dispatcher::Attach(std::shared_ptr<AgentSession> ses
   welcome.mutable_welcome()->set_agent_id(id);
   welcome.mutable_welcome()->set_heartbeat_interval_ms(state_->options.heartbeat_interval_ms);
   agent.session->Send(welcome);
-  state_->targets[id] = std::make_shared<const v1::Target>(hello.target());
   spdlog::info("{} attached from {}: key {}, {} ({})", id, peer, hello.target().device_key(), hello.target().model(),
                hello.name());
   state_->agents.emplace(id, std::move(agent));
@@ -321,7 +322,7 @@ void Dispatcher::OnResult(const std::string& agent_id, const v1::CandidateResult
     commit.index = i;
     commit.result = Sanitize(r.result());
     commit.result.set_agent_id(agent_id);
-    commit.target = state_->targets[agent_id];
+    commit.target = agent->second.target;
     commit.agent_id = agent_id;
     commit.lease_id = r.lease_id();
     commit.lease_index = r.index();
@@ -399,7 +400,7 @@ absl::StatusOr<std::vector<v1::MeasureResult>> Dispatcher::Measure(
   batch->on_result = on_result;
   std::unique_lock lock(state_->mu);
   if (state_->shutdown) return absl::CancelledError("the server is shutting down");
-  batch->id = batch->seq = state_->next_id++;
+  batch->seq = state_->next_id++;
   state_->queue.push_back(batch);
   state_->Assign();
   for (;;) {

@@ -40,8 +40,6 @@ v1::TuningRecord ToTuningRecord(const database::Record& r, const std::string& ki
   return p;
 }
 
-namespace {
-
 std::map<std::string, std::string> DeviceKinds(database::Database& db) {
   std::map<std::string, std::string> kinds;
   if (auto devices = db.ListDevices(); devices.ok()) {
@@ -49,6 +47,8 @@ std::map<std::string, std::string> DeviceKinds(database::Database& db) {
   }
   return kinds;
 }
+
+namespace {
 
 absl::StatusOr<database::RecordRow> ToRow(const v1::TuningRecord& r) {
   absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(r.workload());

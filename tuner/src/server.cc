@@ -6,7 +6,6 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -22,6 +21,7 @@
 #include "tunefarm/kernels/template.h"
 #include "tunefarm/kernels/workload.h"
 #include "tunefarm/rpc_runner/agent_service.h"
+#include "tunefarm/rpc_runner/checks.h"
 #include "tunefarm/rpc_runner/dispatcher.h"
 #include "tunefarm/tuner/record_exchange.h"
 #include "tunefarm/tuner/strategy.h"
@@ -31,22 +31,15 @@
 
 namespace tunefarm::tuner {
 namespace v1 = tunefarm::v1;
+using rpc_runner::CheckDeviceKey;
+using rpc_runner::TokenMatches;
+using rpc_runner::ToGrpcStatus;
 
 namespace {
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-absl::Status CheckKey(const std::string& field, const std::string& key) {
-  if (key.empty() || key.size() > 128) return absl::InvalidArgumentError(field + " must be 1..128 characters");
-  for (char c : key) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
-      return absl::InvalidArgumentError(field + " may hold only letters, digits, '-', '_' and '.'");
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::Status Range(const std::string& field, double v, double lo, double hi) {
@@ -75,7 +68,7 @@ const char* JobStateName(v1::JobState s) {
 
 absl::StatusOr<v1::JobSpec> ValidateJobSpec(v1::JobSpec spec) {
   if (spec.name().size() > 256) return absl::InvalidArgumentError("name must be at most 256 characters");
-  TF_RETURN_IF_ERROR(CheckKey("device_key", spec.device_key()));
+  TF_RETURN_IF_ERROR(CheckDeviceKey("device_key", spec.device_key()));
   if (spec.workloads().empty() || spec.workloads_size() > 256) {
     return absl::InvalidArgumentError("workloads must list 1..256 workloads");
   }
@@ -83,11 +76,9 @@ absl::StatusOr<v1::JobSpec> ValidateJobSpec(v1::JobSpec spec) {
   for (int i = 0; i < spec.workloads_size(); ++i) {
     const std::string field = absl::StrCat("workloads[", i, "]");
     if (spec.workloads(i).size() > 1024) return absl::InvalidArgumentError(field + ": longer than 1024 characters");
+    // ParseWorkload also finds the template and validates the shape.
     absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(spec.workloads(i));
     if (!w.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", w.status().message()));
-    const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op);
-    if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat(field, ": unknown operator '", w->op, "'"));
-    if (absl::Status s = t->Validate(*w); !s.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", s.message()));
     if (!seen.insert(w->Key()).second) return absl::InvalidArgumentError(absl::StrCat(field, ": listed twice (", w->Key(), ")"));
     spec.set_workloads(i, w->Key());
   }
@@ -151,6 +142,11 @@ v1::JobState StateFromName(const std::string& s) {
   if (s == "failed") return v1::JOB_STATE_FAILED;
   if (s == "cancelled") return v1::JOB_STATE_CANCELLED;
   return v1::JOB_STATE_UNSPECIFIED;
+}
+
+// Trials a job may run in all: per task times tasks, or the shared total.
+int JobBudget(const v1::JobSpec& spec) {
+  return spec.total_trials() > 0 ? spec.total_trials() : spec.trials_per_task() * spec.workloads_size();
 }
 
 bool Finished(v1::JobState s) {
@@ -317,8 +313,7 @@ class JobManager {
       total += t->trials_done();
     }
     s.set_trials_done(total);
-    s.set_trials_total(s.spec().total_trials() > 0 ? s.spec().total_trials()
-                                                   : s.spec().trials_per_task() * s.spec().workloads_size());
+    s.set_trials_total(JobBudget(s.spec()));
     return s;
   }
 
@@ -380,7 +375,7 @@ class JobManager {
     RemoteBackend backend(dispatcher_, *target, bo);
 
     std::vector<TaskSched> tasks(spec.workloads_size());
-    int remaining = spec.total_trials() > 0 ? spec.total_trials() : spec.trials_per_task() * spec.workloads_size();
+    int remaining = JobBudget(spec);
     {
       std::lock_guard lock(mu_);
       for (int i = 0; i < spec.workloads_size(); ++i) {
@@ -507,6 +502,7 @@ class JobManager {
     o.job_id = j.status.id();
     o.stop = &j.stop;
     o.pipeline = true;
+    o.backend_commits = true;
     int base, base_errors;
     {
       std::lock_guard lock(mu_);
@@ -534,10 +530,6 @@ class JobManager {
   std::map<int64_t, std::shared_ptr<JobState>> jobs_;
 };
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
 class TuningServiceImpl final : public v1::TuningService::Service {
  public:
   TuningServiceImpl(JobManager& jobs, rpc_runner::Dispatcher& d, database::Database& db, std::string token,
@@ -547,7 +539,7 @@ class TuningServiceImpl final : public v1::TuningService::Service {
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req, v1::JobStatus* out) override {
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     absl::StatusOr<v1::JobStatus> s = jobs_.Submit(req->spec());
-    if (!s.ok()) return ToGrpc(s.status());
+    if (!s.ok()) return ToGrpcStatus(s.status());
     *out = *s;
     return grpc::Status::OK;
   }
@@ -555,7 +547,7 @@ class TuningServiceImpl final : public v1::TuningService::Service {
   grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::JobStatus* out) override {
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     absl::StatusOr<v1::JobStatus> s = jobs_.Get(req->id());
-    if (!s.ok()) return ToGrpc(s.status());
+    if (!s.ok()) return ToGrpcStatus(s.status());
     *out = *s;
     return grpc::Status::OK;
   }
@@ -564,7 +556,7 @@ class TuningServiceImpl final : public v1::TuningService::Service {
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     if (req->limit() < 0 || req->limit() > 10000) return Invalid("limit must be 0..10000");
     absl::StatusOr<std::vector<v1::JobStatus>> s = jobs_.List(req->include_finished(), req->limit() ? req->limit() : 100);
-    if (!s.ok()) return ToGrpc(s.status());
+    if (!s.ok()) return ToGrpcStatus(s.status());
     for (auto& j : *s) *out->add_jobs() = std::move(j);
     return grpc::Status::OK;
   }
@@ -572,7 +564,7 @@ class TuningServiceImpl final : public v1::TuningService::Service {
   grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::JobStatus* out) override {
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     absl::StatusOr<v1::JobStatus> s = jobs_.Cancel(req->id());
-    if (!s.ok()) return ToGrpc(s.status());
+    if (!s.ok()) return ToGrpcStatus(s.status());
     *out = *s;
     return grpc::Status::OK;
   }
@@ -583,7 +575,7 @@ class TuningServiceImpl final : public v1::TuningService::Service {
     uint64_t version = ~0ull;
     for (;;) {
       absl::StatusOr<v1::JobStatus> s = jobs_.WaitForChange(req->id(), &version, std::chrono::milliseconds(1000));
-      if (!s.ok()) return ToGrpc(s.status());
+      if (!s.ok()) return ToGrpcStatus(s.status());
       if (!writer->Write(*s)) return grpc::Status::OK;
       if (Finished(s->state())) return grpc::Status::OK;
       // At most five updates a second: plenty for progress bars, and a busy
@@ -606,15 +598,12 @@ class TuningServiceImpl final : public v1::TuningService::Service {
     absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(req->workload());
     if (!w.ok()) return Invalid(absl::StrCat("workload: ", w.status().message()));
     if (!req->device_key().empty()) {
-      if (absl::Status s = CheckKey("device_key", req->device_key()); !s.ok()) return ToGrpc(s);
+      if (absl::Status s = CheckDeviceKey("device_key", req->device_key()); !s.ok()) return ToGrpcStatus(s);
     }
     if (req->k() < 0 || req->k() > 1000) return Invalid("k must be 0..1000");
     absl::StatusOr<std::vector<database::Record>> best = db_.BestRecords(w->Key(), req->device_key(), req->k() ? req->k() : 1);
-    if (!best.ok()) return ToGrpc(best.status());
-    std::map<std::string, std::string> kinds;
-    if (auto devices = db_.ListDevices(); devices.ok()) {
-      for (const auto& d : *devices) kinds[d.device_key] = d.kind;
-    }
+    if (!best.ok()) return ToGrpcStatus(best.status());
+    std::map<std::string, std::string> kinds = DeviceKinds(db_);
     for (const database::Record& r : *best) *out->add_records() = ToTuningRecord(r, kinds[r.device_key]);
     return grpc::Status::OK;
   }
@@ -624,14 +613,14 @@ class TuningServiceImpl final : public v1::TuningService::Service {
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     if (req->workload().size() > 1024) return Invalid("workload: longer than 1024 characters");
     if (!req->device_key().empty()) {
-      if (absl::Status s = CheckKey("device_key", req->device_key()); !s.ok()) return ToGrpc(s);
+      if (absl::Status s = CheckDeviceKey("device_key", req->device_key()); !s.ok()) return ToGrpcStatus(s);
     }
     bool broken = false;
     absl::Status s = tuner::ExportRecords(db_, req->workload(), req->device_key(), [&](const v1::TuningRecord& r) {
       broken = !writer->Write(r) || ctx->IsCancelled();
       return !broken;
     });
-    if (!s.ok()) return ToGrpc(s);
+    if (!s.ok()) return ToGrpcStatus(s);
     return broken ? grpc::Status::CANCELLED : grpc::Status::OK;
   }
 
@@ -645,12 +634,15 @@ class TuningServiceImpl final : public v1::TuningService::Service {
     size_t offset = 0;
     auto flush = [&]() -> grpc::Status {
       absl::StatusOr<ImportCounts> c = tuner::ImportRecords(db_, chunk, /*atomic=*/false);
-      if (!c.ok()) return ToGrpc(c.status());
+      if (!c.ok()) return ToGrpcStatus(c.status());
       out->set_received(out->received() + c->received);
       out->set_inserted(out->inserted() + c->inserted);
       out->set_duplicates(out->duplicates() + c->duplicates);
       for (const auto& [i, why] : c->rejected) {
-        if (out->errors_size() < 1000) out->add_errors(absl::StrCat("record ", offset + i + 1, ": ", why));
+        if (out->errors_size() >= 1000) break;
+        v1::ImportError* e = out->add_errors();
+        e->set_record(static_cast<int64_t>(offset + i + 1));
+        e->set_reason(why);
       }
       offset += chunk.size();
       chunk.clear();
@@ -673,7 +665,7 @@ class TuningServiceImpl final : public v1::TuningService::Service {
     if (token_.empty()) return grpc::Status::OK;
     auto it = ctx->client_metadata().find("authorization");
     std::string given = it == ctx->client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
-    if (!rpc_runner::TokenMatches("Bearer " + token_, given)) {
+    if (!TokenMatches("Bearer " + token_, given)) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong or missing token");
     }
     return grpc::Status::OK;

@@ -285,7 +285,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     for (size_t i = 0; i < batch.size(); ++i) {
       const v1::MeasureResult& res = (*results)[i];
       const uint64_t index = requests[i].config().index();
-      rows.push_back(MakeRecordRow(requests[i], res, target, target_json, options.job_id));
+      if (!options.backend_commits) rows.push_back(MakeRecordRow(requests[i], res, target, target_json, options.job_id));
       double s = res.status() == v1::MEASURE_STATUS_OK ? Mean(res.costs()) : 0;
       scores.emplace_back(batch[i], s > 0 ? report.flops / s : 0);
       if (index == default_full) {
@@ -301,7 +301,9 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       }
       visited.insert(batch[i]);
     }
-    if (absl::StatusOr<int> added = db.AddRecords(rows); !added.ok()) return added.status();
+    if (!options.backend_commits) {
+      if (absl::StatusOr<int> added = db.AddRecords(rows); !added.ok()) return added.status();
+    }
     if (options.pipeline) {
       pending_scores = std::move(scores);
     } else {

@@ -23,7 +23,4 @@ struct AgentServiceOptions {
 // FAILED_PRECONDITION (templates), and nobody else notices.
 std::unique_ptr<grpc::Service> NewAgentService(Dispatcher& dispatcher, AgentServiceOptions options);
 
-// Compares secrets in time independent of where they differ.
-bool TokenMatches(const std::string& expected, const std::string& given);
-
 }  // namespace tunefarm::rpc_runner

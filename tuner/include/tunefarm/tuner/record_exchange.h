@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,9 @@
 #include "tunefarm/v1/service.pb.h"
 
 namespace tunefarm::tuner {
+
+// Device key -> kind ("cpu", "replay", ...) from the log's devices table.
+std::map<std::string, std::string> DeviceKinds(database::Database& db);
 
 // `device_kind` is the kind of the record's device ("cpu", "replay", ...).
 tunefarm::v1::TuningRecord ToTuningRecord(const database::Record& record, const std::string& device_kind);

@@ -42,6 +42,10 @@ struct TuneOptions {
   // For remote devices; off for the local CPU, where the tuner's own work
   // would run beside the measurements and disturb them.
   bool pipeline = false;
+  // The backend commits each result to `db` itself before returning it (farm
+  // agents, through the dispatcher, with the measuring agent's target), so
+  // the loop does not write the records a second time.
+  bool backend_commits = false;
   // Knobs fixed to one value: the search covers only the rest of the space.
   std::vector<std::pair<std::string, kernels::KnobValue>> pins;
   tunefarm::v1::MeasureOptions measure;
