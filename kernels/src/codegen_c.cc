@@ -197,6 +197,14 @@ class CodeGenC : public Visitor {
       *out_ << "; " << v << " < ";
       Visitor::Visit(op->extent);
       *out_ << "; ++" << v << ") {\n";
+    } else if (op->for_kind == ForKind::kVectorized || op->for_kind == ForKind::kParallel) {
+      // OpenMP's canonical loop form: the bound is an expression, not a
+      // second variable.
+      *out_ << "; " << v << " < ";
+      Visitor::Visit(op->min);
+      *out_ << " + ";
+      Visitor::Visit(op->extent);
+      *out_ << "; ++" << v << ") {\n";
     } else {
       *out_ << ", " << v << "_end = " << v << " + ";
       Visitor::Visit(op->extent);

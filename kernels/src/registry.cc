@@ -12,6 +12,15 @@ TemplateRegistry::TemplateRegistry() {
   // One line per built-in template.
   Add(NewMatmulTemplate());
   Add(NewBatchMatmulTemplate());
+  Add(NewConv2dTemplate());
+  Add(NewDepthwiseConv2dTemplate());
+}
+
+std::optional<TextParamSpec> Template::TextParam(std::string_view name) const {
+  for (TextParamSpec& p : TextParams()) {
+    if (p.name == name) return std::move(p);
+  }
+  return std::nullopt;
 }
 
 TemplateRegistry& TemplateRegistry::Global() {

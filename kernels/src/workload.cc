@@ -27,9 +27,19 @@ int64_t Workload::param_or(std::string_view name, int64_t default_value) const {
   return default_value;
 }
 
+const std::string& Workload::text(std::string_view name) const {
+  for (const auto& [k, v] : text_params) {
+    if (k == name) return v;
+  }
+  TF_CHECK(false, "workload text parameter missing");
+  static const std::string kEmpty;
+  return kEmpty;
+}
+
 std::string Workload::Key() const {
   std::string s = op + "(";
   for (const auto& [k, v] : params) absl::StrAppend(&s, k, "=", v, ",");
+  for (const auto& [k, v] : text_params) absl::StrAppend(&s, k, "=", v, ",");
   absl::StrAppend(&s, "dtype=", dtype, ")");
   return s;
 }
@@ -98,6 +108,7 @@ absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
   }
   if (!lex.Eat('(')) return bad("expected '(' after the operator");
   std::vector<std::pair<std::string, int64_t>> given;
+  std::vector<std::pair<std::string, std::string>> given_text;
   bool have_dtype = false;
   if (!lex.Eat(')')) {
     do {
@@ -112,6 +123,15 @@ absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
         }
         w.dtype = dtype;
         have_dtype = true;
+        continue;
+      }
+      if (t->TextParam(name).has_value()) {
+        std::string value(lex.Ident());
+        if (value.empty()) return bad(absl::StrCat("parameter ", name, " needs a name as its value"));
+        for (const auto& [k, _] : given_text) {
+          if (k == name) return bad(absl::StrCat("parameter ", name, " given twice"));
+        }
+        given_text.emplace_back(name, std::move(value));
         continue;
       }
       std::string_view num = lex.Number();
@@ -142,6 +162,9 @@ absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
     if (std::find(names.begin(), names.end(), k) == names.end() && !is_optional(k)) {
       std::vector<std::string> all = names;
       for (const auto& [o, d] : optional) all.push_back(absl::StrCat(o, " (optional, default ", d, ")"));
+      for (const TextParamSpec& tp : t->TextParams()) {
+        all.push_back(absl::StrCat(tp.name, " (", absl::StrJoin(tp.values, " or "), ")"));
+      }
       return absl::InvalidArgumentError(absl::StrCat("unknown parameter '", k, "' for ", w.op, " (parameters: ",
                                                      absl::StrJoin(all, ", "), ")"));
     }
@@ -156,6 +179,18 @@ absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
   for (const auto& [n, default_value] : optional) {
     auto it = std::find_if(given.begin(), given.end(), [&](const auto& p) { return p.first == n; });
     if (it != given.end() && it->second != default_value) w.params.emplace_back(n, it->second);
+  }
+  for (const TextParamSpec& tp : t->TextParams()) {
+    auto it = std::find_if(given_text.begin(), given_text.end(), [&](const auto& p) { return p.first == tp.name; });
+    if (it == given_text.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("workload '", std::string(text), "' is missing parameter ",
+                                                     tp.name, " (", absl::StrJoin(tp.values, " or "), ")"));
+    }
+    if (std::find(tp.values.begin(), tp.values.end(), it->second) == tp.values.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(w.op, " ", tp.name, "=", it->second, " is not supported (",
+                                                     absl::StrJoin(tp.values, " or "), ")"));
+    }
+    w.text_params.emplace_back(tp.name, it->second);
   }
   if (absl::Status s = t->Validate(w); !s.ok()) return s;
   return w;

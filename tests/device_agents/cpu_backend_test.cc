@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "tunefarm/device_agents/backend.h"
 #include "tunefarm/kernels/template.h"
 
@@ -138,6 +139,49 @@ TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
   }
 }
 
+// The same property for the convolution templates: both layouts, strides,
+// dilation, padding, 1x1 (a plain matrix product), 1-sized and prime
+// dimensions, batches, the fused epilogue.
+TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
+  std::mt19937_64 rng(2025);
+  std::vector<std::string> workloads;
+  for (const char* layout : {"NCHW", "NHWC"}) {
+    for (const char* shape : {"N=1,C=3,H=7,W=5,K=5,R=3,S=3,stride=1,pad=1",
+                              "N=2,C=5,H=11,W=13,K=7,R=3,S=2,stride=2,pad=1,dilation=2,bias=1,relu=1",
+                              "N=1,C=17,H=6,W=6,K=19,R=1,S=1,stride=1,pad=0,bias=1",
+                              "N=1,C=1,H=1,W=1,K=1,R=1,S=1,stride=1,pad=0",
+                              "N=1,C=4,H=9,W=9,K=3,R=1,S=1,stride=2,pad=0,relu=1",
+                              "N=1,C=2,H=5,W=31,K=2,R=5,S=5,stride=3,pad=2"}) {
+      workloads.push_back(absl::StrCat("conv2d(", shape, ",layout=", layout, ")"));
+    }
+    for (const char* shape : {"N=1,C=13,H=9,W=11,R=3,S=3,stride=2,pad=1,bias=1,relu=1",
+                              "N=2,C=19,H=9,W=11,R=3,S=3,stride=1,pad=1",
+                              "N=1,C=1,H=1,W=1,R=1,S=1,stride=1,pad=0",
+                              "N=1,C=37,H=8,W=40,R=5,S=3,stride=1,pad=2,dilation=2,relu=1",
+                              "N=1,C=8,H=7,W=7,R=3,S=3,stride=3,pad=0,bias=1"}) {
+      workloads.push_back(absl::StrCat("depthwise_conv2d(", shape, ",layout=", layout, ")"));
+    }
+  }
+  for (const std::string& text : workloads) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok()) << text << ": " << w.status();
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    std::vector<v1::MeasureRequest> batch;
+    batch.push_back(Request(text, t.DefaultConfig(*w, *space).index));
+    auto serial = space->Pin({{"threads", int64_t{1}}});
+    for (int i = 0; i < 7; ++i) batch.push_back(Request(text, serial->ToParentIndex(serial->Sample(rng))));
+    auto results = backend_->Measure(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const v1::MeasureResult& r = (*results)[i];
+      EXPECT_EQ(r.status(), v1::MEASURE_STATUS_OK)
+          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": " << r.error();
+    }
+  }
+}
+
 // Threaded kernels are run many times (warm-up plus repeats), and the
 // measurement process checks the output after the first and the last run, so
 // a race shows up as a wrong answer. More threads than cores is refused
@@ -146,7 +190,11 @@ TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
   const int64_t cores = backend_->target().limits().at("cores");
   std::mt19937_64 rng(7);
   for (const char* text : {"matmul(M=77,N=129,K=61)", "matmul(M=128,N=96,K=64,bias=1,relu=1)",
-                           "batch_matmul(B=2,M=33,N=40,K=17)", "matmul(M=5,N=3,K=200,trans_b=1)"}) {
+                           "batch_matmul(B=2,M=33,N=40,K=17)", "matmul(M=5,N=3,K=200,trans_b=1)",
+                           "conv2d(N=2,C=5,H=11,W=13,K=7,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NCHW)",
+                           "conv2d(N=1,C=5,H=11,W=13,K=33,R=3,S=3,stride=2,pad=1,layout=NHWC)",
+                           "depthwise_conv2d(N=2,C=13,H=17,W=19,R=3,S=3,stride=1,pad=1,relu=1,layout=NCHW)",
+                           "depthwise_conv2d(N=1,C=40,H=17,W=19,R=3,S=3,stride=2,pad=1,bias=1,layout=NHWC)"}) {
     auto w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok());
     const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);

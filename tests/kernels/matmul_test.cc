@@ -178,6 +178,15 @@ TEST(MatmulTemplateTest, GoldenKernels) {
   ExpectGolden("matmul_5x19x3_tb_bias_relu_t2.c",
                Generated("matmul(M=5,N=19,K=3,trans_b=1,bias=1,relu=1)", {{"threads", int64_t{2}}}));
   ExpectGolden("batch_matmul_2x5x19x3.c", Generated("batch_matmul(B=2,M=5,N=19,K=3)"));
+  ExpectGolden("conv2d_nchw_3x7x5_k5.c",
+               Generated("conv2d(N=1,C=3,H=7,W=5,K=5,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NCHW)"));
+  ExpectGolden("conv2d_nhwc_3x7x5_k5_s2.c",
+               Generated("conv2d(N=2,C=3,H=7,W=5,K=5,R=3,S=3,stride=2,pad=1,layout=NHWC)"));
+  ExpectGolden("depthwise_conv2d_nchw_13x9x11_s2.c",
+               Generated("depthwise_conv2d(N=1,C=13,H=9,W=11,R=3,S=3,stride=2,pad=1,bias=1,relu=1,layout=NCHW)"));
+  ExpectGolden("depthwise_conv2d_nhwc_19x9x11.c",
+               Generated("depthwise_conv2d(N=1,C=19,H=9,W=11,R=3,S=3,stride=1,pad=1,layout=NHWC)",
+                         {{"threads", int64_t{2}}}));
 }
 
 TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {

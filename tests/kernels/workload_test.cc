@@ -33,6 +33,19 @@ TEST(WorkloadTest, OptionalParametersKeepOldKeys) {
   EXPECT_NE(std::string(bad.status().message()).find("relu must be 0 or 1"), std::string::npos);
 }
 
+// Text parameters (a layout) are required, checked against their names and
+// listed after the numeric ones.
+TEST(WorkloadTest, TextParameters) {
+  auto w = ParseWorkload("conv2d(layout=NHWC,N=1,C=64,H=56,W=56,K=64,R=3,S=3,stride=1,pad=1,relu=1)");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->Key(), "conv2d(N=1,C=64,H=56,W=56,K=64,R=3,S=3,stride=1,pad=1,relu=1,layout=NHWC,dtype=float32)");
+  EXPECT_EQ(w->text("layout"), "NHWC");
+  EXPECT_EQ(*ParseWorkload(w->Key()), *w);
+  auto d = ParseWorkload("depthwise_conv2d(N=1,C=32,H=112,W=112,R=3,S=3,stride=1,pad=1,layout=NCHW)");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->Key(), "depthwise_conv2d(N=1,C=32,H=112,W=112,R=3,S=3,stride=1,pad=1,layout=NCHW,dtype=float32)");
+}
+
 TEST(WorkloadTest, ClearErrors) {
   struct Case {
     const char* text;
@@ -53,6 +66,18 @@ TEST(WorkloadTest, ClearErrors) {
            {"matmul(M=1,N=1,K=1,dtype=int8)", "unsupported dtype"},
            {"matmul(M=1,N=1,K=1) extra", "unexpected text"},
            {"matmul(M=1 N=1,K=1)", "expected ',' or ')'"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1)", "missing parameter layout (NCHW or NHWC)"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,layout=NCWH)", "layout=NCWH is not supported"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,layout=3)", "layout=3 is not supported"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=3,layout=NCHW)", "pad=3 must be smaller than the kernel"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=1,S=1,stride=1,pad=1,layout=NHWC)", "pad=1 must be smaller"},
+           {"conv2d(N=1,C=3,H=2,W=8,K=4,R=5,S=3,stride=1,pad=1,layout=NCHW)", "larger than the padded input"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=0,pad=1,layout=NCHW)", "stride=0 is out of range"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=-1,layout=NCHW)", "pad=-1 is out of range"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,dilation=0,layout=NCHW)", "dilation=0"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,layout=NCHW,layout=NHWC)", "given twice"},
+           {"conv2d(N=1024,C=1024,H=1024,W=1024,K=4,R=3,S=3,stride=1,pad=1,layout=NCHW)", "MiB"},
+           {"depthwise_conv2d(N=1,C=3,H=8,W=8,K=3,R=3,S=3,stride=1,pad=1,layout=NCHW)", "unknown parameter 'K'"},
        }) {
     auto w = ParseWorkload(c.text);
     ASSERT_FALSE(w.ok()) << c.text;

@@ -43,6 +43,7 @@ v1::Workload ToProto(const kernels::Workload& w) {
   p.set_op(w.op);
   p.set_dtype(w.dtype);
   for (const auto& [k, v] : w.params) (*p.mutable_params())[k] = v;
+  for (const auto& [k, v] : w.text_params) (*p.mutable_text_params())[k] = v;
   return p;
 }
 

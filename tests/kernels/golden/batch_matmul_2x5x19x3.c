@@ -14,93 +14,87 @@ void tunefarm_kernel(void* const* args) {
   float* restrict C = (float*)args[2];
   for (int64_t bi = 0; bi < 2; ++bi) {
     {
-      const int64_t a_off = (bi * 15);
-      {
-        const int64_t b_off = (bi * 57);
+      const int64_t c_off = (bi * 95);
+      #pragma omp simd
+      for (int64_t z = 0; z < 95; ++z) {
+        C[(c_off + z)] = 0.0f;
+      }
+      for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
         {
-          const int64_t c_off = (bi * 95);
-          #pragma omp simd
-          for (int64_t z = 0; z < 95; ++z) {
-            C[(c_off + z)] = 0.0f;
-          }
-          for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
-            {
-              const int64_t jc = (jc_o * 32);
+          const int64_t jc = (jc_o * 32);
+          {
+            const int64_t nb = tf_min(32, (19 - jc));
+            for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
               {
-                const int64_t nb = tf_min(32, (19 - jc));
-                for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
-                  {
-                    const int64_t pc = (pc_o * 3);
+                const int64_t pc = (pc_o * 3);
+                {
+                  const int64_t kb = tf_min(3, (3 - pc));
+                  for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                     {
-                      const int64_t kb = tf_min(3, (3 - pc));
-                      for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
-                        {
-                          const int64_t ic = (ic_o * 8);
+                      const int64_t ic = (ic_o * 8);
+                      {
+                        const int64_t mb = tf_min(8, (5 - ic));
+                        for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
                           {
-                            const int64_t mb = tf_min(8, (5 - ic));
-                            for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
+                            const int64_t jr = (jr_o * 16);
+                            for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
                               {
-                                const int64_t jr = (jr_o * 16);
-                                for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
+                                const int64_t ir = (ir_o * 4);
+                                if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
                                   {
-                                    const int64_t ir = (ir_o * 4);
-                                    if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
+                                    tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                    acc_0 = (*(const tf_f32x8_u*)(C + (c_off + ((((ic + ir) * 19) + jc) + jr))));
+                                    acc_1 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) * 19) + jc) + jr) + 8))));
+                                    acc_2 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 1) * 19) + jc) + jr))));
+                                    acc_3 = (*(const tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8))));
+                                    acc_4 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 2) * 19) + jc) + jr))));
+                                    acc_5 = (*(const tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8))));
+                                    acc_6 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 3) * 19) + jc) + jr))));
+                                    acc_7 = (*(const tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8))));
+                                    for (int64_t kk = 0; kk < kb; ++kk) {
                                       {
-                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                        acc_0 = (*(const tf_f32x8_u*)(C + (c_off + ((((ic + ir) * 19) + jc) + jr))));
-                                        acc_1 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) * 19) + jc) + jr) + 8))));
-                                        acc_2 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 1) * 19) + jc) + jr))));
-                                        acc_3 = (*(const tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8))));
-                                        acc_4 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 2) * 19) + jc) + jr))));
-                                        acc_5 = (*(const tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8))));
-                                        acc_6 = (*(const tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 3) * 19) + jc) + jr))));
-                                        acc_7 = (*(const tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8))));
-                                        for (int64_t kk = 0; kk < kb; ++kk) {
-                                          {
-                                            tf_f32x8 bv_0, bv_1;
-                                            bv_0 = (*(const tf_f32x8_u*)(B + (b_off + ((((pc + kk) * 19) + jc) + jr))));
-                                            bv_1 = (*(const tf_f32x8_u*)(B + (b_off + (((((pc + kk) * 19) + jc) + jr) + 8))));
-                                            {
-                                              const float a = A[(a_off + ((((ic + ir) * 3) + pc) + kk))];
-                                              acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                            }
-                                            {
-                                              const float a = A[(a_off + (((((ic + ir) + 1) * 3) + pc) + kk))];
-                                              acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                            }
-                                            {
-                                              const float a = A[(a_off + (((((ic + ir) + 2) * 3) + pc) + kk))];
-                                              acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                            }
-                                            {
-                                              const float a = A[(a_off + (((((ic + ir) + 3) * 3) + pc) + kk))];
-                                              acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                            }
-                                          }
+                                        tf_f32x8 bv_0, bv_1;
+                                        bv_0 = (*(const tf_f32x8_u*)(B + ((bi * 57) + (((pc + kk) * 19) + (jc + jr)))));
+                                        bv_1 = (*(const tf_f32x8_u*)(B + ((bi * 57) + (((pc + kk) * 19) + ((jc + jr) + 8)))));
+                                        {
+                                          const float a = A[((bi * 15) + (((ic + ir) * 3) + (pc + kk)))];
+                                          acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                         }
-                                        *(tf_f32x8_u*)(C + (c_off + ((((ic + ir) * 19) + jc) + jr))) = acc_0;
-                                        *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) * 19) + jc) + jr) + 8))) = acc_1;
-                                        *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 1) * 19) + jc) + jr))) = acc_2;
-                                        *(tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8))) = acc_3;
-                                        *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 2) * 19) + jc) + jr))) = acc_4;
-                                        *(tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8))) = acc_5;
-                                        *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 3) * 19) + jc) + jr))) = acc_6;
-                                        *(tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8))) = acc_7;
+                                        {
+                                          const float a = A[((bi * 15) + ((((ic + ir) + 1) * 3) + (pc + kk)))];
+                                          acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[((bi * 15) + ((((ic + ir) + 2) * 3) + (pc + kk)))];
+                                          acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[((bi * 15) + ((((ic + ir) + 3) * 3) + (pc + kk)))];
+                                          acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                        }
                                       }
-                                    } else {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        for (int64_t kk = 0; kk < kb; ++kk) {
-                                          {
-                                            const float a = A[(a_off + (((((ic + ir) + ii) * 3) + pc) + kk))];
-                                            #pragma omp simd
-                                            for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                              C[(c_off + ((((((ic + ir) + ii) * 19) + jc) + jr) + jj))] = (C[(c_off + ((((((ic + ir) + ii) * 19) + jc) + jr) + jj))] + (a * B[(b_off + (((((pc + kk) * 19) + jc) + jr) + jj))]));
-                                            }
-                                          }
+                                    }
+                                    *(tf_f32x8_u*)(C + (c_off + ((((ic + ir) * 19) + jc) + jr))) = acc_0;
+                                    *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) * 19) + jc) + jr) + 8))) = acc_1;
+                                    *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 1) * 19) + jc) + jr))) = acc_2;
+                                    *(tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8))) = acc_3;
+                                    *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 2) * 19) + jc) + jr))) = acc_4;
+                                    *(tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8))) = acc_5;
+                                    *(tf_f32x8_u*)(C + (c_off + (((((ic + ir) + 3) * 19) + jc) + jr))) = acc_6;
+                                    *(tf_f32x8_u*)(C + (c_off + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8))) = acc_7;
+                                  }
+                                } else {
+                                  for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                    for (int64_t kk = 0; kk < kb; ++kk) {
+                                      {
+                                        const float a = A[((bi * 15) + ((((ic + ir) + ii) * 3) + (pc + kk)))];
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                          C[(c_off + ((((((ic + ir) + ii) * 19) + jc) + jr) + jj))] = (C[(c_off + ((((((ic + ir) + ii) * 19) + jc) + jr) + jj))] + (a * B[((bi * 57) + (((pc + kk) * 19) + ((jc + jr) + jj)))]));
                                         }
                                       }
                                     }

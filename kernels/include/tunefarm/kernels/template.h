@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +37,12 @@ struct ReferenceOutput {
   std::vector<float> tolerance;
 };
 
+// A parameter whose value is one of a few names, e.g. layout=NCHW|NHWC.
+struct TextParamSpec {
+  std::string name;
+  std::vector<std::string> values;
+};
+
 class Template {
  public:
   virtual ~Template() = default;
@@ -48,6 +55,10 @@ class Template {
   // after ParamNames(). A workload lists one only when it differs from its
   // default, so adding an optional parameter never changes existing keys.
   virtual std::vector<std::pair<std::string, int64_t>> OptionalParams() const { return {}; }
+  // Parameters whose values are names; required, listed after the others.
+  virtual std::vector<TextParamSpec> TextParams() const { return {}; }
+  // The spec of text parameter `name`, if the template has one.
+  std::optional<TextParamSpec> TextParam(std::string_view name) const;
   // Checks ranges of a parsed workload (dimensions, memory footprint).
   virtual absl::Status Validate(const Workload& w) const = 0;
 
@@ -101,5 +112,7 @@ class TemplateRegistry {
 // Builtin template factories; one line each in registry.cc registers them.
 std::unique_ptr<Template> NewMatmulTemplate();
 std::unique_ptr<Template> NewBatchMatmulTemplate();
+std::unique_ptr<Template> NewConv2dTemplate();
+std::unique_ptr<Template> NewDepthwiseConv2dTemplate();
 
 }  // namespace tunefarm::kernels

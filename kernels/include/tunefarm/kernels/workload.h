@@ -17,6 +17,9 @@ namespace tunefarm::kernels {
 struct Workload {
   std::string op;
   std::vector<std::pair<std::string, int64_t>> params;
+  // Parameters whose values are names (a layout such as "NCHW"), in the
+  // order the template declares them; always listed, after `params`.
+  std::vector<std::pair<std::string, std::string>> text_params;
   std::string dtype = "float32";
 
   // Value of a parameter; the workload must have been validated by its
@@ -25,6 +28,8 @@ struct Workload {
   // Value of an optional parameter, which a workload lists only when it
   // differs from its default (so keys without it stay as they were).
   int64_t param_or(std::string_view name, int64_t default_value) const;
+  // Value of a text parameter; like param(), a missing name is a bug.
+  const std::string& text(std::string_view name) const;
   std::string Key() const;
   // 64-bit FNV-1a of Key(), for indexing.
   uint64_t Hash() const;

@@ -1,0 +1,158 @@
+#include "conv_common.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "gemm.h"
+
+namespace tunefarm::kernels {
+namespace {
+
+constexpr int64_t kMaxDim = int64_t{1} << 20;
+// All buffers together: 2^28 floats = 1 GiB.
+constexpr int64_t kMaxElements = int64_t{1} << 28;
+
+}  // namespace
+
+std::vector<std::string> ConvParamNames(bool depthwise) {
+  if (depthwise) return {"N", "C", "H", "W", "R", "S", "stride", "pad"};
+  return {"N", "C", "H", "W", "K", "R", "S", "stride", "pad"};
+}
+
+std::vector<std::pair<std::string, int64_t>> ConvOptionalParams() {
+  return {{"dilation", 1}, {"bias", 0}, {"relu", 0}};
+}
+
+std::vector<TextParamSpec> ConvTextParams() { return {{"layout", {"NCHW", "NHWC"}}}; }
+
+ConvShape ConvShapeOf(const Workload& w, bool depthwise) {
+  ConvShape s;
+  s.depthwise = depthwise;
+  s.N = w.param("N");
+  s.C = w.param("C");
+  s.H = w.param("H");
+  s.W = w.param("W");
+  s.K = depthwise ? s.C : w.param("K");
+  s.R = w.param("R");
+  s.S = w.param("S");
+  s.stride = w.param("stride");
+  s.pad = w.param("pad");
+  s.dilation = w.param_or("dilation", 1);
+  s.bias = w.param_or("bias", 0) != 0;
+  s.relu = w.param_or("relu", 0) != 0;
+  s.nhwc = w.text("layout") == "NHWC";
+  s.OH = (s.H + 2 * s.pad - (s.R - 1) * s.dilation - 1) / s.stride + 1;
+  s.OW = (s.W + 2 * s.pad - (s.S - 1) * s.dilation - 1) / s.stride + 1;
+  return s;
+}
+
+absl::Status ValidateConv(const Workload& w, bool depthwise) {
+  auto range = [&](const char* name, int64_t lo, int64_t hi) -> absl::Status {
+    const int64_t v = name == std::string("dilation") ? w.param_or(name, 1) : w.param(name);
+    if (v < lo || v > hi) {
+      return absl::InvalidArgumentError(absl::StrCat(w.op, " ", name, "=", v, " is out of range [", lo, ", ", hi, "]"));
+    }
+    return absl::OkStatus();
+  };
+  for (const char* d : {"N", "C", "H", "W", "R", "S"}) {
+    if (absl::Status s = range(d, 1, kMaxDim); !s.ok()) return s;
+  }
+  if (!depthwise) {
+    if (absl::Status s = range("K", 1, kMaxDim); !s.ok()) return s;
+  }
+  if (absl::Status s = range("stride", 1, 1024); !s.ok()) return s;
+  if (absl::Status s = range("pad", 0, kMaxDim); !s.ok()) return s;
+  if (absl::Status s = range("dilation", 1, 1024); !s.ok()) return s;
+  for (const char* flag : {"bias", "relu"}) {
+    const int64_t v = w.param_or(flag, 0);
+    if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", flag, " must be 0 or 1, got ", v));
+  }
+  const ConvShape s = ConvShapeOf(w, depthwise);
+  const int64_t er = (s.R - 1) * s.dilation + 1, es = (s.S - 1) * s.dilation + 1;
+  // Padding as large as the kernel would make whole output rows read
+  // nothing but padding; TVM and oneDNN shapes never do that.
+  if (s.pad >= er || s.pad >= es) {
+    return absl::InvalidArgumentError(absl::StrCat(w.op, " pad=", s.pad, " must be smaller than the kernel (",
+                                                   er, "x", es, " with dilation ", s.dilation, ")"));
+  }
+  if (er > s.H + 2 * s.pad || es > s.W + 2 * s.pad) {
+    return absl::InvalidArgumentError(absl::StrCat(w.op, " kernel ", er, "x", es, " is larger than the padded input ",
+                                                   s.H + 2 * s.pad, "x", s.W + 2 * s.pad));
+  }
+  // Each factor is <= 2^20 and the checks divide, so nothing overflows.
+  auto product_over = [](std::initializer_list<int64_t> f) {
+    int64_t p = 1;
+    for (int64_t x : f) {
+      if (p > kMaxElements / x) return true;
+      p *= x;
+    }
+    return false;
+  };
+  const bool too_big = product_over({s.N, s.C, s.H, s.W}) || product_over({s.N, s.K, s.OH, s.OW}) ||
+                       (!depthwise && product_over({s.K, s.C, s.R, s.S})) ||
+                       s.data_elements() + s.out_elements() + s.weight_elements() > kMaxElements;
+  if (too_big) {
+    return absl::InvalidArgumentError(absl::StrCat(w.op, " ", w.Key(), " needs more than the ",
+                                                   kMaxElements * 4 / (1 << 20), " MiB buffer limit"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s) {
+  std::vector<ir::BufferArg> out = {{"data", ir::Type::Float(), s.data_elements(), false},
+                                    {"weight", ir::Type::Float(), s.weight_elements(), false}};
+  if (s.bias) out.push_back({"bias", ir::Type::Float(), s.K, false});
+  out.push_back({"out", ir::Type::Float(), s.out_elements(), true});
+  return out;
+}
+
+ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<const float>> in) {
+  ReferenceOutput ref;
+  ref.expected.resize(s.out_elements());
+  ref.tolerance.resize(s.out_elements());
+  const std::span<const float> data = in[0], weight = in[1];
+  const int64_t cin = s.depthwise ? 1 : s.C;
+  const int64_t terms = cin * s.R * s.S + (s.bias ? 1 : 0);
+  for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t k = 0; k < s.K; ++k) {
+      for (int64_t oh = 0; oh < s.OH; ++oh) {
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          double acc = 0, mag = 0;
+          for (int64_t ci = 0; ci < cin; ++ci) {
+            const int64_t c = s.depthwise ? k : ci;
+            for (int64_t r = 0; r < s.R; ++r) {
+              const int64_t h = oh * s.stride - s.pad + r * s.dilation;
+              if (h < 0 || h >= s.H) continue;
+              for (int64_t q = 0; q < s.S; ++q) {
+                const int64_t x = ow * s.stride - s.pad + q * s.dilation;
+                if (x < 0 || x >= s.W) continue;
+                const double p = static_cast<double>(data[s.data_index(n, c, h, x)]) *
+                                 static_cast<double>(weight[s.weight_index(k, ci, r, q)]);
+                acc += p;
+                mag += std::abs(p);
+              }
+            }
+          }
+          if (s.bias) {
+            acc += in[2][k];
+            mag += std::abs(static_cast<double>(in[2][k]));
+          }
+          if (s.relu) acc = std::max(acc, 0.0);
+          const int64_t o = s.out_index(n, k, oh, ow);
+          ref.expected[o] = static_cast<float>(acc);
+          ref.tolerance[o] = SumTolerance(terms, mag);
+        }
+      }
+    }
+  }
+  return ref;
+}
+
+double ConvFlops(const ConvShape& s) {
+  const double cin = s.depthwise ? 1.0 : static_cast<double>(s.C);
+  return 2.0 * static_cast<double>(s.N) * static_cast<double>(s.K) * static_cast<double>(s.OH) *
+         static_cast<double>(s.OW) * cin * static_cast<double>(s.R) * static_cast<double>(s.S);
+}
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,60 @@
+// Shapes, validation and reference shared by conv2d and depthwise_conv2d.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "tunefarm/kernels/template.h"
+#include "tunefarm/kernels/workload.h"
+
+namespace tunefarm::kernels {
+
+// A 2-D convolution, float32. Data and output are NCHW or NHWC. conv2d's
+// weights are OIHW ([K][C][R][S]) with NCHW and HWIO ([R][S][C][K]) with
+// NHWC; depthwise weights are [C][R][S] and [R][S][C] (K == C).
+struct ConvShape {
+  int64_t N = 1, C = 1, H = 1, W = 1, K = 1, R = 1, S = 1;
+  int64_t stride = 1, pad = 0, dilation = 1;
+  int64_t OH = 1, OW = 1;
+  bool nhwc = false;
+  bool depthwise = false;
+  bool bias = false, relu = false;
+
+  int64_t data_index(int64_t n, int64_t c, int64_t h, int64_t w) const {
+    return nhwc ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w;
+  }
+  int64_t out_index(int64_t n, int64_t k, int64_t oh, int64_t ow) const {
+    return nhwc ? ((n * OH + oh) * OW + ow) * K + k : ((n * K + k) * OH + oh) * OW + ow;
+  }
+  // conv2d: weight (k, c, r, s); depthwise: c is ignored (the channel is k).
+  int64_t weight_index(int64_t k, int64_t c, int64_t r, int64_t s) const {
+    if (depthwise) return nhwc ? (r * S + s) * C + k : (k * R + r) * S + s;
+    return nhwc ? ((r * S + s) * C + c) * K + k : ((k * C + c) * R + r) * S + s;
+  }
+  int64_t data_elements() const { return N * C * H * W; }
+  int64_t weight_elements() const { return depthwise ? C * R * S : K * C * R * S; }
+  int64_t out_elements() const { return N * K * OH * OW; }
+};
+
+// Parameter lists of the two templates (canonical order).
+std::vector<std::string> ConvParamNames(bool depthwise);
+std::vector<std::pair<std::string, int64_t>> ConvOptionalParams();
+std::vector<TextParamSpec> ConvTextParams();
+
+// Only for workloads that passed ValidateConv.
+ConvShape ConvShapeOf(const Workload& w, bool depthwise);
+// Ranges, a kernel that fits the padded input, padding smaller than the
+// kernel, and at most 1 GiB of buffers; messages name the parameter.
+absl::Status ValidateConv(const Workload& w, bool depthwise);
+
+// Buffers data, weight, [bias], out.
+std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s);
+// The direct convolution in double, with SumTolerance per element.
+ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<const float>> in);
+double ConvFlops(const ConvShape& s);
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,281 @@
+// The schedule is GotoBLAS/BLIS-shaped: three cache-tile loops (jc over N,
+// pc over K, ic over M) in a tunable order, optional packing of B and A into
+// contiguous zero-padded panels, two register-tile loops (jr, ir), and a
+// micro-kernel that keeps an MR x (NV*W) tile of the output in vector
+// registers while walking the K block. Tiles need not divide the shape: edge
+// tiles take a scalar-indexed path with bounds, so primes work.
+#include "gemm.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_split.h"
+
+namespace tunefarm::kernels {
+namespace {
+
+using namespace ir;  // NOLINT: this file builds IR
+
+int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+Expr CeilDiv(const Expr& a, int64_t b) { return (a + Expr(b - 1)) / Expr(b); }
+Expr V(const char* name) { return Var::Make(name); }
+
+// A loop over one cache-tile dimension: binds <d>_o, <d> = <d>_o * tile and
+// <size> = min(tile, extent - <d>) (the block's size) around `body`.
+Stmt TileLoop(const std::string& d, const std::string& b, int64_t extent, int64_t tile, const Stmt& body) {
+  std::string o = d + "_o";
+  Stmt s = LetStmt::Make(b, min(Expr(tile), Expr(extent) - Var::Make(d)), body);
+  s = LetStmt::Make(d, Var::Make(o) * Expr(tile), s);
+  return For::Make(o, 0, Expr((extent + tile - 1) / tile), ForKind::kSerial, s);
+}
+
+}  // namespace
+
+float SumTolerance(int64_t terms, double magnitude) {
+  // A correct float kernel, in any summation order and with or without FMA,
+  // satisfies |c - exact| <= gamma_n * sum |terms| with gamma_n = n*u / (1 -
+  // n*u), u = 2^-24 (Higham, Accuracy and Stability of Numerical
+  // Algorithms, 3.1); rounding the expected value to float adds one more u.
+  // A wrong index or a missing term is off by about one |term|, far above
+  // that bound for inputs drawn from [-1, 1].
+  const double u = std::ldexp(1.0, -24);
+  const double n = static_cast<double>(terms + 1);
+  const double gamma = n * u / (1.0 - n * u);
+  // 1% headroom for rounding the bound itself to float.
+  return static_cast<float>(1.01 * gamma * magnitude) + 1e-30f;
+}
+
+absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
+  auto ints = [](std::initializer_list<int64_t> v) { return std::vector<KnobValue>(v.begin(), v.end()); };
+  auto strs = [](std::initializer_list<const char*> v) {
+    std::vector<KnobValue> out;
+    for (const char* s : v) out.emplace_back(std::string(s));
+    return out;
+  };
+  return ConfigSpace::Create({
+      {"mr", KnobKind::kSplit, ints({1, 2, 3, 4, 5, 6, 8, 12, 16})},  // register tile rows
+      {"nv", KnobKind::kSplit, ints({1, 2, 3, 4})},                   // vectors per tile row
+      {"vec", KnobKind::kAnnotate, ints({4, 8, 16})},                 // SIMD width in floats
+      {"mc", KnobKind::kSplit, ints({8, 16, 32, 48, 64, 96, 128, 192, 256})},
+      {"nc", KnobKind::kSplit, ints({32, 64, 128, 256, 512, 1024, 2048, 4096})},
+      {"kc", KnobKind::kSplit, ints({16, 32, 64, 128, 256, 384, 512, 1024})},
+      {"order", KnobKind::kReorder, strs({"jc,pc,ic", "jc,ic,pc", "pc,jc,ic", "pc,ic,jc", "ic,jc,pc", "ic,pc,jc"})},
+      {"inner", KnobKind::kReorder, strs({"jr,ir", "ir,jr"})},
+      {"pack_a", KnobKind::kChoice, spec.a_must_pack ? ints({1}) : ints({0, 1})},
+      // The micro-kernel reads B rows as vectors, which only a contiguous
+      // B or its packed panel provides.
+      {"pack_b", KnobKind::kChoice, spec.b_vector ? ints({0, 1}) : ints({1})},
+      {"unroll_k", KnobKind::kAnnotate, ints({1, 2, 4, 8})},
+      {"compiler", KnobKind::kChoice, strs({"clang", "gcc"})},
+      {"cflags", KnobKind::kChoice, strs({"-O3", "-O3 -funroll-loops", "-O2"})},
+      // Threads sharing the register-tile loop of each cache block (OpenMP);
+      // a device rejects more than it has cores before compiling.
+      {"threads", KnobKind::kAnnotate, ints({1, 2, 4, 8, 16, 32, 64})},
+  });
+}
+
+Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space) {
+  auto c = space.FromValues({{"mr", int64_t{4}},
+                             {"nv", int64_t{2}},
+                             {"vec", int64_t{8}},
+                             {"mc", int64_t{64}},
+                             {"nc", int64_t{256}},
+                             {"kc", int64_t{256}},
+                             {"order", std::string("jc,pc,ic")},
+                             {"inner", std::string("jr,ir")},
+                             {"pack_a", int64_t{spec.a_must_pack ? 1 : 0}},
+                             {"pack_b", int64_t{spec.b_vector ? 0 : 1}},
+                             {"unroll_k", int64_t{1}},
+                             {"compiler", std::string("clang")},
+                             {"cflags", std::string("-O3")},
+                             {"threads", int64_t{1}}});
+  return *c;  // the values above are in the space by construction
+}
+
+absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg> args, const ConfigSpace& space,
+                                 const Config& c) {
+  const int64_t M = spec.M, N = spec.N, K = spec.K;
+  const int64_t MR = space.IntValue(c, "mr"), NV = space.IntValue(c, "nv"), W = space.IntValue(c, "vec");
+  const int64_t NR = NV * W;
+  // Cache tiles are rounded up to whole register tiles and clipped to the
+  // (rounded-up) problem, so packed panels are never larger than needed.
+  const int64_t MC = RoundUp(std::min(space.IntValue(c, "mc"), RoundUp(M, MR)), MR);
+  const int64_t NC = RoundUp(std::min(space.IntValue(c, "nc"), RoundUp(N, NR)), NR);
+  const int64_t KC = std::min(space.IntValue(c, "kc"), K);
+  const int64_t U = space.IntValue(c, "unroll_k");
+  const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
+  if (!pack_b && !spec.b_vector) return absl::InvalidArgumentError("this B operand must be packed");
+  if (!pack_a && spec.a_must_pack) return absl::InvalidArgumentError("this A operand must be packed");
+  // Batched outputs are strided by whole matrices; a single one has no
+  // offset at all.
+  const bool batched = spec.batch > 1;
+  const std::string& out = spec.out;
+  std::vector<std::string> order = absl::StrSplit(space.StrValue(c, "order"), ',');
+  const bool jr_outer = space.StrValue(c, "inner") == "jr,ir";
+
+  const Type f32 = Type::Float(), vec_t = Type::Float(32, static_cast<int>(W));
+  Expr jc = V("jc"), pc = V("pc"), ic = V("ic"), nb = V("nb"), kb = V("kb"), mb = V("mb");
+  Expr jr_o = V("jr_o"), ir_o = V("ir_o"), jr = V("jr"), ir = V("ir");
+
+  // Element accessors, relative to the current blocks and register tile.
+  auto a_at = [&](Expr ii, Expr kk) {
+    if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + kk * Expr(MR) + ii);
+    return spec.a(ic + ir + ii, pc + kk);
+  };
+  auto b_at = [&](Expr kk, Expr j, Type t) {
+    if (pack_b) return Load::Make("Bp", jr_o * kb * Expr(NR) + kk * Expr(NR) + j, t);
+    return t.is_vector() ? spec.b_vector(pc + kk, jc + jr + j, t) : spec.b(pc + kk, jc + jr + j);
+  };
+  auto c_index = [&](Expr ii, Expr j) {
+    Expr idx = (ic + ir + ii) * Expr(N) + jc + jr + j;
+    return batched ? V("c_off") + idx : idx;
+  };
+
+  // --- micro-kernel for a full MR x NR tile ---
+  auto k_step = [&](Expr kk) {
+    Expr ii = V("ii"), v = V("v");
+    Stmt load_b = For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t), v));
+    Stmt update = Store::Make(
+        "acc",
+        Load::Make("acc", ii * Expr(NV) + v, vec_t) +
+            Broadcast::Make(Var::Make("a", f32), static_cast<int>(W)) * Load::Make("bv", v, vec_t),
+        ii * Expr(NV) + v);
+    Stmt rows = For::Make("ii", 0, MR, ForKind::kUnrolled,
+                          LetStmt::Make("a", a_at(ii, kk), For::Make("v", 0, NV, ForKind::kUnrolled, update)));
+    return Allocate::Make("bv", vec_t, NV, MemoryScope::kRegister, Block::Make({load_b, rows}));
+  };
+  Stmt k_loop;
+  if (U == 1) {
+    k_loop = For::Make("kk", 0, kb, ForKind::kSerial, k_step(V("kk")));
+  } else {
+    Expr main_end = kb / Expr(U) * Expr(U);
+    k_loop = Block::Make({
+        For::Make("ko", 0, kb / Expr(U), ForKind::kSerial,
+                  For::Make("ku", 0, U, ForKind::kUnrolled, k_step(V("ko") * Expr(U) + V("ku")))),
+        For::Make("kk", main_end, kb - main_end, ForKind::kSerial, k_step(V("kk"))),
+    });
+  }
+  Stmt tile_io_load, tile_io_store;
+  {
+    Expr ii = V("ii"), v = V("v");
+    tile_io_load = For::Make(
+        "ii", 0, MR, ForKind::kUnrolled,
+        For::Make("v", 0, NV, ForKind::kUnrolled,
+                  Store::Make("acc", Load::Make(out, c_index(ii, v * Expr(W)), vec_t), ii * Expr(NV) + v)));
+    tile_io_store = For::Make(
+        "ii", 0, MR, ForKind::kUnrolled,
+        For::Make("v", 0, NV, ForKind::kUnrolled,
+                  Store::Make(out, Load::Make("acc", ii * Expr(NV) + v, vec_t), c_index(ii, v * Expr(W)))));
+  }
+  // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
+  // block has been accumulated into the output.
+  auto epilogue = [&](Expr rows, Expr cols) -> Stmt {
+    if (spec.bias == GemmSpec::Bias::kNone && !spec.relu) return Stmt();
+    Expr ii = V("ii"), jj = V("jj");
+    Expr x = Load::Make(out, c_index(ii, jj));
+    if (spec.bias == GemmSpec::Bias::kPerColumn) x = x + Load::Make(spec.bias_buffer, jc + jr + jj);
+    if (spec.bias == GemmSpec::Bias::kPerRow) x = x + Load::Make(spec.bias_buffer, ic + ir + ii);
+    Expr e = Var::Make("e", f32);
+    Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
+    Stmt apply = For::Make("ii", 0, rows, ForKind::kSerial,
+                           For::Make("jj", 0, cols, ForKind::kVectorized,
+                                     LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj)))));
+    return IfThenElse::Make(EQ::Make(pc + kb, Expr(K)), apply, Stmt());
+  };
+  Stmt full_tile = Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister,
+                                  Block::Make({tile_io_load, k_loop, tile_io_store}));
+  full_tile = Block::Make({full_tile, epilogue(Expr(MR), Expr(NR))});
+
+  // --- edge tile: bounds from the block, scalar A, compiler-vectorised j ---
+  Stmt edge_tile;
+  {
+    Expr ii = V("ii"), kk = V("kk"), jj = V("jj");
+    Stmt upd = Store::Make(out, Load::Make(out, c_index(ii, jj)) + Var::Make("a", f32) * b_at(kk, jj, f32),
+                           c_index(ii, jj));
+    edge_tile = For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial,
+                          For::Make("kk", 0, kb, ForKind::kSerial,
+                                    LetStmt::Make("a", a_at(ii, kk),
+                                                  For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized, upd))));
+    edge_tile = Block::Make({edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
+  }
+  Stmt tile = IfThenElse::Make((ir + Expr(MR) <= mb) && (jr + Expr(NR) <= nb), full_tile, edge_tile);
+
+  // --- register-tile loops ---
+  auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
+    return For::Make("ir_o", 0, CeilDiv(mb, MR), kind, LetStmt::Make("ir", ir_o * Expr(MR), body));
+  };
+  auto jr_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
+    return For::Make("jr_o", 0, CeilDiv(nb, NR), kind, LetStmt::Make("jr", jr_o * Expr(NR), body));
+  };
+  // With threads, the outer register-tile loop is shared out: each tile
+  // writes its own part of the output and only reads the packed panels, and
+  // the packing happens before the loop, so there is nothing to race on.
+  const int64_t T = space.IntValue(c, "threads");
+  const ForKind outer = T > 1 ? ForKind::kParallel : ForKind::kSerial;
+  Stmt inner = jr_outer ? jr_loop(ir_loop(tile), outer) : ir_loop(jr_loop(tile), outer);
+
+  // --- packing ---
+  Stmt pack_b_stmt, pack_a_stmt;
+  if (pack_b) {
+    Expr kk = V("kk"), jj = V("jj");
+    Expr dst = jr_o * kb * Expr(NR) + kk * Expr(NR) + jj;
+    Expr src = spec.b(pc + kk, jc + jr + jj);
+    Stmt full = spec.b_pack_k_inner
+                    ? For::Make("jj", 0, NR, ForKind::kSerial,
+                                For::Make("kk", 0, kb, ForKind::kSerial, Store::Make("Bp", src, dst)))
+                    : For::Make("kk", 0, kb, ForKind::kSerial,
+                                For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src, dst)));
+    Stmt edge = For::Make("kk", 0, kb, ForKind::kSerial,
+                          For::Make("jj", 0, NR, ForKind::kSerial,
+                                    Store::Make("Bp", Select::Make(jr + jj < nb, src, FloatImm::Make(0)), dst)));
+    pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, edge));
+  }
+  if (pack_a) {
+    Expr kk = V("kk"), ii = V("ii");
+    Expr dst = ir_o * kb * Expr(MR) + kk * Expr(MR) + ii;
+    Expr src = spec.a(ic + ir + ii, pc + kk);
+    Stmt full = For::Make("ii", 0, MR, ForKind::kSerial,
+                          For::Make("kk", 0, kb, ForKind::kSerial, Store::Make("Ap", src, dst)));
+    Stmt edge = For::Make("ii", 0, MR, ForKind::kSerial,
+                          For::Make("kk", 0, kb, ForKind::kSerial,
+                                    Store::Make("Ap", Select::Make(ir + ii < mb, src, FloatImm::Make(0)), dst)));
+    pack_a_stmt = ir_loop(IfThenElse::Make(ir + Expr(MR) <= mb, full, edge));
+  }
+
+  // --- cache-tile loops in the chosen order; each pack sits just inside the
+  // later of the two loops that fix its block ---
+  auto pos = [&](const char* d) { return std::find(order.begin(), order.end(), d) - order.begin(); };
+  const auto pb = std::max(pos("jc"), pos("pc")), pa = std::max(pos("ic"), pos("pc"));
+  Stmt body = inner;
+  for (int level = 2; level >= 0; --level) {
+    body = Block::Make({level == pb ? pack_b_stmt : Stmt(), level == pa ? pack_a_stmt : Stmt(), body});
+    const std::string& d = order[level];
+    if (d == "jc") body = TileLoop("jc", "nb", N, NC, body);
+    if (d == "pc") body = TileLoop("pc", "kb", K, KC, body);
+    if (d == "ic") body = TileLoop("ic", "mb", M, MC, body);
+  }
+
+  // The output accumulates across K blocks, so it starts at zero.
+  Expr z = V("z");
+  Stmt zero = For::Make("z", 0, M * N, ForKind::kVectorized, Store::Make(out, FloatImm::Make(0), batched ? V("c_off") + z : z));
+  body = Block::Make({zero, body});
+  if (batched) {
+    body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
+    body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
+  }
+  if (pack_a) body = Allocate::Make("Ap", f32, MC * KC, MemoryScope::kHeap, body);
+  if (pack_b) body = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, body);
+
+  Kernel k;
+  k.func.name = "tunefarm_kernel";
+  k.func.args = std::move(args);
+  k.func.body = body;
+  k.compile.compiler = space.StrValue(c, "compiler");
+  k.compile.flags = space.StrValue(c, "cflags");
+  k.func.threads = static_cast<int>(T);
+  if (T > 1) k.compile.flags += " -fopenmp";
+  return k;
+}
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,55 @@
+// The GEMM-shaped schedule shared by matmul, batch_matmul and conv2d: any
+// kernel of the form out[b][i][j] = sum_k A(i,k) * B(k,j) (+ bias)(ReLU)
+// where A and B may be gathers from the real buffers (conv2d's im2col
+// operand), lowered by one GotoBLAS/BLIS-shaped loop nest (gemm.cc).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tunefarm/kernels/config_space.h"
+#include "tunefarm/kernels/ir.h"
+#include "tunefarm/kernels/template.h"
+
+namespace tunefarm::kernels {
+
+struct GemmSpec {
+  int64_t batch = 1;
+  int64_t M = 0, N = 0, K = 0;
+  // Scalar A(i, k) and B(k, j) for absolute indices inside the problem
+  // (i < M, k < K, j < N). They may use the batch index, Var "bi", which is
+  // bound only when batch > 1, and may be any gather with bounds checks.
+  std::function<ir::Expr(ir::Expr i, ir::Expr k)> a;
+  std::function<ir::Expr(ir::Expr k, ir::Expr j)> b;
+  // B(k, j .. j+lanes-1) as one vector of type `t`, when B is contiguous
+  // along j; left empty otherwise, and then B is always packed.
+  std::function<ir::Expr(ir::Expr k, ir::Expr j, ir::Type t)> b_vector;
+  // A is a gather too costly to read inside the micro-kernel: always pack.
+  bool a_must_pack = false;
+  // Pack B by walking k innermost (B stored as B^T) rather than j.
+  bool b_pack_k_inner = false;
+  // The output: a row-major M x N matrix per batch, one after another.
+  std::string out = "C";
+  enum class Bias { kNone, kPerRow, kPerColumn };
+  Bias bias = Bias::kNone;
+  std::string bias_buffer = "bias";
+  bool relu = false;
+};
+
+// Knobs: mr, nv, vec (register tile), mc, nc, kc (cache tiles), order,
+// inner, pack_a, pack_b, unroll_k, compiler, cflags, threads. A pack knob
+// has the single value 1 when the spec requires packing.
+absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec);
+Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space);
+// Lowers one config; `args` are the function's buffers in argument order.
+absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg> args, const ConfigSpace& space,
+                                 const Config& c);
+
+// The bound on |computed - exact| for a float sum of `terms` products whose
+// absolute values sum to `magnitude`, with 1% headroom (Higham 3.1).
+float SumTolerance(int64_t terms, double magnitude);
+
+}  // namespace tunefarm::kernels
