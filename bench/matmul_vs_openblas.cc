@@ -3,7 +3,6 @@
 // process. Prints GFLOP/s of both, their ratio, and the median wall time per
 // trial (generate + compile + check + time, amortised over each batch).
 #include <cblas.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +12,7 @@
 #include <random>
 
 #include "CLI/CLI.hpp"
+#include "bench_util.h"
 #include "spdlog/spdlog.h"
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/backend.h"
@@ -20,19 +20,9 @@
 #include "tunefarm/kernels/template.h"
 #include "tunefarm/tuner/tune.h"
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n == 0 ? 0 : (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
-}
-
-double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-}  // namespace
+using tunefarm::bench::Clock;
+using tunefarm::bench::Median;
+using tunefarm::bench::Seconds;
 
 int main(int argc, char** argv) {
   std::string workload_text = "matmul(M=1024,N=1024,K=1024)";
@@ -100,12 +90,8 @@ int main(int argc, char** argv) {
 
   // --- build the best config and time it against OpenBLAS ---
   std::string so = (tmp / "best.so").string();
-  if (auto s = tunefarm::device_agents::BuildCpuKernel(*w, report->best->config_index, so); !s.ok()) {
-    return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 1;
-  }
-  void* lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-  auto kernel = lib ? reinterpret_cast<void (*)(void* const*)>(dlsym(lib, "tunefarm_kernel")) : nullptr;
-  if (kernel == nullptr) return std::fprintf(stderr, "cannot load %s\n", so.c_str()), 1;
+  auto kernel = tunefarm::bench::BuildAndLoad(*w, report->best->config_index, so);
+  if (!kernel.ok()) return std::fprintf(stderr, "%s\n", std::string(kernel.status().message()).c_str()), 1;
 
   openblas_set_num_threads(1);
   auto alloc = [](int64_t n) { return static_cast<float*>(std::aligned_alloc(64, (n * 4 + 63) / 64 * 64)); };
@@ -115,7 +101,7 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < M * K; ++i) A[i] = dist(rng);
   for (int64_t i = 0; i < K * N; ++i) B[i] = dist(rng);
   void* args[3] = {A, B, C1};
-  auto run_tuned = [&] { kernel(args); };
+  auto run_tuned = [&] { (*kernel)(args); };
   auto run_blas = [&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C2, N);
   };
@@ -123,21 +109,10 @@ int main(int argc, char** argv) {
   run_blas();
   double max_err = 0;
   for (int64_t i = 0; i < M * N; ++i) max_err = std::max(max_err, static_cast<double>(std::fabs(C1[i] - C2[i])));
-  // Each run is repeated until it lasts >= 20 ms, so small shapes time well.
-  auto time_it = [](auto&& fn) {
-    int n = 1;
-    for (;;) {
-      auto a = Clock::now();
-      for (int i = 0; i < n; ++i) fn();
-      double s = Seconds(a, Clock::now());
-      if (s >= 0.02) return s / n;
-      n *= 2;
-    }
-  };
   std::vector<double> tuned_gf, blas_gf;
   for (int r = 0; r < rounds; ++r) {
-    tuned_gf.push_back(flops / time_it(run_tuned) / 1e9);
-    blas_gf.push_back(flops / time_it(run_blas) / 1e9);
+    tuned_gf.push_back(flops / tunefarm::bench::TimePerCall(run_tuned) / 1e9);
+    blas_gf.push_back(flops / tunefarm::bench::TimePerCall(run_blas) / 1e9);
   }
   const double tuned = Median(tuned_gf), blas = Median(blas_gf), trial = Median(per_trial);
   const double ratio = tuned / blas;
