@@ -102,7 +102,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // (rounded-up) problem, so packed panels are never larger than needed.
   const int64_t MC = RoundUp(std::min(space.IntValue(c, "mc"), RoundUp(M, MR)), MR);
   const int64_t NC = RoundUp(std::min(space.IntValue(c, "nc"), RoundUp(N, NR)), NR);
-  const int64_t KC = std::min(space.IntValue(c, "kc"), K);
+  int64_t KC = std::min(space.IntValue(c, "kc"), K);
+  if (spec.k_unit > 0) {
+    KC = std::min(KC, spec.k_unit);
+    while (spec.k_unit % KC != 0) --KC;
+  }
   const int64_t U = space.IntValue(c, "unroll_k");
   const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
   if (!pack_b && !spec.b_vector) return absl::InvalidArgumentError("this B operand must be packed");
@@ -121,13 +125,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // Element accessors, relative to the current blocks and register tile.
   auto a_at = [&](Expr ii, Expr kk) {
     if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + kk * Expr(MR) + ii);
-    return spec.a(ic + ir + ii, pc + kk);
+    return spec.a(ic + ir + ii, pc, kk);
   };
   auto b_at = [&](Expr kk, Expr j, Type t) {
     if (pack_b) return Load::Make("Bp", jr_o * kb * Expr(NR) + kk * Expr(NR) + j, t);
-    return t.is_vector() ? spec.b_vector(pc + kk, jc + jr + j, t) : spec.b(pc + kk, jc + jr + j);
+    return t.is_vector() ? spec.b_vector(pc, kk, jc + jr + j, t) : spec.b(pc, kk, jc + jr + j);
   };
   auto c_index = [&](Expr ii, Expr j) {
+    if (spec.out_index) return spec.out_index(ic + ir + ii, jc + jr + j);
     Expr idx = (ic + ir + ii) * Expr(N) + jc + jr + j;
     return batched ? V("c_off") + idx : idx;
   };
@@ -220,7 +225,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (pack_b) {
     Expr kk = V("kk"), jj = V("jj");
     Expr dst = jr_o * kb * Expr(NR) + kk * Expr(NR) + jj;
-    Expr src = spec.b(pc + kk, jc + jr + jj);
+    Expr src = spec.b(pc, kk, jc + jr + jj);
     Stmt full = spec.b_pack_k_inner
                     ? For::Make("jj", 0, NR, ForKind::kSerial,
                                 For::Make("kk", 0, kb, ForKind::kSerial, Store::Make("Bp", src, dst)))
@@ -234,7 +239,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (pack_a) {
     Expr kk = V("kk"), ii = V("ii");
     Expr dst = ir_o * kb * Expr(MR) + kk * Expr(MR) + ii;
-    Expr src = spec.a(ic + ir + ii, pc + kk);
+    Expr src = spec.a(ic + ir + ii, pc, kk);
     Stmt full = For::Make("ii", 0, MR, ForKind::kSerial,
                           For::Make("kk", 0, kb, ForKind::kSerial, Store::Make("Ap", src, dst)));
     Stmt edge = For::Make("ii", 0, MR, ForKind::kSerial,
@@ -258,14 +263,21 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
 
   // The output accumulates across K blocks, so it starts at zero.
   Expr z = V("z");
-  Stmt zero = For::Make("z", 0, M * N, ForKind::kVectorized, Store::Make(out, FloatImm::Make(0), batched ? V("c_off") + z : z));
+  Stmt zero = spec.out_index
+                  ? For::Make("zi", 0, M, ForKind::kSerial,
+                              For::Make("z", 0, N, ForKind::kVectorized,
+                                        Store::Make(out, FloatImm::Make(0), spec.out_index(V("zi"), z))))
+                  : For::Make("z", 0, M * N, ForKind::kVectorized,
+                              Store::Make(out, FloatImm::Make(0), batched ? V("c_off") + z : z));
   body = Block::Make({zero, body});
   if (batched) {
-    body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
+    if (!spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
     body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
   }
+  if (spec.prologue.defined()) body = Block::Make({spec.prologue, body});
   if (pack_a) body = Allocate::Make("Ap", f32, MC * KC, MemoryScope::kHeap, body);
   if (pack_b) body = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, body);
+  for (const auto& [name, elements] : spec.scratch) body = Allocate::Make(name, f32, elements, MemoryScope::kHeap, body);
 
   Kernel k;
   k.func.name = "tunefarm_kernel";

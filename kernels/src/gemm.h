@@ -19,14 +19,26 @@ namespace tunefarm::kernels {
 struct GemmSpec {
   int64_t batch = 1;
   int64_t M = 0, N = 0, K = 0;
-  // Scalar A(i, k) and B(k, j) for absolute indices inside the problem
-  // (i < M, k < K, j < N). They may use the batch index, Var "bi", which is
-  // bound only when batch > 1, and may be any gather with bounds checks.
-  std::function<ir::Expr(ir::Expr i, ir::Expr k)> a;
-  std::function<ir::Expr(ir::Expr k, ir::Expr j)> b;
+  // Scalar A(i, k) and B(k, j) for indices inside the problem (i < M,
+  // k < K, j < N), with k = k0 + kk: k0 is the first k of the current K
+  // block (see k_unit) and kk the offset in it. They may use the batch
+  // index, Var "bi", which is bound only when batch > 1, and may be any
+  // gather with bounds checks.
+  std::function<ir::Expr(ir::Expr i, ir::Expr k0, ir::Expr kk)> a;
+  std::function<ir::Expr(ir::Expr k0, ir::Expr kk, ir::Expr j)> b;
   // B(k, j .. j+lanes-1) as one vector of type `t`, when B is contiguous
   // along j; left empty otherwise, and then B is always packed.
-  std::function<ir::Expr(ir::Expr k, ir::Expr j, ir::Type t)> b_vector;
+  std::function<ir::Expr(ir::Expr k0, ir::Expr kk, ir::Expr j, ir::Type t)> b_vector;
+  // When > 0, no K block crosses a multiple of k_unit (the K tile is a
+  // divisor of it), so an accessor may treat k0 / k_unit as fixed in a block.
+  int64_t k_unit = 0;
+  // Index into `out` of (i, j) of batch "bi"; empty: row-major M x N
+  // matrices one after another.
+  std::function<ir::Expr(ir::Expr i, ir::Expr j)> out_index;
+  // Work before everything else (e.g. padding the input into a scratch
+  // buffer), and the heap buffers it and the accessors use.
+  ir::Stmt prologue;
+  std::vector<std::pair<std::string, int64_t>> scratch;
   // A is a gather too costly to read inside the micro-kernel: always pack.
   bool a_must_pack = false;
   // Pack B by walking k innermost (B stored as B^T) rather than j.

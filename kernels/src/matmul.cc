@@ -35,13 +35,15 @@ GemmSpec MatmulGemm(const MatmulProblem& p) {
   const int64_t M = p.M, N = p.N, K = p.K;
   const bool batched = p.batch > 1;
   auto at = [batched](int64_t stride, Expr idx) { return batched ? V("bi") * Expr(stride) + idx : idx; };
-  g.a = [=](Expr i, Expr k) { return Load::Make("A", at(M * K, i * Expr(K) + k)); };
+  g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("A", at(M * K, i * Expr(K) + k0 + kk)); };
   if (p.trans_b) {
-    g.b = [=](Expr k, Expr j) { return Load::Make("B", at(K * N, j * Expr(K) + k)); };
+    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("B", at(K * N, j * Expr(K) + k0 + kk)); };
     g.b_pack_k_inner = true;
   } else {
-    g.b = [=](Expr k, Expr j) { return Load::Make("B", at(K * N, k * Expr(N) + j)); };
-    g.b_vector = [=](Expr k, Expr j, Type t) { return Load::Make("B", at(K * N, k * Expr(N) + j), t); };
+    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("B", at(K * N, (k0 + kk) * Expr(N) + j)); };
+    g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) {
+      return Load::Make("B", at(K * N, (k0 + kk) * Expr(N) + j), t);
+    };
   }
   g.bias = p.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
   g.relu = p.relu;

@@ -13,13 +13,23 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict weight = (const float*)args[1];
   float* restrict out = (float*)args[2];
   {
-    float* restrict Ap = (float*)aligned_alloc(64, ((size_t)(324) * sizeof(float) + 63) & ~(size_t)63);
-    if (!Ap) abort();
-    for (int64_t bi = 0; bi < 2; ++bi) {
+    float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(378) * sizeof(float) + 63) & ~(size_t)63);
+    if (!dpad) abort();
+    for (int64_t n = 0; n < 2; ++n) {
+      for (int64_t hp = 0; hp < 9; ++hp) {
+        for (int64_t wp = 0; wp < 7; ++wp) {
+          #pragma omp simd
+          for (int64_t c = 0; c < 3; ++c) {
+            dpad[((((((n * 9) + hp) * 7) + wp) * 3) + c)] = (((((0 <= (hp - 1)) && ((hp - 1) < 7)) && (0 <= (wp - 1))) && ((wp - 1) < 5)) ? data[((((((n * 7) + (hp - 1)) * 5) + (wp - 1)) * 3) + c)] : 0.0f);
+          }
+        }
+      }
+    }
+    for (int64_t bi = 0; bi < 8; ++bi) {
       {
-        const int64_t c_off = (bi * 60);
+        const int64_t c_off = (bi * 15);
         #pragma omp simd
-        for (int64_t z = 0; z < 60; ++z) {
+        for (int64_t z = 0; z < 15; ++z) {
           out[(c_off + z)] = 0.0f;
         }
         for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
@@ -27,34 +37,16 @@ void tunefarm_kernel(void* const* args) {
             const int64_t jc = (jc_o * 16);
             {
               const int64_t nb = tf_min(16, (5 - jc));
-              for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
+              for (int64_t pc_o = 0; pc_o < 9; ++pc_o) {
                 {
-                  const int64_t pc = (pc_o * 27);
+                  const int64_t pc = (pc_o * 3);
                   {
-                    const int64_t kb = tf_min(27, (27 - pc));
+                    const int64_t kb = tf_min(3, (27 - pc));
                     for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                       {
-                        const int64_t ic = (ic_o * 12);
+                        const int64_t ic = (ic_o * 4);
                         {
-                          const int64_t mb = tf_min(12, (12 - ic));
-                          for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
-                            {
-                              const int64_t ir = (ir_o * 4);
-                              if (((ir + 4) <= mb)) {
-                                for (int64_t ii = 0; ii < 4; ++ii) {
-                                  for (int64_t kk = 0; kk < kb; ++kk) {
-                                    Ap[((((ir_o * kb) * 4) + (kk * 4)) + ii)] = (((((0 <= ((((((ic + ir) + ii) / 3) * 2) + ((pc + kk) / 9)) - 1)) && (((((((ic + ir) + ii) / 3) * 2) + ((pc + kk) / 9)) - 1) < 7)) && (0 <= ((((((ic + ir) + ii) % 3) * 2) + (((pc + kk) / 3) % 3)) - 1))) && (((((((ic + ir) + ii) % 3) * 2) + (((pc + kk) / 3) % 3)) - 1) < 5)) ? data[((bi * 105) + ((((((((((ic + ir) + ii) / 3) * 2) + ((pc + kk) / 9)) - 1) * 5) + ((((((ic + ir) + ii) % 3) * 2) + (((pc + kk) / 3) % 3)) - 1)) * 3) + ((pc + kk) % 3)))] : 0.0f);
-                                  }
-                                }
-                              } else {
-                                for (int64_t ii = 0; ii < 4; ++ii) {
-                                  for (int64_t kk = 0; kk < kb; ++kk) {
-                                    Ap[((((ir_o * kb) * 4) + (kk * 4)) + ii)] = (((ir + ii) < mb) ? (((((0 <= ((((((ic + ir) + ii) / 3) * 2) + ((pc + kk) / 9)) - 1)) && (((((((ic + ir) + ii) / 3) * 2) + ((pc + kk) / 9)) - 1) < 7)) && (0 <= ((((((ic + ir) + ii) % 3) * 2) + (((pc + kk) / 3) % 3)) - 1))) && (((((((ic + ir) + ii) % 3) * 2) + (((pc + kk) / 3) % 3)) - 1) < 5)) ? data[((bi * 105) + ((((((((((ic + ir) + ii) / 3) * 2) + ((pc + kk) / 9)) - 1) * 5) + ((((((ic + ir) + ii) % 3) * 2) + (((pc + kk) / 3) % 3)) - 1)) * 3) + ((pc + kk) % 3)))] : 0.0f) : 0.0f);
-                                  }
-                                }
-                              }
-                            }
-                          }
+                          const int64_t mb = tf_min(4, (3 - ic));
                           for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
                             {
                               const int64_t jr = (jr_o * 16);
@@ -78,22 +70,22 @@ void tunefarm_kernel(void* const* args) {
                                           bv_0 = (*(const tf_f32x8_u*)(weight + (((pc + kk) * 5) + (jc + jr))));
                                           bv_1 = (*(const tf_f32x8_u*)(weight + (((pc + kk) * 5) + ((jc + jr) + 8))));
                                           {
-                                            const float a = Ap[(((ir_o * kb) * 4) + (kk * 4))];
+                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + (((ic + ir) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
                                             acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                             acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                           }
                                           {
-                                            const float a = Ap[((((ir_o * kb) * 4) + (kk * 4)) + 1)];
+                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + 1) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
                                             acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                             acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                           }
                                           {
-                                            const float a = Ap[((((ir_o * kb) * 4) + (kk * 4)) + 2)];
+                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + 2) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
                                             acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                             acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                           }
                                           {
-                                            const float a = Ap[((((ir_o * kb) * 4) + (kk * 4)) + 3)];
+                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + 3) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
                                             acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                             acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                           }
@@ -112,7 +104,7 @@ void tunefarm_kernel(void* const* args) {
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                       for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
-                                          const float a = Ap[((((ir_o * kb) * 4) + (kk * 4)) + ii)];
+                                          const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + ii) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
                                           #pragma omp simd
                                           for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
                                             out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = (out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] + (a * weight[(((pc + kk) * 5) + ((jc + jr) + jj))]));
@@ -136,6 +128,6 @@ void tunefarm_kernel(void* const* args) {
         }
       }
     }
-    free(Ap);
+    free(dpad);
   }
 }

@@ -54,22 +54,22 @@ void tunefarm_kernel(void* const* args) {
                                     bv_0 = (*(const tf_f32x8_u*)(B + (((pc + kk) * 19) + (jc + jr))));
                                     bv_1 = (*(const tf_f32x8_u*)(B + (((pc + kk) * 19) + ((jc + jr) + 8))));
                                     {
-                                      const float a = A[(((ic + ir) * 3) + (pc + kk))];
+                                      const float a = A[((((ic + ir) * 3) + pc) + kk)];
                                       acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                       acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                     }
                                     {
-                                      const float a = A[((((ic + ir) + 1) * 3) + (pc + kk))];
+                                      const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
                                       acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                       acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                     }
                                     {
-                                      const float a = A[((((ic + ir) + 2) * 3) + (pc + kk))];
+                                      const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
                                       acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                       acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                     }
                                     {
-                                      const float a = A[((((ic + ir) + 3) * 3) + (pc + kk))];
+                                      const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
                                       acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                       acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                     }
@@ -88,7 +88,7 @@ void tunefarm_kernel(void* const* args) {
                               for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                 for (int64_t kk = 0; kk < kb; ++kk) {
                                   {
-                                    const float a = A[((((ic + ir) + ii) * 3) + (pc + kk))];
+                                    const float a = A[(((((ic + ir) + ii) * 3) + pc) + kk)];
                                     #pragma omp simd
                                     for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
                                       C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + (a * B[(((pc + kk) * 19) + ((jc + jr) + jj))]));
