@@ -161,18 +161,25 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
         For::Make("kk", main_end, kb - main_end, ForKind::kSerial, k_step(V("kk"))),
     });
   }
-  Stmt tile_io_load, tile_io_store;
-  {
+  // The output is never zeroed as a whole: the first K block of a tile
+  // starts from zero instead of what is in memory.
+  Expr first_k_block = EQ::Make(pc, Expr(0));
+  // The register tile's round trip through memory: from `buf` at
+  // `index`(ii, j) into the accumulators (zeros in the first K block), the
+  // K block, and back.
+  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index) {
     Expr ii = V("ii"), v = V("v");
-    tile_io_load = For::Make(
-        "ii", 0, MR, ForKind::kUnrolled,
-        For::Make("v", 0, NV, ForKind::kUnrolled,
-                  Store::Make("acc", Load::Make(out, c_index(ii, v * Expr(W)), vec_t), ii * Expr(NV) + v)));
-    tile_io_store = For::Make(
-        "ii", 0, MR, ForKind::kUnrolled,
-        For::Make("v", 0, NV, ForKind::kUnrolled,
-                  Store::Make(out, Load::Make("acc", ii * Expr(NV) + v, vec_t), c_index(ii, v * Expr(W)))));
-  }
+    auto init = [&](Expr value) {
+      return For::Make("ii", 0, MR, ForKind::kUnrolled,
+                       For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(NV) + v)));
+    };
+    Stmt load = IfThenElse::Make(first_k_block, init(Broadcast::Make(FloatImm::Make(0), static_cast<int>(W))),
+                                 init(Load::Make(buf, index(ii, v * Expr(W)), vec_t)));
+    Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled,
+                           For::Make("v", 0, NV, ForKind::kUnrolled,
+                                     Store::Make(buf, Load::Make("acc", ii * Expr(NV) + v, vec_t), index(ii, v * Expr(W)))));
+    return Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister, Block::Make({load, k_loop, store}));
+  };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
   // block has been accumulated into the output.
   auto epilogue = [&](Expr rows, Expr cols) -> Stmt {
@@ -188,9 +195,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                      LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj)))));
     return IfThenElse::Make(EQ::Make(pc + kb, Expr(K)), apply, Stmt());
   };
-  Stmt full_tile = Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister,
-                                  Block::Make({tile_io_load, k_loop, tile_io_store}));
-  full_tile = Block::Make({full_tile, epilogue(Expr(MR), Expr(NR))});
+  Stmt full_tile = Block::Make({micro_kernel(out, c_index), epilogue(Expr(MR), Expr(NR))});
 
   // --- edge tile: bounds from the block, scalar A, compiler-vectorised j ---
   Stmt edge_tile;
@@ -202,9 +207,44 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                           For::Make("kk", 0, kb, ForKind::kSerial,
                                     LetStmt::Make("a", a_at(ii, kk),
                                                   For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized, upd))));
-    edge_tile = Block::Make({edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
+    Stmt zero = IfThenElse::Make(
+        first_k_block,
+        For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial,
+                  For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized,
+                            Store::Make(out, FloatImm::Make(0), c_index(ii, jj)))));
+    edge_tile = Block::Make({zero, edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
   }
-  Stmt tile = IfThenElse::Make((ir + Expr(MR) <= mb) && (jr + Expr(NR) <= nb), full_tile, edge_tile);
+  // --- edge tile through the micro-kernel: a zero-padded MR x NR copy of
+  // the tile on the stack. Rows past the block read the zero padding of the
+  // packed A panel and columns past it that of the packed B panel, so a
+  // partial side can take this path only when its operand is packed. ---
+  Stmt padded_tile;
+  {
+    Expr ii = V("ii"), jj = V("jj"), z = V("z");
+    Expr rows = min(Expr(MR), mb - ir), cols = min(Expr(NR), nb - jr);
+    auto tmp = [&](Expr i, Expr j) { return i * Expr(NR) + j; };
+    Stmt zero = For::Make("z", 0, MR * NR, ForKind::kVectorized, Store::Make("ct", FloatImm::Make(0), z));
+    Stmt in = For::Make("ii", 0, rows, ForKind::kSerial,
+                        For::Make("jj", 0, cols, ForKind::kVectorized,
+                                  Store::Make("ct", Load::Make(out, c_index(ii, jj)), tmp(ii, jj))));
+    Stmt back = For::Make("ii", 0, rows, ForKind::kSerial,
+                          For::Make("jj", 0, cols, ForKind::kVectorized,
+                                    Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj))));
+    padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NR, MemoryScope::kStack,
+                                              Block::Make({zero, IfThenElse::Make(Expr(0) < pc, in),
+                                                           micro_kernel("ct", tmp), back})),
+                               epilogue(rows, cols)});
+  }
+  Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
+  Stmt edge = edge_tile;
+  if (pack_a && pack_b) {
+    edge = padded_tile;
+  } else if (pack_a) {
+    edge = IfThenElse::Make(cols_full, padded_tile, edge_tile);
+  } else if (pack_b) {
+    edge = IfThenElse::Make(rows_full, padded_tile, edge_tile);
+  }
+  Stmt tile = IfThenElse::Make(rows_full && cols_full, full_tile, edge);
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
@@ -261,19 +301,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     if (d == "ic") body = TileLoop("ic", "mb", M, MC, body);
   }
 
-  // The output accumulates across K blocks, so it starts at zero.
-  Expr z = V("z");
-  Stmt zero = spec.out_index
-                  ? For::Make("zi", 0, M, ForKind::kSerial,
-                              For::Make("z", 0, N, ForKind::kVectorized,
-                                        Store::Make(out, FloatImm::Make(0), spec.out_index(V("zi"), z))))
-                  : For::Make("z", 0, M * N, ForKind::kVectorized,
-                              Store::Make(out, FloatImm::Make(0), batched ? V("c_off") + z : z));
-  body = Block::Make({zero, body});
-  if (batched) {
-    if (!spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
-    body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
-  }
+  if (batched && !spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
+  if (batched) body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
   if (spec.prologue.defined()) body = Block::Make({spec.prologue, body});
   if (pack_a) body = Allocate::Make("Ap", f32, MC * KC, MemoryScope::kHeap, body);
   if (pack_b) body = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, body);

@@ -29,12 +29,6 @@ void tunefarm_kernel(void* const* args) {
       }
     }
     for (int64_t bi = 0; bi < 7; ++bi) {
-      for (int64_t zi = 0; zi < 5; ++zi) {
-        #pragma omp simd
-        for (int64_t z = 0; z < 5; ++z) {
-          out[(((((((bi / 7) * 5) + zi) * 7) + (bi % 7)) * 5) + z)] = 0.0f;
-        }
-      }
       for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
         {
           const int64_t jc = (jc_o * 16);
@@ -59,14 +53,25 @@ void tunefarm_kernel(void* const* args) {
                                 if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
                                   {
                                     tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                    acc_0 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                    acc_1 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
-                                    acc_2 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                    acc_3 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
-                                    acc_4 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                    acc_5 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
-                                    acc_6 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                    acc_7 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
+                                    if ((pc == 0)) {
+                                      acc_0 = tf_f32x8_splat(0.0f);
+                                      acc_1 = tf_f32x8_splat(0.0f);
+                                      acc_2 = tf_f32x8_splat(0.0f);
+                                      acc_3 = tf_f32x8_splat(0.0f);
+                                      acc_4 = tf_f32x8_splat(0.0f);
+                                      acc_5 = tf_f32x8_splat(0.0f);
+                                      acc_6 = tf_f32x8_splat(0.0f);
+                                      acc_7 = tf_f32x8_splat(0.0f);
+                                    } else {
+                                      acc_0 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + (jc + jr))));
+                                      acc_1 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
+                                      acc_2 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + (jc + jr))));
+                                      acc_3 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
+                                      acc_4 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + (jc + jr))));
+                                      acc_5 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
+                                      acc_6 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + (jc + jr))));
+                                      acc_7 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
+                                    }
                                     for (int64_t kk = 0; kk < kb; ++kk) {
                                       {
                                         tf_f32x8 bv_0, bv_1;
@@ -115,6 +120,14 @@ void tunefarm_kernel(void* const* args) {
                                     }
                                   }
                                 } else {
+                                  if ((pc == 0)) {
+                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                      #pragma omp simd
+                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                        out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] = 0.0f;
+                                      }
+                                    }
+                                  }
                                   for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                     for (int64_t kk = 0; kk < kb; ++kk) {
                                       {

@@ -28,10 +28,6 @@ void tunefarm_kernel(void* const* args) {
     for (int64_t bi = 0; bi < 8; ++bi) {
       {
         const int64_t c_off = (bi * 15);
-        #pragma omp simd
-        for (int64_t z = 0; z < 15; ++z) {
-          out[(c_off + z)] = 0.0f;
-        }
         for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
           {
             const int64_t jc = (jc_o * 16);
@@ -56,14 +52,25 @@ void tunefarm_kernel(void* const* args) {
                                   if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
                                     {
                                       tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                      acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
-                                      acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
-                                      acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
-                                      acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
-                                      acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
-                                      acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
-                                      acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
-                                      acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
+                                      if ((pc == 0)) {
+                                        acc_0 = tf_f32x8_splat(0.0f);
+                                        acc_1 = tf_f32x8_splat(0.0f);
+                                        acc_2 = tf_f32x8_splat(0.0f);
+                                        acc_3 = tf_f32x8_splat(0.0f);
+                                        acc_4 = tf_f32x8_splat(0.0f);
+                                        acc_5 = tf_f32x8_splat(0.0f);
+                                        acc_6 = tf_f32x8_splat(0.0f);
+                                        acc_7 = tf_f32x8_splat(0.0f);
+                                      } else {
+                                        acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
+                                        acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
+                                        acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
+                                        acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
+                                        acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
+                                        acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
+                                        acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
+                                        acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
+                                      }
                                       for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
                                           tf_f32x8 bv_0, bv_1;
@@ -101,6 +108,14 @@ void tunefarm_kernel(void* const* args) {
                                       *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))) = acc_7;
                                     }
                                   } else {
+                                    if ((pc == 0)) {
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                          out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = 0.0f;
+                                        }
+                                      }
+                                    }
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                       for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
