@@ -15,7 +15,8 @@
 //         (M = K, N = OW: register tiles of output channels x consecutive
 //         output columns, which are contiguous input columns because the
 //         input is first copied into zero-padded planes split by column
-//         phase, column x going to phase x % stride, slot x / stride);
+//         phase, column x going to phase x % stride, slot x / stride; the
+//         weights are reordered once to [K][R][S][C]);
 //   NHWC: out[ow][k] += in[oh*st + r*d][ow*st + s*d][c] * weight[r,s,c][k]
 //         (M = OW, N = K; the input is copied into a zero-padded image when
 //         the convolution pads).
@@ -60,59 +61,91 @@ GemmSpec PointwiseGemm(const ConvShape& s) {
 
 GemmSpec DirectGemm(const ConvShape& s) {
   GemmSpec g;
-  g.batch = s.N * s.OH;
   g.K = s.R * s.S * s.C;
   g.k_unit = s.C;
   const int64_t st = s.stride, d = s.dilation;
-  // Image n and output row oh of the current GEMM; with one of each, "bi"
-  // is not bound.
-  const bool batched = g.batch > 1;
-  const Expr bi = batched ? Var::Make("bi") : Expr(0);
-  const Expr n = bi / Expr(s.OH), oh = bi % Expr(s.OH);
   // The filter tap (r, q) of a K block and the channel c0 + kk.
   auto tap_r = [=](Expr k0) { return k0 / Expr(s.C) / Expr(s.S); };
   auto tap_q = [=](Expr k0) { return k0 / Expr(s.C) % Expr(s.S); };
   auto chan = [=](Expr k0, Expr kk) { return k0 % Expr(s.C) + kk; };
   if (!s.nhwc) {
-    // Zero-padded planes [N][C][st][Hp][Wq], or the input itself when that
-    // is the same thing.
-    const int64_t Hp = (s.OH - 1) * st + (s.R - 1) * d + 1, Wq = s.OW + (s.S - 1) * d / st;
+    // One GEMM per image over a padded width: output (oh, ow) is column
+    // j = oh*Wq + ow, and columns with ow >= OW are computed into a scratch
+    // output and dropped. The input is copied into zero-padded planes split
+    // by row and column phase, [N][C][st][st][Hq][Wq] (row y of the padded
+    // input goes to phase y % st, slot y / st; columns alike), or used as it
+    // is when that is the same thing; then tap (r, q) of column j is element
+    // j of the plane shifted by the tap, for every stride.
+    g.batch = s.N;
+    const int64_t Hq = s.OH + (s.R - 1) * d / st, Wq = s.OW + (s.S - 1) * d / st;
+    const int64_t plane = st * st * Hq * Wq, cols = (s.OH - 1) * Wq + s.OW;
     const bool copy = st > 1 || s.pad > 0;
     const std::string src = copy ? "dpad" : "data";
+    const Expr img = s.N > 1 ? Var::Make("bi") : Expr(0);
     if (copy) {
-      Expr nn = Var::Make("n"), c = Var::Make("c"), ph = Var::Make("ph"), hp = Var::Make("hp"), wq = Var::Make("wq");
-      Expr h = hp - Expr(s.pad), x = wq * Expr(st) + ph - Expr(s.pad);
+      Expr nn = Var::Make("n"), c = Var::Make("c"), py = Var::Make("py"), px = Var::Make("px");
+      Expr hq = Var::Make("hq"), wq = Var::Make("wq");
+      Expr h = hq * Expr(st) + py - Expr(s.pad), x = wq * Expr(st) + px - Expr(s.pad);
       Expr inside = (Expr(0) <= h) && (h < Expr(s.H)) && (Expr(0) <= x) && (x < Expr(s.W));
       Expr value = Select::Make(inside, Load::Make("data", ((nn * Expr(s.C) + c) * Expr(s.H) + h) * Expr(s.W) + x),
                                 FloatImm::Make(0));
+      Expr dst = ((((nn * Expr(s.C) + c) * Expr(st) + py) * Expr(st) + px) * Expr(Hq) + hq) * Expr(Wq) + wq;
       g.prologue = For::Make(
           "n", 0, s.N, ForKind::kSerial,
           For::Make("c", 0, s.C, ForKind::kSerial,
-                    For::Make("ph", 0, st, ForKind::kSerial,
-                              For::Make("hp", 0, Hp, ForKind::kSerial,
-                                        For::Make("wq", 0, Wq, ForKind::kVectorized,
-                                                  Store::Make("dpad", value,
-                                                              (((nn * Expr(s.C) + c) * Expr(st) + ph) * Expr(Hp) + hp) *
-                                                                      Expr(Wq) +
-                                                                  wq))))));
-      g.scratch.emplace_back("dpad", s.N * s.C * st * Hp * Wq);
+                    For::Make("py", 0, st, ForKind::kSerial,
+                              For::Make("px", 0, st, ForKind::kSerial,
+                                        For::Make("hq", 0, Hq, ForKind::kSerial,
+                                                  For::Make("wq", 0, Wq, ForKind::kVectorized,
+                                                            Store::Make("dpad", value, dst)))))));
+      g.scratch.emplace_back("dpad", s.N * s.C * plane);
     }
     auto in_at = [=](Expr k0, Expr kk, Expr j) {
-      Expr q = tap_q(k0);
-      Expr plane = (n * Expr(s.C) + chan(k0, kk)) * Expr(st) + q * Expr(d) % Expr(st);
-      return (plane * Expr(Hp) + oh * Expr(st) + tap_r(k0) * Expr(d)) * Expr(Wq) + j + q * Expr(d) / Expr(st);
+      Expr r = tap_r(k0), q = tap_q(k0);
+      Expr phase = (r * Expr(d)) % Expr(st) * Expr(st) + (q * Expr(d)) % Expr(st);
+      Expr shift = (r * Expr(d)) / Expr(st) * Expr(Wq) + (q * Expr(d)) / Expr(st);
+      return (img * Expr(s.C) + chan(k0, kk)) * Expr(plane) + phase * Expr(Hq * Wq) + shift + j;
     };
+    // The weights reordered once to [K][R*S][C], so that A is a plain
+    // row-major K x (R*S*C) matrix in the reduction order.
+    {
+      Expr k = Var::Make("k"), t = Var::Make("t"), c = Var::Make("c");
+      Stmt reorder = For::Make(
+          "k", 0, s.K, ForKind::kSerial,
+          For::Make("t", 0, s.R * s.S, ForKind::kSerial,
+                    For::Make("c", 0, s.C, ForKind::kSerial,
+                              Store::Make("wt", Load::Make("weight", (k * Expr(s.C) + c) * Expr(s.R * s.S) + t),
+                                          (k * Expr(s.R * s.S) + t) * Expr(s.C) + c))));
+      g.prologue = g.prologue.defined() ? Block::Make({g.prologue, reorder}) : reorder;
+      g.scratch.emplace_back("wt", s.K * s.C * s.R * s.S);
+    }
     g.M = s.K;
-    g.N = s.OW;
-    g.a = [=](Expr i, Expr k0, Expr kk) {
-      return Load::Make("weight", i * Expr(s.C * s.R * s.S) + chan(k0, kk) * Expr(s.R * s.S) + k0 / Expr(s.C));
-    };
+    g.N = cols;
+    g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("wt", i * Expr(s.C * s.R * s.S) + k0 + kk); };
     g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make(src, in_at(k0, kk, j)); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make(src, in_at(k0, kk, j), t); };
-    g.out_index = [=](Expr i, Expr j) { return ((n * Expr(s.K) + i) * Expr(s.OH) + oh) * Expr(s.OW) + j; };
+    g.out = "otmp";
+    g.out_index = [=](Expr i, Expr j) { return i * Expr(cols) + j; };
+    g.scratch.emplace_back("otmp", s.K * cols);
+    {
+      Expr k = Var::Make("k"), oh = Var::Make("oh"), ow = Var::Make("ow");
+      g.finish = For::Make(
+          "k", 0, s.K, ForKind::kSerial,
+          For::Make("oh", 0, s.OH, ForKind::kSerial,
+                    For::Make("ow", 0, s.OW, ForKind::kVectorized,
+                              Store::Make("out", Load::Make("otmp", k * Expr(cols) + oh * Expr(Wq) + ow),
+                                          ((img * Expr(s.K) + k) * Expr(s.OH) + oh) * Expr(s.OW) + ow))));
+    }
     g.bias = s.bias ? GemmSpec::Bias::kPerRow : GemmSpec::Bias::kNone;
+    g.relu = s.relu;
+    return g;
   } else {
-    // A zero-padded copy [N][Hp][Wp][C] when the convolution pads.
+    // One GEMM per image and output row: "bi" (bound when there is more
+    // than one) is image n and row oh. A zero-padded copy of the input
+    // [N][Hp][Wp][C] when the convolution pads.
+    g.batch = s.N * s.OH;
+    const Expr bi = g.batch > 1 ? Var::Make("bi") : Expr(0);
+    const Expr n = bi / Expr(s.OH), oh = bi % Expr(s.OH);
     const int64_t Hp = s.H + 2 * s.pad, Wp = s.W + 2 * s.pad;
     const std::string src = s.pad > 0 ? "dpad" : "data";
     if (s.pad > 0) {

@@ -302,6 +302,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   }
 
   if (batched && !spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
+  if (spec.finish.defined()) body = Block::Make({body, spec.finish});
   if (batched) body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
   if (spec.prologue.defined()) body = Block::Make({spec.prologue, body});
   if (pack_a) body = Allocate::Make("Ap", f32, MC * KC, MemoryScope::kHeap, body);

@@ -36,8 +36,10 @@ struct GemmSpec {
   // matrices one after another.
   std::function<ir::Expr(ir::Expr i, ir::Expr j)> out_index;
   // Work before everything else (e.g. padding the input into a scratch
-  // buffer), and the heap buffers it and the accessors use.
+  // buffer), work after each batch's product (e.g. copying a scratch output
+  // out), and the heap buffers they and the accessors use.
   ir::Stmt prologue;
+  ir::Stmt finish;
   std::vector<std::pair<std::string, int64_t>> scratch;
   // A is a gather too costly to read inside the micro-kernel: always pack.
   bool a_must_pack = false;

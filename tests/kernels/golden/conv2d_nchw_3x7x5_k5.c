@@ -14,138 +14,153 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict bias = (const float*)args[2];
   float* restrict out = (float*)args[3];
   {
-    float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(189) * sizeof(float) + 63) & ~(size_t)63);
-    if (!dpad) abort();
-    for (int64_t n = 0; n < 1; ++n) {
-      for (int64_t c = 0; c < 3; ++c) {
-        for (int64_t ph = 0; ph < 1; ++ph) {
-          for (int64_t hp = 0; hp < 9; ++hp) {
-            #pragma omp simd
-            for (int64_t wq = 0; wq < 7; ++wq) {
-              dpad[(((((((n * 3) + c) + ph) * 9) + hp) * 7) + wq)] = (((((0 <= (hp - 1)) && ((hp - 1) < 7)) && (0 <= ((wq + ph) - 1))) && (((wq + ph) - 1) < 5)) ? data[((((((n * 3) + c) * 7) + (hp - 1)) * 5) + ((wq + ph) - 1))] : 0.0f);
+    float* restrict otmp = (float*)aligned_alloc(64, ((size_t)(235) * sizeof(float) + 63) & ~(size_t)63);
+    if (!otmp) abort();
+    {
+      float* restrict wt = (float*)aligned_alloc(64, ((size_t)(135) * sizeof(float) + 63) & ~(size_t)63);
+      if (!wt) abort();
+      {
+        float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(189) * sizeof(float) + 63) & ~(size_t)63);
+        if (!dpad) abort();
+        for (int64_t n = 0; n < 1; ++n) {
+          for (int64_t c = 0; c < 3; ++c) {
+            for (int64_t py = 0; py < 1; ++py) {
+              for (int64_t px = 0; px < 1; ++px) {
+                for (int64_t hq = 0; hq < 9; ++hq) {
+                  #pragma omp simd
+                  for (int64_t wq = 0; wq < 7; ++wq) {
+                    dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = (((((0 <= ((hq + py) - 1)) && (((hq + py) - 1) < 7)) && (0 <= ((wq + px) - 1))) && (((wq + px) - 1) < 5)) ? data[((((((n * 3) + c) * 7) + ((hq + py) - 1)) * 5) + ((wq + px) - 1))] : 0.0f);
+                  }
+                }
+              }
             }
           }
         }
-      }
-    }
-    for (int64_t bi = 0; bi < 7; ++bi) {
-      for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
-        {
-          const int64_t jc = (jc_o * 16);
+        for (int64_t k = 0; k < 5; ++k) {
+          for (int64_t t = 0; t < 9; ++t) {
+            for (int64_t c = 0; c < 3; ++c) {
+              wt[((((k * 9) + t) * 3) + c)] = weight[((((k * 3) + c) * 9) + t)];
+            }
+          }
+        }
+        for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
           {
-            const int64_t nb = tf_min(16, (5 - jc));
-            for (int64_t pc_o = 0; pc_o < 9; ++pc_o) {
-              {
-                const int64_t pc = (pc_o * 3);
+            const int64_t jc = (jc_o * 48);
+            {
+              const int64_t nb = tf_min(48, (47 - jc));
+              for (int64_t pc_o = 0; pc_o < 9; ++pc_o) {
                 {
-                  const int64_t kb = tf_min(3, (27 - pc));
-                  for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
-                    {
-                      const int64_t ic = (ic_o * 8);
+                  const int64_t pc = (pc_o * 3);
+                  {
+                    const int64_t kb = tf_min(3, (27 - pc));
+                    for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                       {
-                        const int64_t mb = tf_min(8, (5 - ic));
-                        for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
-                          {
-                            const int64_t jr = (jr_o * 16);
-                            for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
-                              {
-                                const int64_t ir = (ir_o * 4);
-                                if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
-                                  {
-                                    tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                        const int64_t ic = (ic_o * 8);
+                        {
+                          const int64_t mb = tf_min(8, (5 - ic));
+                          for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
+                            {
+                              const int64_t jr = (jr_o * 16);
+                              for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
+                                {
+                                  const int64_t ir = (ir_o * 4);
+                                  if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
+                                    {
+                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                      if ((pc == 0)) {
+                                        acc_0 = tf_f32x8_splat(0.0f);
+                                        acc_1 = tf_f32x8_splat(0.0f);
+                                        acc_2 = tf_f32x8_splat(0.0f);
+                                        acc_3 = tf_f32x8_splat(0.0f);
+                                        acc_4 = tf_f32x8_splat(0.0f);
+                                        acc_5 = tf_f32x8_splat(0.0f);
+                                        acc_6 = tf_f32x8_splat(0.0f);
+                                        acc_7 = tf_f32x8_splat(0.0f);
+                                      } else {
+                                        acc_0 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))));
+                                        acc_1 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))));
+                                        acc_2 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))));
+                                        acc_3 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))));
+                                        acc_4 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))));
+                                        acc_5 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))));
+                                        acc_6 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))));
+                                        acc_7 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))));
+                                      }
+                                      for (int64_t kk = 0; kk < kb; ++kk) {
+                                        {
+                                          tf_f32x8 bv_0, bv_1;
+                                          bv_0 = (*(const tf_f32x8_u*)(dpad + (((((pc % 3) + kk) * 63) + ((((pc / 3) / 3) * 7) + ((pc / 3) % 3))) + (jc + jr))));
+                                          bv_1 = (*(const tf_f32x8_u*)(dpad + (((((pc % 3) + kk) * 63) + ((((pc / 3) / 3) * 7) + ((pc / 3) % 3))) + ((jc + jr) + 8))));
+                                          {
+                                            const float a = wt[((((ic + ir) * 27) + pc) + kk)];
+                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = wt[(((((ic + ir) + 1) * 27) + pc) + kk)];
+                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = wt[(((((ic + ir) + 2) * 27) + pc) + kk)];
+                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = wt[(((((ic + ir) + 3) * 27) + pc) + kk)];
+                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                        }
+                                      }
+                                      *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))) = acc_0;
+                                      *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))) = acc_1;
+                                      *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))) = acc_2;
+                                      *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))) = acc_3;
+                                      *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))) = acc_4;
+                                      *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))) = acc_5;
+                                      *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))) = acc_6;
+                                      *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))) = acc_7;
+                                    }
+                                    if (((pc + kb) == 27)) {
+                                      for (int64_t ii = 0; ii < 4; ++ii) {
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < 16; ++jj) {
+                                          {
+                                            const float e = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
+                                            otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
+                                          }
+                                        }
+                                      }
+                                    }
+                                  } else {
                                     if ((pc == 0)) {
-                                      acc_0 = tf_f32x8_splat(0.0f);
-                                      acc_1 = tf_f32x8_splat(0.0f);
-                                      acc_2 = tf_f32x8_splat(0.0f);
-                                      acc_3 = tf_f32x8_splat(0.0f);
-                                      acc_4 = tf_f32x8_splat(0.0f);
-                                      acc_5 = tf_f32x8_splat(0.0f);
-                                      acc_6 = tf_f32x8_splat(0.0f);
-                                      acc_7 = tf_f32x8_splat(0.0f);
-                                    } else {
-                                      acc_0 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                      acc_1 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
-                                      acc_2 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                      acc_3 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
-                                      acc_4 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                      acc_5 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
-                                      acc_6 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + (jc + jr))));
-                                      acc_7 = (*(const tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))));
-                                    }
-                                    for (int64_t kk = 0; kk < kb; ++kk) {
-                                      {
-                                        tf_f32x8 bv_0, bv_1;
-                                        bv_0 = (*(const tf_f32x8_u*)(dpad + (((((((((bi / 7) * 3) + ((pc % 3) + kk)) * 9) + (bi % 7)) + ((pc / 3) / 3)) * 7) + (jc + jr)) + ((pc / 3) % 3))));
-                                        bv_1 = (*(const tf_f32x8_u*)(dpad + (((((((((bi / 7) * 3) + ((pc % 3) + kk)) * 9) + (bi % 7)) + ((pc / 3) / 3)) * 7) + ((jc + jr) + 8)) + ((pc / 3) % 3))));
-                                        {
-                                          const float a = weight[((((ic + ir) * 27) + (((pc % 3) + kk) * 9)) + (pc / 3))];
-                                          acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                        {
-                                          const float a = weight[(((((ic + ir) + 1) * 27) + (((pc % 3) + kk) * 9)) + (pc / 3))];
-                                          acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                        {
-                                          const float a = weight[(((((ic + ir) + 2) * 27) + (((pc % 3) + kk) * 9)) + (pc / 3))];
-                                          acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                        {
-                                          const float a = weight[(((((ic + ir) + 3) * 27) + (((pc % 3) + kk) * 9)) + (pc / 3))];
-                                          acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                      }
-                                    }
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + (jc + jr))) = acc_0;
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + (ic + ir)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))) = acc_1;
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + (jc + jr))) = acc_2;
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 1)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))) = acc_3;
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + (jc + jr))) = acc_4;
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 2)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))) = acc_5;
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + (jc + jr))) = acc_6;
-                                    *(tf_f32x8_u*)(out + (((((((bi / 7) * 5) + ((ic + ir) + 3)) * 7) + (bi % 7)) * 5) + ((jc + jr) + 8))) = acc_7;
-                                  }
-                                  if (((pc + kb) == 27)) {
-                                    for (int64_t ii = 0; ii < 4; ++ii) {
-                                      #pragma omp simd
-                                      for (int64_t jj = 0; jj < 16; ++jj) {
-                                        {
-                                          const float e = (out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
-                                          out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
-                                        }
-                                      }
-                                    }
-                                  }
-                                } else {
-                                  if ((pc == 0)) {
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                        out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] = 0.0f;
-                                      }
-                                    }
-                                  }
-                                  for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                    for (int64_t kk = 0; kk < kb; ++kk) {
-                                      {
-                                        const float a = weight[(((((ic + ir) + ii) * 27) + (((pc % 3) + kk) * 9)) + (pc / 3))];
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                         #pragma omp simd
                                         for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] = (out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] + (a * dpad[(((((((((bi / 7) * 3) + ((pc % 3) + kk)) * 9) + (bi % 7)) + ((pc / 3) / 3)) * 7) + ((jc + jr) + jj)) + ((pc / 3) % 3))]));
+                                          otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = 0.0f;
                                         }
                                       }
                                     }
-                                  }
-                                  if (((pc + kb) == 27)) {
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                      for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
-                                          const float e = (out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
-                                          out[(((((((bi / 7) * 5) + ((ic + ir) + ii)) * 7) + (bi % 7)) * 5) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
+                                          const float a = wt[(((((ic + ir) + ii) * 27) + pc) + kk)];
+                                          #pragma omp simd
+                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                            otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + (a * dpad[(((((pc % 3) + kk) * 63) + ((((pc / 3) / 3) * 7) + ((pc / 3) % 3))) + ((jc + jr) + jj))]));
+                                          }
+                                        }
+                                      }
+                                    }
+                                    if (((pc + kb) == 27)) {
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                          {
+                                            const float e = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
+                                            otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
+                                          }
                                         }
                                       }
                                     }
@@ -163,8 +178,18 @@ void tunefarm_kernel(void* const* args) {
             }
           }
         }
+        for (int64_t k = 0; k < 5; ++k) {
+          for (int64_t oh = 0; oh < 7; ++oh) {
+            #pragma omp simd
+            for (int64_t ow = 0; ow < 5; ++ow) {
+              out[((((k * 7) + oh) * 5) + ow)] = otmp[(((k * 47) + (oh * 7)) + ow)];
+            }
+          }
+        }
+        free(dpad);
       }
+      free(wt);
     }
-    free(dpad);
+    free(otmp);
   }
 }
