@@ -83,21 +83,19 @@ GemmSpec DirectGemm(const ConvShape& s) {
     const std::string src = copy ? "dpad" : "data";
     const Expr img = s.N > 1 ? Var::Make("bi") : Expr(0);
     if (copy) {
-      Expr nn = Var::Make("n"), c = Var::Make("c"), py = Var::Make("py"), px = Var::Make("px");
-      Expr hq = Var::Make("hq"), wq = Var::Make("wq");
-      Expr h = hq * Expr(st) + py - Expr(s.pad), x = wq * Expr(st) + px - Expr(s.pad);
-      Expr inside = (Expr(0) <= h) && (h < Expr(s.H)) && (Expr(0) <= x) && (x < Expr(s.W));
-      Expr value = Select::Make(inside, Load::Make("data", ((nn * Expr(s.C) + c) * Expr(s.H) + h) * Expr(s.W) + x),
-                                FloatImm::Make(0));
-      Expr dst = ((((nn * Expr(s.C) + c) * Expr(st) + py) * Expr(st) + px) * Expr(Hq) + hq) * Expr(Wq) + wq;
+      Expr nn = Var::Make("n"), c = Var::Make("c"), py = Var::Make("py"), px = Var::Make("px"), hq = Var::Make("hq");
+      Expr h = hq * Expr(st) + py - Expr(s.pad);
+      Expr dst = ((((nn * Expr(s.C) + c) * Expr(st) + py) * Expr(st) + px) * Expr(Hq) + hq) * Expr(Wq);
       g.prologue = For::Make(
           "n", 0, s.N, ForKind::kSerial,
           For::Make("c", 0, s.C, ForKind::kSerial,
                     For::Make("py", 0, st, ForKind::kSerial,
                               For::Make("px", 0, st, ForKind::kSerial,
                                         For::Make("hq", 0, Hq, ForKind::kSerial,
-                                                  For::Make("wq", 0, Wq, ForKind::kVectorized,
-                                                            Store::Make("dpad", value, dst)))))));
+                                                  PaddedRowCopy("dpad", dst, "data",
+                                                                ((nn * Expr(s.C) + c) * Expr(s.H) + h) * Expr(s.W),
+                                                                (Expr(0) <= h) && (h < Expr(s.H)), px, s.W, s.pad, st,
+                                                                Wq, "wq"))))));
       g.scratch.emplace_back("dpad", s.N * s.C * plane);
     }
     auto in_at = [=](Expr k0, Expr kk, Expr j) {

@@ -155,4 +155,21 @@ double ConvFlops(const ConvShape& s) {
          static_cast<double>(s.OW) * cin * static_cast<double>(s.R) * static_cast<double>(s.S);
 }
 
+ir::Stmt PaddedRowCopy(const std::string& dst, ir::Expr dst_base, const std::string& src, ir::Expr src_base,
+                       ir::Expr row_inside, ir::Expr phase, int64_t W, int64_t pad, int64_t stride, int64_t Wq,
+                       const std::string& var) {
+  using namespace ir;  // NOLINT
+  Expr v = Var::Make(var), st = Expr(stride);
+  // Slots [lo, hi) read columns inside [0, W); the numerators are >= 0.
+  Expr lo = min(Expr(Wq), (Expr(pad + stride - 1) - phase) / st);
+  Expr hi = max(lo, min(Expr(Wq), (Expr(W + pad + stride - 1) - phase) / st));
+  auto zeros = [&](Expr from, Expr count) {
+    return For::Make(var, from, count, ForKind::kVectorized, Store::Make(dst, FloatImm::Make(0), dst_base + v));
+  };
+  Stmt copy = For::Make(var, lo, hi - lo, ForKind::kVectorized,
+                        Store::Make(dst, Load::Make(src, src_base + v * st + phase - Expr(pad)), dst_base + v));
+  return IfThenElse::Make(row_inside, Block::Make({zeros(Expr(0), lo), copy, zeros(hi, Expr(Wq) - hi)}),
+                          zeros(Expr(0), Expr(Wq)));
+}
+
 }  // namespace tunefarm::kernels

@@ -57,4 +57,13 @@ std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s);
 ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<const float>> in);
 double ConvFlops(const ConvShape& s);
 
+// One row of a zero-padded, column-phase-split copy of the input: slot
+// wq < Wq of `dst` at `dst_base` gets column wq*stride + phase - pad of the
+// source row at `src_base`, or zero where that column is outside [0, W) or
+// the whole row is outside (`row_inside` false). The interior is a plain
+// strided copy the compiler can vectorise; `var` names the loop variable.
+ir::Stmt PaddedRowCopy(const std::string& dst, ir::Expr dst_base, const std::string& src, ir::Expr src_base,
+                       ir::Expr row_inside, ir::Expr phase, int64_t W, int64_t pad, int64_t stride, int64_t Wq,
+                       const std::string& var);
+
 }  // namespace tunefarm::kernels

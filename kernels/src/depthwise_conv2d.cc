@@ -173,15 +173,12 @@ Stmt LowerNchw(const ConvShape& s, const Knobs& k) {
 
   Stmt pack;
   {
-    Expr hp = V("hp"), ph = V("ph"), wq = V("wq");
-    Expr hh = hp - Expr(s.pad), x = wq * Expr(st) + ph - Expr(s.pad);
-    Expr src = Load::Make("data", ((bi * Expr(s.C) + c) * Expr(s.H) + hh) * Expr(s.W) + x);
-    Expr inside = (Expr(0) <= hh) && (hh < Expr(s.H)) && (Expr(0) <= x) && (x < Expr(s.W));
+    Expr hp = V("hp"), ph = V("ph"), hh = hp - Expr(s.pad);
     pack = For::Make("ph", 0, st, ForKind::kSerial,
                      For::Make("hp", 0, Hp, ForKind::kSerial,
-                               For::Make("wq", 0, Wq, ForKind::kVectorized,
-                                         Store::Make("plane", Select::Make(inside, src, FloatImm::Make(0)),
-                                                     (ph * Expr(Hp) + hp) * Expr(Wq) + wq))));
+                               PaddedRowCopy("plane", (ph * Expr(Hp) + hp) * Expr(Wq), "data",
+                                             ((bi * Expr(s.C) + c) * Expr(s.H) + hh) * Expr(s.W),
+                                             (Expr(0) <= hh) && (hh < Expr(s.H)), ph, s.W, s.pad, st, Wq, "wq")));
   }
   // `rows` output rows from oh x NR columns from ow, in registers.
   auto vector_tile = [&](int64_t rows) {

@@ -27,9 +27,24 @@ void tunefarm_kernel(void* const* args) {
             for (int64_t py = 0; py < 1; ++py) {
               for (int64_t px = 0; px < 1; ++px) {
                 for (int64_t hq = 0; hq < 9; ++hq) {
-                  #pragma omp simd
-                  for (int64_t wq = 0; wq < 7; ++wq) {
-                    dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = (((((0 <= ((hq + py) - 1)) && (((hq + py) - 1) < 7)) && (0 <= ((wq + px) - 1))) && (((wq + px) - 1) < 5)) ? data[((((((n * 3) + c) * 7) + ((hq + py) - 1)) * 5) + ((wq + px) - 1))] : 0.0f);
+                  if (((0 <= ((hq + py) - 1)) && (((hq + py) - 1) < 7))) {
+                    #pragma omp simd
+                    for (int64_t wq = 0; wq < tf_min(7, (1 - px)); ++wq) {
+                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
+                    }
+                    #pragma omp simd
+                    for (int64_t wq = tf_min(7, (1 - px)); wq < tf_min(7, (1 - px)) + (tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))) - tf_min(7, (1 - px))); ++wq) {
+                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = data[((((((((n * 3) + c) * 7) + ((hq + py) - 1)) * 5) + wq) + px) - 1)];
+                    }
+                    #pragma omp simd
+                    for (int64_t wq = tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))); wq < tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))) + (7 - tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px)))); ++wq) {
+                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
+                    }
+                  } else {
+                    #pragma omp simd
+                    for (int64_t wq = 0; wq < 7; ++wq) {
+                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
+                    }
                   }
                 }
               }

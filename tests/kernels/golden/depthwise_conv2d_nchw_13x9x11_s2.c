@@ -16,9 +16,24 @@ void tunefarm_kernel(void* const* args) {
         float plane[154] __attribute__((aligned(64)));
         for (int64_t ph = 0; ph < 2; ++ph) {
           for (int64_t hp = 0; hp < 11; ++hp) {
-            #pragma omp simd
-            for (int64_t wq = 0; wq < 7; ++wq) {
-              plane[((((ph * 11) + hp) * 7) + wq)] = (((((0 <= (hp - 1)) && ((hp - 1) < 9)) && (0 <= (((wq * 2) + ph) - 1))) && ((((wq * 2) + ph) - 1) < 11)) ? data[((((((bi * 13) + c) * 9) + (hp - 1)) * 11) + (((wq * 2) + ph) - 1))] : 0.0f);
+            if (((0 <= (hp - 1)) && ((hp - 1) < 9))) {
+              #pragma omp simd
+              for (int64_t wq = 0; wq < tf_min(7, ((2 - ph) / 2)); ++wq) {
+                plane[((((ph * 11) + hp) * 7) + wq)] = 0.0f;
+              }
+              #pragma omp simd
+              for (int64_t wq = tf_min(7, ((2 - ph) / 2)); wq < tf_min(7, ((2 - ph) / 2)) + (tf_max(tf_min(7, ((2 - ph) / 2)), tf_min(7, ((13 - ph) / 2))) - tf_min(7, ((2 - ph) / 2))); ++wq) {
+                plane[((((ph * 11) + hp) * 7) + wq)] = data[((((((((bi * 13) + c) * 9) + (hp - 1)) * 11) + (wq * 2)) + ph) - 1)];
+              }
+              #pragma omp simd
+              for (int64_t wq = tf_max(tf_min(7, ((2 - ph) / 2)), tf_min(7, ((13 - ph) / 2))); wq < tf_max(tf_min(7, ((2 - ph) / 2)), tf_min(7, ((13 - ph) / 2))) + (7 - tf_max(tf_min(7, ((2 - ph) / 2)), tf_min(7, ((13 - ph) / 2)))); ++wq) {
+                plane[((((ph * 11) + hp) * 7) + wq)] = 0.0f;
+              }
+            } else {
+              #pragma omp simd
+              for (int64_t wq = 0; wq < 7; ++wq) {
+                plane[((((ph * 11) + hp) * 7) + wq)] = 0.0f;
+              }
             }
           }
         }
