@@ -138,42 +138,64 @@ GemmSpec DirectGemm(const ConvShape& s) {
     g.relu = s.relu;
     return g;
   } else {
-    // One GEMM per image and output row: "bi" (bound when there is more
-    // than one) is image n and row oh. A zero-padded copy of the input
-    // [N][Hp][Wp][C] when the convolution pads.
-    g.batch = s.N * s.OH;
-    const Expr bi = g.batch > 1 ? Var::Make("bi") : Expr(0);
-    const Expr n = bi / Expr(s.OH), oh = bi % Expr(s.OH);
+    // The input, zero-padded to [N][Hp][Wp][C] when the convolution pads.
     const int64_t Hp = s.H + 2 * s.pad, Wp = s.W + 2 * s.pad;
     const std::string src = s.pad > 0 ? "dpad" : "data";
     if (s.pad > 0) {
       Expr nn = Var::Make("n"), hp = Var::Make("hp"), wp = Var::Make("wp"), c = Var::Make("c");
       Expr h = hp - Expr(s.pad), x = wp - Expr(s.pad);
       Expr inside = (Expr(0) <= h) && (h < Expr(s.H)) && (Expr(0) <= x) && (x < Expr(s.W));
-      Expr value = Select::Make(inside, Load::Make("data", ((nn * Expr(s.H) + h) * Expr(s.W) + x) * Expr(s.C) + c),
-                                FloatImm::Make(0));
-      g.prologue = For::Make(
-          "n", 0, s.N, ForKind::kSerial,
-          For::Make("hp", 0, Hp, ForKind::kSerial,
-                    For::Make("wp", 0, Wp, ForKind::kSerial,
-                              For::Make("c", 0, s.C, ForKind::kVectorized,
-                                        Store::Make("dpad", value, ((nn * Expr(Hp) + hp) * Expr(Wp) + wp) * Expr(s.C) + c)))));
+      Expr dst = ((nn * Expr(Hp) + hp) * Expr(Wp) + wp) * Expr(s.C) + c;
+      Stmt copy = For::Make("c", 0, s.C, ForKind::kVectorized,
+                            Store::Make("dpad", Load::Make("data", ((nn * Expr(s.H) + h) * Expr(s.W) + x) * Expr(s.C) + c), dst));
+      Stmt zero = For::Make("c", 0, s.C, ForKind::kVectorized, Store::Make("dpad", FloatImm::Make(0), dst));
+      g.prologue = For::Make("n", 0, s.N, ForKind::kSerial,
+                             For::Make("hp", 0, Hp, ForKind::kSerial,
+                                       For::Make("wp", 0, Wp, ForKind::kSerial, IfThenElse::Make(inside, copy, zero))));
       g.scratch.emplace_back("dpad", s.N * Hp * Wp * s.C);
     }
-    g.M = s.OW;
     g.N = s.K;
-    g.a = [=](Expr i, Expr k0, Expr kk) {
-      Expr row = n * Expr(Hp) + oh * Expr(st) + tap_r(k0) * Expr(d);
-      Expr col = i * Expr(st) + tap_q(k0) * Expr(d);
-      return Load::Make(src, (row * Expr(Wp) + col) * Expr(s.C) + chan(k0, kk));
-    };
+    if (st == 1) {
+      // One GEMM per image over a padded width: output (oh, ow) is row
+      // i = oh*Wp + ow, whose tap (r, q) is input row i shifted by
+      // r*d*Wp + q*d; rows with ow >= OW go to a scratch output and are
+      // dropped. "bi" (bound when N > 1) is the image.
+      g.batch = s.N;
+      const Expr img = s.N > 1 ? Var::Make("bi") : Expr(0);
+      const int64_t rows = (s.OH - 1) * Wp + s.OW;
+      g.M = rows;
+      g.a = [=](Expr i, Expr k0, Expr kk) {
+        Expr shift = tap_r(k0) * Expr(d * Wp) + tap_q(k0) * Expr(d);
+        return Load::Make(src, (img * Expr(Hp * Wp) + shift + i) * Expr(s.C) + chan(k0, kk));
+      };
+      g.out = "otmp";
+      g.out_index = [=](Expr i, Expr j) { return i * Expr(s.K) + j; };
+      g.scratch.emplace_back("otmp", rows * s.K);
+      Expr oh = Var::Make("oh"), e = Var::Make("e");
+      g.finish = For::Make("oh", 0, s.OH, ForKind::kSerial,
+                           For::Make("e", 0, s.OW * s.K, ForKind::kVectorized,
+                                     Store::Make("out", Load::Make("otmp", oh * Expr(Wp * s.K) + e),
+                                                 (img * Expr(s.OH) + oh) * Expr(s.OW * s.K) + e)));
+    } else {
+      // Strided: one GEMM per image and output row; "bi" (bound when there
+      // is more than one) is image n and row oh.
+      g.batch = s.N * s.OH;
+      const Expr bi = g.batch > 1 ? Var::Make("bi") : Expr(0);
+      const Expr n = bi / Expr(s.OH), oh = bi % Expr(s.OH);
+      g.M = s.OW;
+      g.a = [=](Expr i, Expr k0, Expr kk) {
+        Expr row = n * Expr(Hp) + oh * Expr(st) + tap_r(k0) * Expr(d);
+        Expr col = i * Expr(st) + tap_q(k0) * Expr(d);
+        return Load::Make(src, (row * Expr(Wp) + col) * Expr(s.C) + chan(k0, kk));
+      };
+      g.out = "out";
+    }
     g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j, t); };
     g.bias = s.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
+    g.relu = s.relu;
+    return g;
   }
-  g.out = "out";
-  g.relu = s.relu;
-  return g;
 }
 
 GemmSpec ConvGemm(const ConvShape& s) {

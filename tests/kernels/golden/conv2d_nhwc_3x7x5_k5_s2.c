@@ -18,9 +18,16 @@ void tunefarm_kernel(void* const* args) {
     for (int64_t n = 0; n < 2; ++n) {
       for (int64_t hp = 0; hp < 9; ++hp) {
         for (int64_t wp = 0; wp < 7; ++wp) {
-          #pragma omp simd
-          for (int64_t c = 0; c < 3; ++c) {
-            dpad[((((((n * 9) + hp) * 7) + wp) * 3) + c)] = (((((0 <= (hp - 1)) && ((hp - 1) < 7)) && (0 <= (wp - 1))) && ((wp - 1) < 5)) ? data[((((((n * 7) + (hp - 1)) * 5) + (wp - 1)) * 3) + c)] : 0.0f);
+          if (((((0 <= (hp - 1)) && ((hp - 1) < 7)) && (0 <= (wp - 1))) && ((wp - 1) < 5))) {
+            #pragma omp simd
+            for (int64_t c = 0; c < 3; ++c) {
+              dpad[((((((n * 9) + hp) * 7) + wp) * 3) + c)] = data[((((((n * 7) + (hp - 1)) * 5) + (wp - 1)) * 3) + c)];
+            }
+          } else {
+            #pragma omp simd
+            for (int64_t c = 0; c < 3; ++c) {
+              dpad[((((((n * 9) + hp) * 7) + wp) * 3) + c)] = 0.0f;
+            }
           }
         }
       }
