@@ -20,6 +20,8 @@
 #include "spdlog/spdlog.h"
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/agent.h"
+#include "tunefarm/tuner/client.h"
+#include "tunefarm/tuner/kernel_library.h"
 #include "tunefarm/tuner/record_exchange.h"
 #include "tunefarm/v1/service.grpc.pb.h"
 #include "errors.h"
@@ -424,6 +426,68 @@ int RunExport(const ClientArgs& a, const std::string& db_path, const std::string
   out.flush();
   if (!out) return Error(kExitFailure, "writing the records failed");
   std::fprintf(stderr, "exported %lld records\n", static_cast<long long>(n));
+  return 0;
+}
+
+int RunExportLibrary(const ClientArgs& a, const std::string& db_path, const LibraryArgs& l) {
+  if (l.device_key.empty()) return Error(kExitUsage, "--format library needs --device KEY");
+  if (l.workloads_file.empty()) return Error(kExitUsage, "--format library needs --workloads FILE");
+  if (l.output_dir.empty() || l.output_dir == "-") return Error(kExitUsage, "--format library needs -o DIR");
+  std::ifstream in(l.workloads_file);
+  if (!in) return Error(kExitUsage, "cannot read " + l.workloads_file);
+  tuner::LibraryOptions o;
+  o.device_key = l.device_key;
+  o.output_dir = l.output_dir;
+  o.prefix = l.prefix;
+  std::string line;
+  while (std::getline(in, line)) {
+    line = line.substr(0, line.find('#'));
+    const size_t b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+    if (b != std::string::npos) o.workloads.push_back(line.substr(b, e - b + 1));
+  }
+  absl::StatusOr<std::unique_ptr<tuner::TuningLogClient>> log;
+  if (UseServer(a)) {
+    tuner::ConnectOptions c;
+    std::string token_file = a.token_file.empty() ? Env("TUNEFARM_TOKEN_FILE") : a.token_file;
+    if (!token_file.empty()) {
+      absl::StatusOr<std::string> t = ReadToken(token_file);
+      if (!t.ok()) return Error(kExitUsage, std::string(t.status().message()));
+      c.token = *t;
+    }
+    if (!a.tls_ca.empty()) {
+      absl::StatusOr<std::string> ca = ReadText(a.tls_ca);
+      if (!ca.ok()) return Error(kExitUsage, std::string(ca.status().message()));
+      c.tls_ca_pem = *ca;
+    }
+    log = tuner::TuningLogClient::Connect(a.server.empty() ? Env("TUNEFARM_SERVER") : a.server, c);
+  } else {
+    log = tuner::TuningLogClient::OpenFile(db_path);
+  }
+  if (!log.ok()) return Error(kExitFailure, std::string(log.status().message()));
+  absl::StatusOr<std::vector<tuner::LibraryEntry>> entries = tuner::WriteKernelLibrary(**log, o);
+  if (!entries.ok()) {
+    const bool usage = entries.status().code() == absl::StatusCode::kInvalidArgument ||
+                       entries.status().code() == absl::StatusCode::kNotFound;
+    return Error(usage ? kExitUsage : kExitFailure, std::string(entries.status().message()));
+  }
+  size_t width = 8;
+  for (const tuner::LibraryEntry& e : *entries) width = std::max(width, e.workload.size());
+  std::printf("%-*s  %-16s  %-8s  %s\n", static_cast<int>(width), "workload", "config from", "record", "details");
+  int fell_back = 0;
+  for (const tuner::LibraryEntry& e : *entries) {
+    if (e.level != tuner::FallbackLevel::kExactDevice) ++fell_back;
+    std::string record = e.record ? std::to_string(e.record->record_id) : "-";
+    std::string details = e.record ? absl::StrCat(e.record->device_key, ", ", absl::SixDigits(e.record->gflops), " GFLOP/s")
+                                   : std::string("default config");
+    if (!e.why.empty()) absl::StrAppend(&details, " [", e.why, "]");
+    std::printf("%-*s  %-16s  %-8s  %s\n", static_cast<int>(width), e.workload.c_str(),
+                tuner::FallbackLevelName(e.level), record.c_str(), details.c_str());
+  }
+  std::fprintf(stderr, "wrote %zu kernels for %s to %s (%d fell back)\n", entries->size(), l.device_key.c_str(),
+               l.output_dir.c_str(), fell_back);
+  if (l.strict && fell_back > 0) {
+    return Error(kExitFailure, absl::StrCat(fell_back, " workload(s) were not tuned on ", l.device_key, " (--strict)"));
+  }
   return 0;
 }
 

@@ -33,6 +33,16 @@ int RunCancel(const ClientArgs& c, int64_t job_id);
 // $TUNEFARM_SERVER set) or else from the database file `db_path`.
 int RunExport(const ClientArgs& c, const std::string& db_path, const std::string& workload,
               const std::string& device_key, const std::string& out_file);
+// `export --format library`: a kernel library for one device (see
+// tuner/kernel_library.h), from a server or else the database file.
+struct LibraryArgs {
+  std::string device_key;
+  std::string workloads_file;  // one workload per line; '#' starts a comment
+  std::string output_dir;
+  std::string prefix = "tunefarm";
+  bool strict = false;  // exit 1 when any workload fell back
+};
+int RunExportLibrary(const ClientArgs& c, const std::string& db_path, const LibraryArgs& l);
 int RunImport(const ClientArgs& c, const std::string& db_path, const std::string& in_file, bool atomic);
 int RunBestRemote(const ClientArgs& c, const std::string& workload, const std::string& device_key, int top);
 

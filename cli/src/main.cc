@@ -445,11 +445,20 @@ int main(int argc, char** argv) {
 
   std::string export_workload, export_device, export_out, import_file, export_format = "jsonl";
   bool import_atomic = false;
-  CLI::App* export_cmd = app.add_subcommand("export", "write tuning records as JSON lines (from --db or a server)");
-  export_cmd->add_option("--format", export_format, "output format")->default_val("jsonl")->check(CLI::IsMember({"jsonl"}));
-  export_cmd->add_option("--workload", export_workload, "only this workload");
-  export_cmd->add_option("--device", export_device, "only this device key");
-  export_cmd->add_option("-o,--output", export_out, "file to write (default: stdout)");
+  tunefarm::cli::LibraryArgs library;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "write tuning records as JSON lines, or a kernel library for a device (from --db or a server)");
+  export_cmd->add_option("--format", export_format, "jsonl: the records; library: C kernels + header for --device")
+      ->default_val("jsonl")->check(CLI::IsMember({"jsonl", "library"}));
+  export_cmd->add_option("--workload", export_workload, "jsonl: only this workload");
+  export_cmd->add_option("--device", export_device, "jsonl: only this device key; library: the device (required)");
+  export_cmd->add_option("--workloads", library.workloads_file, "library: file with one workload per line (required)");
+  export_cmd->add_option("--prefix", library.prefix, "library: prefix of its C symbols and header")->default_val("tunefarm");
+  export_cmd->add_flag("--strict", library.strict, "library: exit 1 when a workload was not tuned on --device");
+  export_cmd->add_option("-o,--output", export_out, "jsonl: file to write (default: stdout); library: directory");
+  export_cmd->footer(
+      "A library has one C kernel per workload: the best record of --device, else of another device of the same "
+      "architecture family (ISA level, e.g. avx512), else the template's default config; a table says which.");
   export_cmd->add_option("--db", common.db_path, db_help);
   CLI::App* import_cmd = app.add_subcommand("import", "add JSON-lines records to a tuning log (--db or a server)");
   import_cmd->add_option("file", import_file, "JSON lines, as `tunefarm export` writes them")->required();
@@ -587,6 +596,11 @@ int main(int argc, char** argv) {
                                           agent_workers, agent_replay_ms);
   }
   if (devices_cmd->parsed()) return tunefarm::cli::RunDevices(client);
+  if (export_cmd->parsed() && export_format == "library") {
+    library.device_key = export_device;
+    library.output_dir = export_out;
+    return tunefarm::cli::RunExportLibrary(client, common.db_path, library);
+  }
   if (export_cmd->parsed()) {
     return tunefarm::cli::RunExport(client, common.db_path, export_workload, export_device, export_out);
   }

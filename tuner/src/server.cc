@@ -601,7 +601,9 @@ class TuningServiceImpl final : public v1::TuningService::Service {
       if (absl::Status s = CheckDeviceKey("device_key", req->device_key()); !s.ok()) return ToGrpcStatus(s);
     }
     if (req->k() < 0 || req->k() > 1000) return Invalid("k must be 0..1000");
-    absl::StatusOr<std::vector<database::Record>> best = db_.BestRecords(w->Key(), req->device_key(), req->k() ? req->k() : 1);
+    if (req->template_version().size() > 64) return Invalid("template_version: longer than 64 characters");
+    absl::StatusOr<std::vector<database::Record>> best =
+        db_.BestRecords(w->Key(), req->device_key(), req->k() ? req->k() : 1, req->template_version());
     if (!best.ok()) return ToGrpcStatus(best.status());
     std::map<std::string, std::string> kinds = DeviceKinds(db_);
     for (const database::Record& r : *best) *out->add_records() = ToTuningRecord(r, kinds[r.device_key]);
