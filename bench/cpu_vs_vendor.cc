@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -176,6 +177,12 @@ int main(int argc, char** argv) {
   app.add_option("--db-dir", db_dir, "keep the tuning logs here (log-t<threads>.db; default: temporary)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
+  // The tuned kernels (libomp when clang built them) and oneDNN (libgomp)
+  // may bring two OpenMP runtimes into this process. libomp's workers spin
+  // for 200 ms after each parallel region by default, which would take a
+  // core from whichever side runs next; they sleep at once instead. Set
+  // before any OpenMP runtime starts.
+  setenv("KMP_BLOCKTIME", "0", /*overwrite=*/0);
 
   std::filesystem::path tmp = std::filesystem::temp_directory_path() / ("tunefarm-vendor-" + std::to_string(getpid()));
   std::filesystem::create_directories(tmp);

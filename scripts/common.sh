@@ -10,7 +10,7 @@ TUNEFARM_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libxgboost-dev xgboost libsqlite3-dev libspdlog-dev libfmt-dev libboost-dev
   libabsl-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libdnnl-dev openssl libomp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libdnnl-dev ocl-icd-opencl-dev openssl libomp-dev
 )
 
 tunefarm_install_deps() {

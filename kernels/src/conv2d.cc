@@ -6,20 +6,20 @@
 // product per image:
 //   NCHW: out[k][p] = weight[k][c] * data[c][p]   (M = K, N = OH*OW)
 //   NHWC: out[p][k] = data[p][c] * weight[c][k]   (M = OH*OW, N = K)
-// Every other shape is a direct convolution: one GEMM per output row (the
-// batch runs over images x output rows) whose reduction runs over the
+// Every other shape is a direct convolution whose reduction runs over the
 // filter taps and, innermost, the input channels (k = (r*S + s)*C + c; a K
 // block never crosses a tap, so inside a block the input is a strided
-// matrix and needs no gather):
-//   NCHW: out[k][ow] += weight[k][c,r,s] * in[c][oh*st + r*d][ow*st + s*d]
-//         (M = K, N = OW: register tiles of output channels x consecutive
-//         output columns, which are contiguous input columns because the
-//         input is first copied into zero-padded planes split by column
-//         phase, column x going to phase x % stride, slot x / stride; the
-//         weights are reordered once to [K][R][S][C]);
-//   NHWC: out[ow][k] += in[oh*st + r*d][ow*st + s*d][c] * weight[r,s,c][k]
-//         (M = OW, N = K; the input is copied into a zero-padded image when
-//         the convolution pads).
+// matrix and needs no gather). Output positions are laid out over a padded
+// width, so that a tap is the same shift for every position; the columns
+// past the real width are computed into a scratch output and dropped:
+//   NCHW: out[k][j] += weight[k][r,s,c] * plane_c[j + shift(r, s)] with
+//         j = oh*Wq + ow (M = K, N = positions; one GEMM per image). The
+//         input is first copied into zero-padded planes split by row and
+//         column phase, so a shift is contiguous for any stride; the
+//         weights are reordered once to [K][R][S][C].
+//   NHWC: out[i][k] += in[i + shift(r, s)][c] * weight[r,s,c][k] with
+//         i = oh*Wp + ow (M = positions, N = K; one GEMM per image) over the
+//         zero-padded input; with a stride, one GEMM per output row instead.
 // These copies and the packed panels are the blocked layouts of data and
 // weights built inside the kernel, as oneDNN and TVM's x86 schedules do.
 #include "absl/status/status.h"

@@ -96,6 +96,31 @@ class CpuBackendTest : public ::testing::Test {
     return r;
   }
 
+  // Measures the default config and `samples` random single-threaded ones
+  // of `text` (ThreadedKernelsGiveTheReferenceAnswerEveryTime covers
+  // threads); each must compile, run and match the reference.
+  void ExpectSampledConfigsMatchReference(const std::string& text, int samples, std::mt19937_64& rng) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok()) << text << ": " << w.status();
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    std::vector<v1::MeasureRequest> batch;
+    batch.push_back(Request(text, t.DefaultConfig(*w, *space).index));
+    auto serial = space->Pin({{"threads", int64_t{1}}});
+    for (int i = 0; i < samples; ++i) batch.push_back(Request(text, serial->ToParentIndex(serial->Sample(rng))));
+    auto results = backend_->Measure(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const v1::MeasureResult& r = (*results)[i];
+      EXPECT_EQ(r.status(), v1::MEASURE_STATUS_OK)
+          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": " << r.error();
+      EXPECT_EQ(r.costs_size(), 2);
+      EXPECT_EQ(r.config_index(), batch[i].config().index());
+      EXPECT_GT(r.compile_time_s(), 0);
+    }
+  }
+
   std::unique_ptr<DeviceBackend> backend_;
 };
 
@@ -116,26 +141,7 @@ TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
                            "matmul(M=1,N=1,K=1,bias=1)", "matmul(M=33,N=40,K=7,relu=1)",
                            "matmul(M=16,N=17,K=300,trans_b=1)", "batch_matmul(B=3,M=33,N=40,K=17)",
                            "batch_matmul(B=1,M=1,N=1,K=1)", "batch_matmul(B=2,M=7,N=129,K=61)"}) {
-    auto w = kernels::ParseWorkload(text);
-    ASSERT_TRUE(w.ok());
-    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
-    auto space = t.Space(*w);
-    ASSERT_TRUE(space.ok());
-    std::vector<v1::MeasureRequest> batch;
-    batch.push_back(Request(text, t.DefaultConfig(*w, *space).index));
-    // One thread here; ThreadedKernelsGiveTheReferenceAnswerEveryTime covers more.
-    auto serial = space->Pin({{"threads", int64_t{1}}});
-    for (int i = 0; i < 11; ++i) batch.push_back(Request(text, serial->ToParentIndex(serial->Sample(rng))));
-    auto results = backend_->Measure(batch);
-    ASSERT_TRUE(results.ok()) << results.status();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const v1::MeasureResult& r = (*results)[i];
-      EXPECT_EQ(r.status(), v1::MEASURE_STATUS_OK)
-          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": " << r.error();
-      EXPECT_EQ(r.costs_size(), 2);
-      EXPECT_EQ(r.config_index(), batch[i].config().index());
-      EXPECT_GT(r.compile_time_s(), 0);
-    }
+    ExpectSampledConfigsMatchReference(text, 11, rng);
   }
 }
 
@@ -162,24 +168,7 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
       workloads.push_back(absl::StrCat("depthwise_conv2d(", shape, ",layout=", layout, ")"));
     }
   }
-  for (const std::string& text : workloads) {
-    auto w = kernels::ParseWorkload(text);
-    ASSERT_TRUE(w.ok()) << text << ": " << w.status();
-    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
-    auto space = t.Space(*w);
-    ASSERT_TRUE(space.ok());
-    std::vector<v1::MeasureRequest> batch;
-    batch.push_back(Request(text, t.DefaultConfig(*w, *space).index));
-    auto serial = space->Pin({{"threads", int64_t{1}}});
-    for (int i = 0; i < 7; ++i) batch.push_back(Request(text, serial->ToParentIndex(serial->Sample(rng))));
-    auto results = backend_->Measure(batch);
-    ASSERT_TRUE(results.ok()) << results.status();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const v1::MeasureResult& r = (*results)[i];
-      EXPECT_EQ(r.status(), v1::MEASURE_STATUS_OK)
-          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": " << r.error();
-    }
-  }
+  for (const std::string& text : workloads) ExpectSampledConfigsMatchReference(text, 7, rng);
 }
 
 // Threaded kernels are run many times (warm-up plus repeats), and the

@@ -10,6 +10,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <algorithm>
 
 #include "nlohmann/json.hpp"
 #include "tunefarm/device_agents/process.h"
@@ -197,6 +199,103 @@ TEST_F(CliTest, BadInputGivesOneLineErrors) {
   ProcessResult help = Run({"tune", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--trials"), std::string::npos);
+}
+
+// Export then import into a fresh log: every record comes back with every
+// field (ids and job ids are the new log's own); a second import adds none.
+TEST_F(CliTest, ExportImportRoundTripKeepsEveryRecord) {
+  ProcessResult tune = Run({"tune", "matmul(M=9,N=17,K=5)", "--trials", "6", "--batch-size", "6", "--db", db_});
+  ASSERT_EQ(tune.exit_code, 0) << tune.err;
+  const std::string out = (dir_ / "records.jsonl").string(), copy = (dir_ / "copy.db").string();
+  ASSERT_EQ(Run({"export", "--db", db_, "-o", out}).exit_code, 0);
+  ProcessResult imported = Run({"import", out, "--db", copy});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_NE(imported.err.find("imported 6 records (0 already present"), std::string::npos) << imported.err;
+  ProcessResult again = Run({"import", out, "--db", copy});
+  EXPECT_NE(again.err.find("imported 0 records (6 already present"), std::string::npos) << again.err;
+
+  auto records = [&](const std::string& db) {
+    ProcessResult e = Run({"export", "--db", db});
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    std::vector<nlohmann::json> v;
+    std::istringstream in(e.out);
+    for (std::string line; std::getline(in, line);) {
+      nlohmann::json j = nlohmann::json::parse(line);
+      j.erase("id");
+      j.erase("job_id");
+      v.push_back(j);
+    }
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.dump() < b.dump(); });
+    return v;
+  };
+  const std::vector<nlohmann::json> a = records(db_), b = records(copy);
+  ASSERT_EQ(a.size(), 6u);
+  EXPECT_EQ(a, b);
+  EXPECT_TRUE(a[0].contains("target_json") && a[0].contains("toolchain") && a[0].contains("agent_id"));
+}
+
+// A file with bad lines: each is reported by number and the rest imported;
+// with --atomic nothing is.
+TEST_F(CliTest, ImportReportsMalformedLinesByNumber) {
+  ProcessResult tune = Run({"tune", "matmul(M=3,N=5,K=7)", "--trials", "3", "--batch-size", "3", "--db", db_});
+  ASSERT_EQ(tune.exit_code, 0) << tune.err;
+  ProcessResult e = Run({"export", "--db", db_});
+  std::istringstream in(e.out);
+  std::vector<std::string> good;
+  for (std::string line; std::getline(in, line);) good.push_back(line);
+  ASSERT_EQ(good.size(), 3u);
+  nlohmann::json no_workload = nlohmann::json::parse(good[1]);
+  no_workload.erase("workload");
+  nlohmann::json bad_config = nlohmann::json::parse(good[2]);
+  bad_config["workload"] = "matmul(M=3,N=5)";
+  const std::string file = (dir_ / "mixed.jsonl").string();
+  std::ofstream(file) << good[0] << "\n{not json\n" << no_workload.dump() << "\n\n" << bad_config.dump() << "\n"
+                      << good[1] << "\n";
+  const std::string fresh = (dir_ / "fresh.db").string(), atomic = (dir_ / "atomic.db").string();
+
+  ProcessResult strict = Run({"import", file, "--atomic", "--db", atomic});
+  EXPECT_EQ(strict.exit_code, 1);
+  EXPECT_NE(strict.err.find("line 2:"), std::string::npos) << strict.err;
+  EXPECT_NE(strict.err.find("nothing imported"), std::string::npos) << strict.err;
+  ProcessResult count = Run({"export", "--db", atomic});
+  EXPECT_EQ(count.out, "");
+
+  ProcessResult partial = Run({"import", file, "--db", fresh});
+  EXPECT_EQ(partial.exit_code, 1);
+  EXPECT_NE(partial.err.find("line 2:"), std::string::npos) << partial.err;
+  EXPECT_NE(partial.err.find("line 3:"), std::string::npos) << partial.err;
+  EXPECT_NE(partial.err.find("line 5:"), std::string::npos) << partial.err;
+  EXPECT_EQ(partial.err.find("line 1:"), std::string::npos) << partial.err;
+  EXPECT_EQ(partial.err.find("line 6:"), std::string::npos) << partial.err;
+  EXPECT_NE(partial.err.find("imported 2 records"), std::string::npos) << partial.err;
+}
+
+// `export --format library` end to end: the table, --strict, bad input.
+TEST_F(CliTest, ExportLibrary) {
+  ASSERT_EQ(Run({"tune", "matmul(M=8,N=8,K=8)", "--trials", "3", "--batch-size", "3", "--db", db_}).exit_code, 0);
+  ProcessResult target = Run({"target", "--json"});
+  const std::string key = nlohmann::json::parse(target.out)["device_key"];
+  const std::string list = (dir_ / "workloads.txt").string();
+  std::ofstream(list) << "# tuned\nmatmul(M=8,N=8,K=8)\n\nmatmul(M=5,N=3,K=2)  # never tuned\n";
+  const std::string out = (dir_ / "lib").string();
+  ProcessResult lib = Run({"export", "--format", "library", "--device", key, "--workloads", list, "-o", out, "--db", db_});
+  ASSERT_EQ(lib.exit_code, 0) << lib.err;
+  EXPECT_NE(lib.out.find("matmul(M=8,N=8,K=8,dtype=float32)  exact device"), std::string::npos) << lib.out;
+  EXPECT_NE(lib.out.find("matmul(M=5,N=3,K=2,dtype=float32)  template default"), std::string::npos) << lib.out;
+  for (const char* f : {"tunefarm_kernels.h", "tunefarm_dispatch.c", "kernel_0.c", "kernel_1.c", "kernel_1.flags"}) {
+    EXPECT_TRUE(fs::exists(dir_ / "lib" / f)) << f;
+  }
+  ProcessResult strict =
+      Run({"export", "--format", "library", "--device", key, "--workloads", list, "-o", out, "--db", db_, "--strict"});
+  EXPECT_EQ(strict.exit_code, 1);
+  EXPECT_NE(strict.err.find("1 workload(s) were not tuned"), std::string::npos) << strict.err;
+  ProcessResult no_device = Run({"export", "--format", "library", "--workloads", list, "-o", out, "--db", db_});
+  EXPECT_EQ(no_device.exit_code, 2);
+  EXPECT_NE(no_device.err.find("--device"), std::string::npos) << no_device.err;
+  std::ofstream(list) << "matmul(M=8,N=8)\n";
+  ProcessResult bad = Run({"export", "--format", "library", "--device", key, "--workloads", list, "-o", out, "--db", db_});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("missing parameter K"), std::string::npos) << bad.err;
 }
 
 }  // namespace

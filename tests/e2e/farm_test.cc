@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "nlohmann/json.hpp"
+#include "tunefarm/tuner/client.h"
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/process.h"
 #include "tunefarm/v1/agent.grpc.pb.h"
@@ -405,6 +406,25 @@ TEST_F(FarmTest, TuneAgainstAServerAndCancelAJob) {
                            180s);
   ASSERT_EQ(tune.exit_code, 0) << tune.err << tune.out;
   EXPECT_NE(tune.out.find("GFLOP/s"), std::string::npos) << tune.out;
+
+  // tunefarm::client reads the same log through the server.
+  auto log = tunefarm::tuner::TuningLogClient::Connect(server);
+  ASSERT_TRUE(log.ok()) << log.status();
+  auto best = (*log)->QueryBest("matmul(K=24,N=24,M=24)", "e2e-cpu", 3);
+  ASSERT_TRUE(best.ok()) << best.status();
+  ASSERT_EQ(best->size(), 3u);
+  EXPECT_LE((*best)[0].seconds, (*best)[1].seconds);
+  EXPECT_GT((*best)[0].gflops, 0);
+  auto version = tunefarm::tuner::CurrentTemplateVersion("matmul(M=24,N=24,K=24)");
+  ASSERT_TRUE(version.ok());
+  EXPECT_EQ((*best)[0].template_version, *version);
+  auto other = (*log)->QueryBest("matmul(M=24,N=24,K=24)", "e2e-cpu", 1, "0000000000000000");
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_TRUE(other->empty());
+  auto unreachable = tunefarm::tuner::TuningLogClient::Connect("127.0.0.1:1", {.timeout_s = 2});
+  ASSERT_TRUE(unreachable.ok());
+  EXPECT_EQ((*unreachable)->QueryBest("matmul(M=24,N=24,K=24)", "e2e-cpu").status().code(),
+            absl::StatusCode::kUnavailable);
 
   nlohmann::json spec = TwoTaskSpec(5000);
   const int64_t job = Submit(server, spec);
