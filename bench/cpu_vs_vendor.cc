@@ -9,11 +9,11 @@
 #include <omp.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "bench_util.h"
@@ -177,13 +177,6 @@ int main(int argc, char** argv) {
   app.add_option("--db-dir", db_dir, "keep the tuning logs here (log-t<threads>.db; default: temporary)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
-  // The tuned kernels (libomp when clang built them) and oneDNN (libgomp)
-  // may bring two OpenMP runtimes into this process. libomp's workers spin
-  // for 200 ms after each parallel region by default, which would take a
-  // core from whichever side runs next; they sleep at once instead. Set
-  // before any OpenMP runtime starts.
-  setenv("KMP_BLOCKTIME", "0", /*overwrite=*/0);
-
   std::filesystem::path tmp = std::filesystem::temp_directory_path() / ("tunefarm-vendor-" + std::to_string(getpid()));
   std::filesystem::create_directories(tmp);
   if (db_dir.empty()) db_dir = tmp.string();
@@ -260,9 +253,18 @@ int main(int argc, char** argv) {
         row.max_rel_diff = std::max(row.max_rel_diff, std::fabs(ours[i] - theirs[i]) / std::max(scale, 1e-30));
       }
       const double flops = t.Flops(*w);
+      // With threads, each side's idle workers spin for a while after a
+      // call (OpenBLAS's pthreads, libomp's 200 ms block time, libgomp's
+      // spin count) and would take a core from the other side's next
+      // timing; a pause lets them park first.
+      auto settle = [&] {
+        if (threads > 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      };
       std::vector<double> ours_gf, theirs_gf;
       for (int r = 0; r < rounds; ++r) {
+        settle();
         ours_gf.push_back(flops / tb::TimePerCall(run_tuned) / 1e9);
+        settle();
         theirs_gf.push_back(flops / tb::TimePerCall(run_vendor) / 1e9);
       }
       row.tuned = tb::Median(ours_gf);
