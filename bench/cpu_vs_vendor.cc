@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", thread_counts, "thread counts to compare at")->default_str("1 2");
   app.add_option("--layout", layout, "layout of the convolutions")->check(CLI::IsMember({"NCHW", "NHWC"}))->default_val(layout);
   app.add_option("--only", only, "run only workloads whose text contains this");
-  app.add_option("--db-dir", db_dir, "keep the tuning logs here (log-t<threads>.db; default: temporary)");
+  app.add_option("--db-dir", db_dir, "keep the tuning log here (log.db; default: temporary)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
   std::filesystem::path tmp = std::filesystem::temp_directory_path() / ("tunefarm-vendor-" + std::to_string(getpid()));
@@ -187,16 +187,17 @@ int main(int argc, char** argv) {
   const auto& target = (*backend)->target();
   const int64_t cores = target.limits().at("cores");
 
+  // One log for every thread count, as a user would keep: a run pinned to
+  // two threads starts from the one-thread run's best configs, and reports
+  // the best of its own thread count.
+  auto db = tunefarm::database::Database::Open(absl::StrCat(db_dir, "/log.db"));
+  if (!db.ok()) return std::fprintf(stderr, "%s\n", std::string(db.status().message()).c_str()), 1;
   std::vector<Row> rows;
   for (int threads : thread_counts) {
     if (threads > cores) {
       std::fprintf(stderr, "skipping %d threads: this machine has %lld cores\n", threads, static_cast<long long>(cores));
       continue;
     }
-    // One log per thread count, so the best record is always one of this
-    // thread count's configs.
-    auto db = tunefarm::database::Database::Open(absl::StrCat(db_dir, "/log-t", threads, ".db"));
-    if (!db.ok()) return std::fprintf(stderr, "%s\n", std::string(db.status().message()).c_str()), 1;
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);
     for (const Case& c : Cases(layout)) {

@@ -103,6 +103,47 @@ TEST_F(TuneTest, RecordsEveryTrialAndReportsBest) {
   EXPECT_EQ(r->default_seconds.has_value(), def % 7 != 3);
 }
 
+// A run with the threads knob pinned starts from the log's best configs of
+// other thread counts moved to the pinned value, and reports the best
+// config of its own thread count.
+TEST_F(TuneTest, PinnedRunStartsFromTheBestOfOtherPinnedValues) {
+  const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul");
+  auto space = t.Space(workload_);
+  ScriptedBackend backend;
+  TuneOptions o;
+  o.strategy = "random";
+  o.trials = 30;
+  o.batch_size = 10;
+  o.seed = 4;
+  o.pins = {{"threads", int64_t{1}}};
+  auto one = TuneTask(workload_, backend, *db_, o);
+  ASSERT_TRUE(one.ok()) << one.status();
+  auto ranked = db_->BestRecords(one->workload_key, "test-cpu", 4, one->template_version);
+  ASSERT_EQ(ranked->size(), 4u);
+  std::vector<uint64_t> expected;
+  for (const database::Record& r : *ranked) {
+    kernels::Config c = space->FromIndex(r.config_index);
+    std::vector<std::pair<std::string, kernels::KnobValue>> values;
+    for (size_t k = 0; k < space->knobs().size(); ++k) {
+      const auto& knob = space->knobs()[k];
+      values.emplace_back(knob.name, knob.name == "threads" ? kernels::KnobValue(int64_t{2}) : knob.values[c.choices[k]]);
+    }
+    expected.push_back(space->FromValues(values)->index);
+  }
+  backend.measured.clear();
+  o.pins = {{"threads", int64_t{2}}};
+  o.trials = 10;
+  auto two = TuneTask(workload_, backend, *db_, o);
+  ASSERT_TRUE(two.ok()) << two.status();
+  ASSERT_GE(backend.measured.size(), 5u);
+  // The default (with threads=1) lies outside this run's space; the moved
+  // configs come first.
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(backend.measured[i], expected[i]) << i;
+  ASSERT_TRUE(two->best.has_value());
+  EXPECT_EQ(space->IntValue(space->FromIndex(two->best->config_index), "threads"), 2);
+  EXPECT_EQ(space->IntValue(space->FromIndex(one->best->config_index), "threads"), 1);
+}
+
 TEST_F(TuneTest, SecondRunContinuesWithoutRemeasuring) {
   TuneOptions o;
   o.trials = 24;

@@ -156,7 +156,41 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   absl::StatusOr<std::vector<database::Record>> prior_ok =
       db.BestRecords(report.workload_key, report.device_key, std::numeric_limits<int>::max(), report.template_version);
   if (!prior_ok.ok()) return prior_ok.status();
-  double best_seconds = prior_ok->empty() ? 0 : prior_ok->front().mean_cost;
+  // Progress, the timing cutoff and the report count only configs of the
+  // search space: with pins, the best of other pinned values (say, another
+  // thread count) is not this run's best.
+  double best_seconds = 0;
+  for (const database::Record& r : *prior_ok) {
+    if (search.FromParentIndex(r.config_index)) {
+      best_seconds = r.mean_cost;
+      break;
+    }
+  }
+  // The fastest configs measured outside the search space, moved into it
+  // (each pinned or limited knob set to its first allowed value where the
+  // record's value is not allowed): with the threads knob pinned to 2, the
+  // best one-thread configs with two threads. They are measured first, so
+  // a pinned run starts from what the log knows instead of cold.
+  std::vector<uint64_t> seeds;
+  constexpr size_t kMaxSeeds = 4;
+  for (const database::Record& r : *prior_ok) {
+    if (seeds.size() >= kMaxSeeds) break;
+    if (search.FromParentIndex(r.config_index)) continue;
+    const kernels::Config c = full->FromIndex(r.config_index);
+    std::vector<std::pair<std::string, kernels::KnobValue>> values;
+    for (size_t k = 0; k < full->knobs().size(); ++k) {
+      const kernels::Knob& knob = full->knobs()[k];
+      kernels::KnobValue v = knob.values[c.choices[k]];
+      for (const auto& [name, ok_values] : allowed) {
+        if (name == knob.name && std::find(ok_values.begin(), ok_values.end(), v) == ok_values.end()) v = ok_values[0];
+      }
+      values.emplace_back(knob.name, v);
+    }
+    absl::StatusOr<kernels::Config> moved = full->FromValues(values);
+    if (!moved.ok()) continue;
+    const std::optional<uint64_t> j = search.FromParentIndex(moved->index);
+    if (j && !visited.count(*j) && std::find(seeds.begin(), seeds.end(), *j) == seeds.end()) seeds.push_back(*j);
+  }
 
   StrategyContext context;
   context.tmpl = tmpl;
@@ -212,6 +246,12 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   auto propose = [&](const std::unordered_set<uint64_t>& seen_before, int n) {
     std::vector<uint64_t> batch;
     if (default_index && !seen_before.count(*default_index)) batch.push_back(*default_index);
+    for (uint64_t j : seeds) {
+      if (static_cast<int>(batch.size()) < n && !seen_before.count(j) &&
+          std::find(batch.begin(), batch.end(), j) == batch.end()) {
+        batch.push_back(j);
+      }
+    }
     std::unordered_set<uint64_t> seen = seen_before;
     seen.insert(batch.begin(), batch.end());
     for (uint64_t i : (*strategy)->Propose(n - static_cast<int>(batch.size()), seen)) batch.push_back(i);
@@ -336,11 +376,14 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
                elapsed, report.device_key);
 
   absl::StatusOr<std::vector<database::Record>> best =
-      db.BestRecords(report.workload_key, report.device_key, 1, report.template_version);
+      db.BestRecords(report.workload_key, report.device_key, std::numeric_limits<int>::max(), report.template_version);
   if (!best.ok()) return best.status();
-  if (!best->empty()) {
-    report.best = best->front();
-    report.best_config = full->ToString(full->FromIndex(report.best->config_index));
+  for (const database::Record& r : *best) {
+    if (search.FromParentIndex(r.config_index)) {
+      report.best = r;
+      report.best_config = full->ToString(full->FromIndex(r.config_index));
+      break;
+    }
   }
   if (!report.default_seconds && !report.default_error) {
     absl::StatusOr<std::optional<database::Record>> d =

@@ -47,6 +47,8 @@ struct TuneOptions {
   // the loop does not write the records a second time.
   bool backend_commits = false;
   // Knobs fixed to one value: the search covers only the rest of the space.
+  // The log's best configs with other values of them are tried first, moved
+  // to the pinned values.
   std::vector<std::pair<std::string, kernels::KnobValue>> pins;
   tunefarm::v1::MeasureOptions measure;
   // A candidate whose checked first run is slower than this many times the
@@ -81,7 +83,8 @@ struct TuneReport {
   bool exhausted = false;  // the strategy found no unmeasured config
   bool interrupted = false;  // TuneOptions::stop was set
   double flops = 0;        // per kernel run
-  // Best successful record in the log (any run), if there is one.
+  // Best successful record in the log (any run) among configs of the
+  // searched space (the pins applied), if there is one.
   std::optional<database::Record> best;
   std::string best_config;  // human-readable knob values of `best`
   // Mean cost of the template's default config, if it measured fine.
