@@ -52,6 +52,35 @@ std::string Env(const char* name) {
   return v ? v : "";
 }
 
+// How a client or an agent reaches the server: the address (else
+// $TUNEFARM_SERVER), the token from its file (else $TUNEFARM_TOKEN_FILE's;
+// none when neither is set) and the PEM of the server's CA (empty: plain
+// TCP). Errors are meant for users.
+struct ServerAccess {
+  std::string server;
+  std::string token;
+  std::string tls_ca_pem;
+};
+
+absl::StatusOr<ServerAccess> ResolveAccess(const std::string& server, const std::string& token_file,
+                                           const std::string& tls_ca) {
+  ServerAccess a;
+  a.server = server.empty() ? Env("TUNEFARM_SERVER") : server;
+  if (a.server.empty()) return absl::InvalidArgumentError("no server given (use --server ADDR or TUNEFARM_SERVER)");
+  const std::string tf = token_file.empty() ? Env("TUNEFARM_TOKEN_FILE") : token_file;
+  if (!tf.empty()) {
+    absl::StatusOr<std::string> t = ReadToken(tf);
+    if (!t.ok()) return t.status();
+    a.token = *t;
+  }
+  if (!tls_ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadText(tls_ca);
+    if (!ca.ok()) return ca.status();
+    a.tls_ca_pem = *ca;
+  }
+  return a;
+}
+
 std::atomic<bool> g_serve_stop{false};
 extern "C" void OnServeSignal(int) { g_serve_stop.store(true); }
 
@@ -69,25 +98,18 @@ std::string JsonOf(const google::protobuf::Message& m) {
 class Client {
  public:
   static absl::StatusOr<Client> Connect(const ClientArgs& a) {
+    absl::StatusOr<ServerAccess> access = ResolveAccess(a.server, a.token_file, a.tls_ca);
+    if (!access.ok()) return access.status();
     Client c;
-    std::string server = a.server.empty() ? Env("TUNEFARM_SERVER") : a.server;
-    if (server.empty()) return absl::InvalidArgumentError("no server given (use --server ADDR or TUNEFARM_SERVER)");
-    std::string token_file = a.token_file.empty() ? Env("TUNEFARM_TOKEN_FILE") : a.token_file;
-    if (!token_file.empty()) {
-      absl::StatusOr<std::string> t = ReadToken(token_file);
-      if (!t.ok()) return t.status();
-      c.token_ = *t;
-    }
+    c.token_ = access->token;
     std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-    if (!a.tls_ca.empty()) {
-      absl::StatusOr<std::string> ca = ReadText(a.tls_ca);
-      if (!ca.ok()) return ca.status();
+    if (!access->tls_ca_pem.empty()) {
       grpc::SslCredentialsOptions ssl;
-      ssl.pem_root_certs = *ca;
+      ssl.pem_root_certs = access->tls_ca_pem;
       creds = grpc::SslCredentials(ssl);
     }
-    c.server_ = server;
-    c.stub_ = v1::TuningService::NewStub(grpc::CreateChannel(server, creds));
+    c.server_ = access->server;
+    c.stub_ = v1::TuningService::NewStub(grpc::CreateChannel(c.server_, creds));
     return c;
   }
   std::unique_ptr<grpc::ClientContext> Context(int timeout_s = 30) const {
@@ -217,21 +239,13 @@ int RunServe(tuner::ServerOptions options, const std::string& token_file, const 
 
 int RunAgentCommand(const std::string& server, const std::string& device, const std::string& key,
                     const std::string& token_file, const std::string& tls_ca, int workers, int replay_latency_ms) {
+  absl::StatusOr<ServerAccess> access = ResolveAccess(server, token_file, tls_ca);
+  if (!access.ok()) return Error(kExitUsage, std::string(access.status().message()));
   device_agents::AgentOptions o;
-  o.server = server.empty() ? Env("TUNEFARM_SERVER") : server;
-  if (o.server.empty()) return Error(kExitUsage, "no server given (use --server ADDR or TUNEFARM_SERVER)");
+  o.server = access->server;
+  o.token = access->token;
+  o.tls_ca_pem = access->tls_ca_pem;
   o.device = device;
-  if (!tls_ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadText(tls_ca);
-    if (!ca.ok()) return Error(kExitUsage, std::string(ca.status().message()));
-    o.tls_ca_pem = *ca;
-  }
-  std::string tf = token_file.empty() ? Env("TUNEFARM_TOKEN_FILE") : token_file;
-  if (!tf.empty()) {
-    absl::StatusOr<std::string> t = ReadToken(tf);
-    if (!t.ok()) return Error(kExitUsage, std::string(t.status().message()));
-    o.token = *t;
-  }
   o.backend.device_key = key;
   o.backend.compile_workers = workers;
   o.backend.replay_latency_ms = replay_latency_ms;
@@ -447,19 +461,12 @@ int RunExportLibrary(const ClientArgs& a, const std::string& db_path, const Libr
   }
   absl::StatusOr<std::unique_ptr<tuner::TuningLogClient>> log;
   if (UseServer(a)) {
+    absl::StatusOr<ServerAccess> access = ResolveAccess(a.server, a.token_file, a.tls_ca);
+    if (!access.ok()) return Error(kExitUsage, std::string(access.status().message()));
     tuner::ConnectOptions c;
-    std::string token_file = a.token_file.empty() ? Env("TUNEFARM_TOKEN_FILE") : a.token_file;
-    if (!token_file.empty()) {
-      absl::StatusOr<std::string> t = ReadToken(token_file);
-      if (!t.ok()) return Error(kExitUsage, std::string(t.status().message()));
-      c.token = *t;
-    }
-    if (!a.tls_ca.empty()) {
-      absl::StatusOr<std::string> ca = ReadText(a.tls_ca);
-      if (!ca.ok()) return Error(kExitUsage, std::string(ca.status().message()));
-      c.tls_ca_pem = *ca;
-    }
-    log = tuner::TuningLogClient::Connect(a.server.empty() ? Env("TUNEFARM_SERVER") : a.server, c);
+    c.token = access->token;
+    c.tls_ca_pem = access->tls_ca_pem;
+    log = tuner::TuningLogClient::Connect(access->server, c);
   } else {
     log = tuner::TuningLogClient::OpenFile(db_path);
   }

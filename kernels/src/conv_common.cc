@@ -48,22 +48,20 @@ ConvShape ConvShapeOf(const Workload& w, bool depthwise) {
 }
 
 absl::Status ValidateConv(const Workload& w, bool depthwise) {
-  auto range = [&](const char* name, int64_t lo, int64_t hi) -> absl::Status {
-    const int64_t v = name == std::string("dilation") ? w.param_or(name, 1) : w.param(name);
+  auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) -> absl::Status {
     if (v < lo || v > hi) {
       return absl::InvalidArgumentError(absl::StrCat(w.op, " ", name, "=", v, " is out of range [", lo, ", ", hi, "]"));
     }
     return absl::OkStatus();
   };
-  for (const char* d : {"N", "C", "H", "W", "R", "S"}) {
-    if (absl::Status s = range(d, 1, kMaxDim); !s.ok()) return s;
+  std::vector<const char*> dims = {"N", "C", "H", "W", "R", "S"};
+  if (!depthwise) dims.push_back("K");
+  for (const char* d : dims) {
+    if (absl::Status s = range(d, w.param(d), 1, kMaxDim); !s.ok()) return s;
   }
-  if (!depthwise) {
-    if (absl::Status s = range("K", 1, kMaxDim); !s.ok()) return s;
-  }
-  if (absl::Status s = range("stride", 1, 1024); !s.ok()) return s;
-  if (absl::Status s = range("pad", 0, kMaxDim); !s.ok()) return s;
-  if (absl::Status s = range("dilation", 1, 1024); !s.ok()) return s;
+  if (absl::Status s = range("stride", w.param("stride"), 1, 1024); !s.ok()) return s;
+  if (absl::Status s = range("pad", w.param("pad"), 0, kMaxDim); !s.ok()) return s;
+  if (absl::Status s = range("dilation", w.param_or("dilation", 1), 1, 1024); !s.ok()) return s;
   for (const char* flag : {"bias", "relu"}) {
     const int64_t v = w.param_or(flag, 0);
     if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", flag, " must be 0 or 1, got ", v));

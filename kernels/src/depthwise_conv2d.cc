@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "conv_common.h"
+#include "cpu_knobs.h"
 #include "tunefarm/kernels/template.h"
 
 namespace tunefarm::kernels {
@@ -28,31 +29,21 @@ using namespace ir;  // NOLINT: this file builds IR
 Expr V(const std::string& name) { return Var::Make(name); }
 
 absl::StatusOr<ConfigSpace> DepthwiseSpace() {
-  auto ints = [](std::initializer_list<int64_t> v) { return std::vector<KnobValue>(v.begin(), v.end()); };
-  auto strs = [](std::initializer_list<const char*> v) {
-    std::vector<KnobValue> out;
-    for (const char* s : v) out.emplace_back(std::string(s));
-    return out;
+  std::vector<Knob> knobs = {
+      {"vec", KnobKind::kAnnotate, IntValues({4, 8, 16})},        // SIMD width in floats
+      {"nv", KnobKind::kSplit, IntValues({1, 2, 3, 4})},          // vectors per tile row
+      {"tile", KnobKind::kSplit, IntValues({1, 2, 3, 4, 6, 8})},  // NHWC: positions, NCHW: rows
+      {"unroll_taps", KnobKind::kAnnotate, IntValues({0, 1})},    // unroll the filter loops
   };
-  return ConfigSpace::Create({
-      {"vec", KnobKind::kAnnotate, ints({4, 8, 16})},           // SIMD width in floats
-      {"nv", KnobKind::kSplit, ints({1, 2, 3, 4})},             // vectors per tile row
-      {"tile", KnobKind::kSplit, ints({1, 2, 3, 4, 6, 8})},     // NHWC: positions, NCHW: rows
-      {"unroll_taps", KnobKind::kAnnotate, ints({0, 1})},       // unroll the filter loops
-      {"compiler", KnobKind::kChoice, strs({"clang", "gcc"})},
-      {"cflags", KnobKind::kChoice, strs({"-O3", "-O3 -funroll-loops", "-O2"})},
-      {"threads", KnobKind::kAnnotate, ints({1, 2, 4, 8, 16, 32, 64})},
-  });
+  for (Knob& k : CpuBuildKnobs()) knobs.push_back(std::move(k));
+  return ConfigSpace::Create(std::move(knobs));
 }
 
 Config DepthwiseDefault(const ConfigSpace& space) {
-  return *space.FromValues({{"vec", int64_t{8}},
-                            {"nv", int64_t{1}},
-                            {"tile", int64_t{2}},
-                            {"unroll_taps", int64_t{0}},
-                            {"compiler", std::string("clang")},
-                            {"cflags", std::string("-O3")},
-                            {"threads", int64_t{1}}});
+  std::vector<std::pair<std::string, KnobValue>> values = {
+      {"vec", int64_t{8}}, {"nv", int64_t{1}}, {"tile", int64_t{2}}, {"unroll_taps", int64_t{0}}};
+  for (auto& v : CpuBuildDefaults()) values.push_back(std::move(v));
+  return *space.FromValues(values);
 }
 
 struct Knobs {
@@ -264,10 +255,7 @@ class DepthwiseConv2dTemplate : public Template {
     kernel.func.name = "tunefarm_kernel";
     kernel.func.args = Buffers(w);
     kernel.func.body = s.nhwc ? LowerNhwc(s, k) : LowerNchw(s, k);
-    kernel.func.threads = static_cast<int>(k.threads);
-    kernel.compile.compiler = space.StrValue(c, "compiler");
-    kernel.compile.flags = space.StrValue(c, "cflags");
-    if (k.threads > 1) kernel.compile.flags += " -fopenmp";
+    ApplyCpuBuildKnobs(space, c, kernel);
     return kernel;
   }
   std::vector<BufferArg> Buffers(const Workload& w) const override { return ConvBuffers(ConvShapeOf(w, true)); }

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_split.h"
+#include "cpu_knobs.h"
 
 namespace tunefarm::kernels {
 namespace {
@@ -47,50 +48,41 @@ float SumTolerance(int64_t terms, double magnitude) {
 }
 
 absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
-  auto ints = [](std::initializer_list<int64_t> v) { return std::vector<KnobValue>(v.begin(), v.end()); };
-  auto strs = [](std::initializer_list<const char*> v) {
-    std::vector<KnobValue> out;
-    for (const char* s : v) out.emplace_back(std::string(s));
-    return out;
-  };
-  return ConfigSpace::Create({
-      {"mr", KnobKind::kSplit, ints({1, 2, 3, 4, 5, 6, 8, 12, 16})},  // register tile rows
-      {"nv", KnobKind::kSplit, ints({1, 2, 3, 4})},                   // vectors per tile row
-      {"vec", KnobKind::kAnnotate, ints({4, 8, 16})},                 // SIMD width in floats
-      {"mc", KnobKind::kSplit, ints({8, 16, 32, 48, 64, 96, 128, 192, 256})},
-      {"nc", KnobKind::kSplit, ints({32, 64, 128, 256, 512, 1024, 2048, 4096})},
-      {"kc", KnobKind::kSplit, ints({16, 32, 64, 128, 256, 384, 512, 1024})},
-      {"order", KnobKind::kReorder, strs({"jc,pc,ic", "jc,ic,pc", "pc,jc,ic", "pc,ic,jc", "ic,jc,pc", "ic,pc,jc"})},
-      {"inner", KnobKind::kReorder, strs({"jr,ir", "ir,jr"})},
-      {"pack_a", KnobKind::kChoice, spec.a_must_pack ? ints({1}) : ints({0, 1})},
+  std::vector<Knob> knobs = {
+      {"mr", KnobKind::kSplit, IntValues({1, 2, 3, 4, 5, 6, 8, 12, 16})},  // register tile rows
+      {"nv", KnobKind::kSplit, IntValues({1, 2, 3, 4})},                   // vectors per tile row
+      {"vec", KnobKind::kAnnotate, IntValues({4, 8, 16})},                 // SIMD width in floats
+      {"mc", KnobKind::kSplit, IntValues({8, 16, 32, 48, 64, 96, 128, 192, 256})},
+      {"nc", KnobKind::kSplit, IntValues({32, 64, 128, 256, 512, 1024, 2048, 4096})},
+      {"kc", KnobKind::kSplit, IntValues({16, 32, 64, 128, 256, 384, 512, 1024})},
+      {"order", KnobKind::kReorder,
+       StringValues({"jc,pc,ic", "jc,ic,pc", "pc,jc,ic", "pc,ic,jc", "ic,jc,pc", "ic,pc,jc"})},
+      {"inner", KnobKind::kReorder, StringValues({"jr,ir", "ir,jr"})},
+      {"pack_a", KnobKind::kChoice, spec.a_must_pack ? IntValues({1}) : IntValues({0, 1})},
       // The micro-kernel reads B rows as vectors, which only a contiguous
       // B or its packed panel provides.
-      {"pack_b", KnobKind::kChoice, spec.b_vector ? ints({0, 1}) : ints({1})},
-      {"unroll_k", KnobKind::kAnnotate, ints({1, 2, 4, 8})},
-      {"compiler", KnobKind::kChoice, strs({"clang", "gcc"})},
-      {"cflags", KnobKind::kChoice, strs({"-O3", "-O3 -funroll-loops", "-O2"})},
-      // Threads sharing the register-tile loop of each cache block (OpenMP);
-      // a device rejects more than it has cores before compiling.
-      {"threads", KnobKind::kAnnotate, ints({1, 2, 4, 8, 16, 32, 64})},
-  });
+      {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1}) : IntValues({1})},
+      {"unroll_k", KnobKind::kAnnotate, IntValues({1, 2, 4, 8})},
+  };
+  // Threads share the register-tile loop of each cache block (OpenMP).
+  for (Knob& k : CpuBuildKnobs()) knobs.push_back(std::move(k));
+  return ConfigSpace::Create(std::move(knobs));
 }
 
 Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space) {
-  auto c = space.FromValues({{"mr", int64_t{4}},
-                             {"nv", int64_t{2}},
-                             {"vec", int64_t{8}},
-                             {"mc", int64_t{64}},
-                             {"nc", int64_t{256}},
-                             {"kc", int64_t{256}},
-                             {"order", std::string("jc,pc,ic")},
-                             {"inner", std::string("jr,ir")},
-                             {"pack_a", int64_t{spec.a_must_pack ? 1 : 0}},
-                             {"pack_b", int64_t{spec.b_vector ? 0 : 1}},
-                             {"unroll_k", int64_t{1}},
-                             {"compiler", std::string("clang")},
-                             {"cflags", std::string("-O3")},
-                             {"threads", int64_t{1}}});
-  return *c;  // the values above are in the space by construction
+  std::vector<std::pair<std::string, KnobValue>> values = {{"mr", int64_t{4}},
+                                                           {"nv", int64_t{2}},
+                                                           {"vec", int64_t{8}},
+                                                           {"mc", int64_t{64}},
+                                                           {"nc", int64_t{256}},
+                                                           {"kc", int64_t{256}},
+                                                           {"order", std::string("jc,pc,ic")},
+                                                           {"inner", std::string("jr,ir")},
+                                                           {"pack_a", int64_t{spec.a_must_pack ? 1 : 0}},
+                                                           {"pack_b", int64_t{spec.b_vector ? 0 : 1}},
+                                                           {"unroll_k", int64_t{1}}};
+  for (auto& v : CpuBuildDefaults()) values.push_back(std::move(v));
+  return *space.FromValues(values);  // the values above are in the space by construction
 }
 
 absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg> args, const ConfigSpace& space,
@@ -313,10 +305,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   k.func.name = "tunefarm_kernel";
   k.func.args = std::move(args);
   k.func.body = body;
-  k.compile.compiler = space.StrValue(c, "compiler");
-  k.compile.flags = space.StrValue(c, "cflags");
-  k.func.threads = static_cast<int>(T);
-  if (T > 1) k.compile.flags += " -fopenmp";
+  ApplyCpuBuildKnobs(space, c, k);
   return k;
 }
 

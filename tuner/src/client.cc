@@ -48,9 +48,9 @@ class FileClient : public TuningLogClient {
     if (!w.ok()) return w.status();
     absl::StatusOr<std::vector<database::Record>> rows = db_->BestRecords(w->Key(), device_key, k, template_version);
     if (!rows.ok()) return rows.status();
-    std::map<std::string, std::string> kinds = DeviceKinds(*db_);
     std::vector<BestConfig> out;
-    for (const database::Record& r : *rows) out.push_back(FromRecord(ToTuningRecord(r, kinds[r.device_key])));
+    // BestConfig has no device kind, so the devices table is not read.
+    for (const database::Record& r : *rows) out.push_back(FromRecord(ToTuningRecord(r, /*device_kind=*/"")));
     return out;
   }
 

@@ -168,11 +168,11 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
       }
       if (!e.record) absl::StrAppend(&e.why, "; none on another ", family, " device either");
     }
-    const kernels::Config config =
-        e.record ? space->FromIndex(e.record->config_index) : t.DefaultConfig(w, *space);
     if (e.record && e.record->config_index >= space->size()) {
       return absl::DataLossError(absl::StrCat("record ", e.record->record_id, " has a config index outside the space"));
     }
+    const kernels::Config config =
+        e.record ? space->FromIndex(e.record->config_index) : t.DefaultConfig(w, *space);
     e.config = space->ToString(config);
     absl::StatusOr<kernels::Kernel> kernel = t.Instantiate(w, *space, config);
     if (!kernel.ok()) return kernel.status();
