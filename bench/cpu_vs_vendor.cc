@@ -175,7 +175,13 @@ int main(int argc, char** argv) {
   app.add_option("--layout", layout, "layout of the convolutions")->check(CLI::IsMember({"NCHW", "NHWC"}))->default_val(layout);
   app.add_option("--only", only, "run only workloads whose text contains this");
   app.add_option("--db-dir", db_dir, "keep the tuning log here (log.db; default: temporary)");
+  std::vector<std::string> pin_texts;
+  app.add_option("--pin", pin_texts,
+                 "fix a knob to one value for every workload, e.g. --pin parallel=rows (repeatable); pin every knob "
+                 "with --trials 1 to compare one config with the vendor");
   CLI11_PARSE(app, argc, argv);
+  auto pins = tunefarm::kernels::ParsePins(pin_texts);
+  if (!pins.ok()) return std::fprintf(stderr, "%s\n", std::string(pins.status().message()).c_str()), 2;
   spdlog::set_level(spdlog::level::warn);
   std::filesystem::path tmp = std::filesystem::temp_directory_path() / ("tunefarm-vendor-" + std::to_string(getpid()));
   std::filesystem::create_directories(tmp);
@@ -212,6 +218,9 @@ int main(int argc, char** argv) {
       opt.seed = seed;
       opt.strategy = strategy;
       opt.pins = {{"threads", int64_t{threads}}};
+      for (const auto& p : *pins) {
+        if (p.first != "threads") opt.pins.push_back(p);
+      }
       const auto t0 = tb::Clock::now();
       auto report = tunefarm::tuner::TuneTask(*w, **backend, **db, opt, nullptr);
       if (!report.ok() || !report->best) {

@@ -9,7 +9,7 @@ out="${1:-$root/build/bench-data}"
 bin="${2:-$root/build/bin/tunefarm}"
 mkdir -p "$out"
 pins=(--pin compiler=clang --pin cflags=-O3 --pin order=jc,pc,ic --pin inner=jr,ir
-      --pin nc=1024 --pin mc=96 --pin unroll_k=4 --pin pack_a=1 --pin threads=1)
+      --pin nc=1024 --pin mc=96 --pin unroll_k=4 --pin pack_a=1 --pin threads=1 --pin parallel=rows)
 i=0
 for w in 'matmul(M=128,N=128,K=128)' 'matmul(M=192,N=256,K=96)' 'matmul(M=77,N=129,K=61)'; do
   i=$((i + 1))

@@ -30,7 +30,8 @@ using Clock = std::chrono::steady_clock;
 const std::vector<std::pair<std::string, kernels::KnobValue>> kPins = {
     {"compiler", std::string("clang")}, {"cflags", std::string("-O3")}, {"order", std::string("jc,pc,ic")},
     {"inner", std::string("jr,ir")},    {"nc", int64_t{1024}},          {"mc", int64_t{96}},
-    {"unroll_k", int64_t{4}},           {"pack_a", int64_t{1}},          {"threads", int64_t{1}}};
+    {"unroll_k", int64_t{4}},           {"pack_a", int64_t{1}},          {"threads", int64_t{1}},
+    {"parallel", std::string("rows")}};
 const char* kWorkloads[] = {"matmul(M=128,N=128,K=128)", "matmul(M=192,N=256,K=96)", "matmul(M=77,N=129,K=61)"};
 
 double Median(std::vector<double> v) {

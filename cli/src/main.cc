@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -126,33 +125,12 @@ struct TuneArgs {
   double build_timeout = 30, run_timeout = 10;
 };
 
-// Each --pin is "knob=value"; digits make an integer value.
-absl::StatusOr<std::vector<std::pair<std::string, tunefarm::kernels::KnobValue>>> ParsePins(
-    const std::vector<std::string>& pins) {
-  std::vector<std::pair<std::string, tunefarm::kernels::KnobValue>> out;
-  for (const std::string& p : pins) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return absl::InvalidArgumentError("--pin needs KNOB=VALUE, got '" + p + "'");
-    }
-    std::string name = p.substr(0, eq), value = p.substr(eq + 1);
-    int64_t number = 0;
-    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
-    if (!value.empty() && ec == std::errc() && end == value.data() + value.size()) {
-      out.emplace_back(name, number);
-    } else {
-      out.emplace_back(name, value);
-    }
-  }
-  return out;
-}
-
 // `tune`, or with record_samples > 0 `record`: the same loop measuring a
 // random sample, or the whole space in index order when it is that small.
 int RunTune(const Common& common, TuneArgs& a, int record_samples) {
   absl::StatusOr<tunefarm::kernels::Workload> w = tunefarm::kernels::ParseWorkload(a.workload);
   if (!w.ok()) return StatusExit(w.status());
-  auto pins = ParsePins(a.pins);
+  auto pins = tunefarm::kernels::ParsePins(a.pins);
   if (!pins.ok()) return StatusExit(pins.status());
   a.options.pins = *pins;
   if (record_samples > 0) {

@@ -1,6 +1,7 @@
 #include "tunefarm/kernels/config_space.h"
 
 #include <algorithm>
+#include <charconv>
 #include <set>
 
 #include "absl/status/status.h"
@@ -207,6 +208,23 @@ std::string ConfigSpace::ToString(const Config& c) const {
     absl::StrAppend(&s, i ? " " : "", knobs_[i].name, "=", KnobValueToString(knobs_[i].values[c.choices[i]]));
   }
   return s;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, KnobValue>>> ParsePins(const std::vector<std::string>& texts) {
+  std::vector<std::pair<std::string, KnobValue>> out;
+  for (const std::string& p : texts) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) return absl::InvalidArgumentError("--pin needs KNOB=VALUE, got '" + p + "'");
+    std::string name = p.substr(0, eq), value = p.substr(eq + 1);
+    int64_t number = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
+    if (!value.empty() && ec == std::errc() && end == value.data() + value.size()) {
+      out.emplace_back(name, number);
+    } else {
+      out.emplace_back(name, value);
+    }
+  }
+  return out;
 }
 
 }  // namespace tunefarm::kernels

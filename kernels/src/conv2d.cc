@@ -8,10 +8,11 @@
 //   NHWC: out[p][k] = data[p][c] * weight[c][k]   (M = OH*OW, N = K)
 // Every other shape is a direct convolution whose reduction runs over the
 // filter taps and, innermost, the input channels (k = (r*S + s)*C + c; a K
-// block never crosses a tap, so inside a block the input is a strided
-// matrix and needs no gather). Output positions are laid out over a padded
-// width, so that a tap is the same shift for every position; the columns
-// past the real width are computed into a scratch output and dropped:
+// block is part of one tap or whole taps walked one by one, so for a tap
+// the input is a strided matrix and needs no gather). Output positions are
+// laid out over a padded width, so that a tap is the same shift for every
+// position; the positions past the real width are computed and dropped
+// (NCHW: into a scratch output; NHWC: never stored):
 //   NCHW: out[k][j] += weight[k][r,s,c] * plane_c[j + shift(r, s)] with
 //         j = oh*Wq + ow (M = K, N = positions; one GEMM per image). The
 //         input is first copied into zero-padded planes split by row and
@@ -142,24 +143,24 @@ GemmSpec DirectGemm(const ConvShape& s) {
     const int64_t Hp = s.H + 2 * s.pad, Wp = s.W + 2 * s.pad;
     const std::string src = s.pad > 0 ? "dpad" : "data";
     if (s.pad > 0) {
-      Expr nn = Var::Make("n"), hp = Var::Make("hp"), wp = Var::Make("wp"), c = Var::Make("c");
-      Expr h = hp - Expr(s.pad), x = wp - Expr(s.pad);
-      Expr inside = (Expr(0) <= h) && (h < Expr(s.H)) && (Expr(0) <= x) && (x < Expr(s.W));
-      Expr dst = ((nn * Expr(Hp) + hp) * Expr(Wp) + wp) * Expr(s.C) + c;
-      Stmt copy = For::Make("c", 0, s.C, ForKind::kVectorized,
-                            Store::Make("dpad", Load::Make("data", ((nn * Expr(s.H) + h) * Expr(s.W) + x) * Expr(s.C) + c), dst));
-      Stmt zero = For::Make("c", 0, s.C, ForKind::kVectorized, Store::Make("dpad", FloatImm::Make(0), dst));
-      g.prologue = For::Make("n", 0, s.N, ForKind::kSerial,
-                             For::Make("hp", 0, Hp, ForKind::kSerial,
-                                       For::Make("wp", 0, Wp, ForKind::kSerial, IfThenElse::Make(inside, copy, zero))));
+      // Row by row: a padded row is pad*C zeros, the W*C floats of the
+      // input row, pad*C zeros (or all zeros above and below the input).
+      Expr nn = Var::Make("n"), hp = Var::Make("hp");
+      Expr h = hp - Expr(s.pad);
+      g.prologue = For::Make(
+          "n", 0, s.N, ForKind::kSerial,
+          For::Make("hp", 0, Hp, ForKind::kSerial,
+                    PaddedRowCopy("dpad", (nn * Expr(Hp) + hp) * Expr(Wp * s.C), "data",
+                                  (nn * Expr(s.H) + h) * Expr(s.W * s.C), (Expr(0) <= h) && (h < Expr(s.H)), Expr(0),
+                                  s.W * s.C, s.pad * s.C, 1, Wp * s.C, "e")));
       g.scratch.emplace_back("dpad", s.N * Hp * Wp * s.C);
     }
     g.N = s.K;
     if (st == 1) {
       // One GEMM per image over a padded width: output (oh, ow) is row
       // i = oh*Wp + ow, whose tap (r, q) is input row i shifted by
-      // r*d*Wp + q*d; rows with ow >= OW go to a scratch output and are
-      // dropped. "bi" (bound when N > 1) is the image.
+      // r*d*Wp + q*d; rows with ow >= OW are computed and dropped. "bi"
+      // (bound when N > 1) is the image.
       g.batch = s.N;
       const Expr img = s.N > 1 ? Var::Make("bi") : Expr(0);
       const int64_t rows = (s.OH - 1) * Wp + s.OW;
@@ -168,14 +169,11 @@ GemmSpec DirectGemm(const ConvShape& s) {
         Expr shift = tap_r(k0) * Expr(d * Wp) + tap_q(k0) * Expr(d);
         return Load::Make(src, (img * Expr(Hp * Wp) + shift + i) * Expr(s.C) + chan(k0, kk));
       };
-      g.out = "otmp";
-      g.out_index = [=](Expr i, Expr j) { return i * Expr(s.K) + j; };
-      g.scratch.emplace_back("otmp", rows * s.K);
-      Expr oh = Var::Make("oh"), e = Var::Make("e");
-      g.finish = For::Make("oh", 0, s.OH, ForKind::kSerial,
-                           For::Make("e", 0, s.OW * s.K, ForKind::kVectorized,
-                                     Store::Make("out", Load::Make("otmp", oh * Expr(Wp * s.K) + e),
-                                                 (img * Expr(s.OH) + oh) * Expr(s.OW * s.K) + e)));
+      g.out = "out";
+      g.row_valid = [=](Expr i) { return i % Expr(Wp) < Expr(s.OW); };
+      g.out_index = [=](Expr i, Expr j) {
+        return ((img * Expr(s.OH) + i / Expr(Wp)) * Expr(s.OW) + i % Expr(Wp)) * Expr(s.K) + j;
+      };
     } else {
       // Strided: one GEMM per image and output row; "bi" (bound when there
       // is more than one) is image n and row oh.

@@ -22,13 +22,17 @@ int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 Expr CeilDiv(const Expr& a, int64_t b) { return (a + Expr(b - 1)) / Expr(b); }
 Expr V(const char* name) { return Var::Make(name); }
 
-// A loop over one cache-tile dimension: binds <d>_o, <d> = <d>_o * tile and
-// <size> = min(tile, extent - <d>) (the block's size) around `body`.
-Stmt TileLoop(const std::string& d, const std::string& b, int64_t extent, int64_t tile, const Stmt& body) {
+// A loop over one cache-tile dimension of the range [lo, end): binds <d>_o,
+// <d> = lo + <d>_o * tile and <size> = min(tile, end - <d>) (the block's
+// size) around `body`.
+Stmt TileLoop(const std::string& d, const std::string& b, const Expr& lo, const Expr& end, int64_t tile,
+              const Stmt& body) {
   std::string o = d + "_o";
-  Stmt s = LetStmt::Make(b, min(Expr(tile), Expr(extent) - Var::Make(d)), body);
-  s = LetStmt::Make(d, Var::Make(o) * Expr(tile), s);
-  return For::Make(o, 0, Expr((extent + tile - 1) / tile), ForKind::kSerial, s);
+  const IntImm* lo_imm = lo.as<IntImm>();
+  const bool from_zero = lo_imm != nullptr && lo_imm->value == 0;
+  Stmt s = LetStmt::Make(b, min(Expr(tile), end - Var::Make(d)), body);
+  s = LetStmt::Make(d, from_zero ? Var::Make(o) * Expr(tile) : lo + Var::Make(o) * Expr(tile), s);
+  return For::Make(o, 0, CeilDiv(from_zero ? end : end - lo, tile), ForKind::kSerial, s);
 }
 
 }  // namespace
@@ -63,8 +67,12 @@ absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
       // B or its packed panel provides.
       {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1}) : IntValues({1})},
       {"unroll_k", KnobKind::kAnnotate, IntValues({1, 2, 4, 8})},
+      // How threads share the work (with threads > 1): "tiles", the outer
+      // register-tile loop of each cache block; "rows" / "cols", one
+      // contiguous part of M / N per thread, each running the whole blocked
+      // product on its part with its own packed panels.
+      {"parallel", KnobKind::kAnnotate, StringValues({"tiles", "rows", "cols"})},
   };
-  // Threads share the register-tile loop of each cache block (OpenMP).
   for (Knob& k : CpuBuildKnobs()) knobs.push_back(std::move(k));
   return ConfigSpace::Create(std::move(knobs));
 }
@@ -80,7 +88,8 @@ Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space) {
                                                            {"inner", std::string("jr,ir")},
                                                            {"pack_a", int64_t{spec.a_must_pack ? 1 : 0}},
                                                            {"pack_b", int64_t{spec.b_vector ? 0 : 1}},
-                                                           {"unroll_k", int64_t{1}}};
+                                                           {"unroll_k", int64_t{1}},
+                                                           {"parallel", std::string("rows")}};
   for (auto& v : CpuBuildDefaults()) values.push_back(std::move(v));
   return *space.FromValues(values);  // the values above are in the space by construction
 }
@@ -90,15 +99,28 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   const int64_t M = spec.M, N = spec.N, K = spec.K;
   const int64_t MR = space.IntValue(c, "mr"), NV = space.IntValue(c, "nv"), W = space.IntValue(c, "vec");
   const int64_t NR = NV * W;
+  // With threads splitting M or N, each thread's part is a whole number of
+  // register tiles; `part_m` x `part_n` is the most one thread works on.
+  const int64_t T = space.IntValue(c, "threads");
+  const std::string parallel = space.StrValue(c, "parallel");
+  const bool split_rows = T > 1 && parallel == "rows" && M > MR;
+  const bool split_cols = T > 1 && parallel == "cols" && N > NR;
+  const int64_t part_m = split_rows ? RoundUp((M + T - 1) / T, MR) : M;
+  const int64_t part_n = split_cols ? RoundUp((N + T - 1) / T, NR) : N;
   // Cache tiles are rounded up to whole register tiles and clipped to the
-  // (rounded-up) problem, so packed panels are never larger than needed.
-  const int64_t MC = RoundUp(std::min(space.IntValue(c, "mc"), RoundUp(M, MR)), MR);
-  const int64_t NC = RoundUp(std::min(space.IntValue(c, "nc"), RoundUp(N, NR)), NR);
+  // (rounded-up) part, so packed panels are never larger than needed.
+  const int64_t MC = RoundUp(std::min(space.IntValue(c, "mc"), RoundUp(part_m, MR)), MR);
+  const int64_t NC = RoundUp(std::min(space.IntValue(c, "nc"), RoundUp(part_n, NR)), NR);
+  // With a k_unit, a K block is a divisor of the unit or whole units; with
+  // several units, the block walks them one after another (`units`).
   int64_t KC = std::min(space.IntValue(c, "kc"), K);
-  if (spec.k_unit > 0) {
-    KC = std::min(KC, spec.k_unit);
+  if (spec.k_unit > 0 && KC >= spec.k_unit) {
+    KC -= KC % spec.k_unit;
+  } else if (spec.k_unit > 0) {
     while (spec.k_unit % KC != 0) --KC;
   }
+  const bool units = spec.k_unit > 0 && KC > spec.k_unit;
+  if (spec.k_unit > 0 && K % spec.k_unit != 0) return absl::InternalError("K is not a multiple of the GEMM's k_unit");
   const int64_t U = space.IntValue(c, "unroll_k");
   const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
   if (!pack_b && !spec.b_vector) return absl::InvalidArgumentError("this B operand must be packed");
@@ -114,14 +136,30 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   Expr jc = V("jc"), pc = V("pc"), ic = V("ic"), nb = V("nb"), kb = V("kb"), mb = V("mb");
   Expr jr_o = V("jr_o"), ir_o = V("ir_o"), jr = V("jr"), ir = V("ir");
 
-  // Element accessors, relative to the current blocks and register tile.
-  auto a_at = [&](Expr ii, Expr kk) {
-    if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + kk * Expr(MR) + ii);
-    return spec.a(ic + ir + ii, pc, kk);
+  // A k inside the current K block: k = k0 + kk, k0 the first k of the
+  // block or, when the block walks several units, of the current unit; kq =
+  // k - pc, the offset in the block (and in its packed panels).
+  struct KPos {
+    Expr k0, kk, kq;
   };
-  auto b_at = [&](Expr kk, Expr j, Type t) {
-    if (pack_b) return Load::Make("Bp", jr_o * kb * Expr(NR) + kk * Expr(NR) + j, t);
-    return t.is_vector() ? spec.b_vector(pc, kk, jc + jr + j, t) : spec.b(pc, kk, jc + jr + j);
+  // A loop over the K block binding "kk" (and with units "kt", the unit),
+  // `body` at each k.
+  auto over_k = [&](const std::function<Stmt(const KPos&)>& body) -> Stmt {
+    Expr kk = V("kk");
+    if (!units) return For::Make("kk", 0, kb, ForKind::kSerial, body({pc, kk, kk}));
+    Expr kt = V("kt"), q0 = kt * Expr(spec.k_unit);
+    return For::Make("kt", 0, kb / Expr(spec.k_unit), ForKind::kSerial,
+                     For::Make("kk", 0, spec.k_unit, ForKind::kSerial, body({pc + q0, kk, q0 + kk})));
+  };
+
+  // Element accessors, relative to the current blocks and register tile.
+  auto a_at = [&](Expr ii, const KPos& k) {
+    if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + k.kq * Expr(MR) + ii);
+    return spec.a(ic + ir + ii, k.k0, k.kk);
+  };
+  auto b_at = [&](const KPos& k, Expr j, Type t) {
+    if (pack_b) return Load::Make("Bp", jr_o * kb * Expr(NR) + k.kq * Expr(NR) + j, t);
+    return t.is_vector() ? spec.b_vector(k.k0, k.kk, jc + jr + j, t) : spec.b(k.k0, k.kk, jc + jr + j);
   };
   auto c_index = [&](Expr ii, Expr j) {
     if (spec.out_index) return spec.out_index(ic + ir + ii, jc + jr + j);
@@ -130,7 +168,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   };
 
   // --- micro-kernel for a full MR x NR tile ---
-  auto k_step = [&](Expr kk) {
+  auto k_step = [&](const KPos& kk) {
     Expr ii = V("ii"), v = V("v");
     Stmt load_b = For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t), v));
     Stmt update = Store::Make(
@@ -142,34 +180,49 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                           LetStmt::Make("a", a_at(ii, kk), For::Make("v", 0, NV, ForKind::kUnrolled, update)));
     return Allocate::Make("bv", vec_t, NV, MemoryScope::kRegister, Block::Make({load_b, rows}));
   };
-  Stmt k_loop;
-  if (U == 1) {
-    k_loop = For::Make("kk", 0, kb, ForKind::kSerial, k_step(V("kk")));
-  } else {
-    Expr main_end = kb / Expr(U) * Expr(U);
-    k_loop = Block::Make({
-        For::Make("ko", 0, kb / Expr(U), ForKind::kSerial,
-                  For::Make("ku", 0, U, ForKind::kUnrolled, k_step(V("ko") * Expr(U) + V("ku")))),
-        For::Make("kk", main_end, kb - main_end, ForKind::kSerial, k_step(V("kk"))),
+  // The k steps kk = 0 .. n-1 from k0, at offset q0 + kk in the block,
+  // unrolled by U.
+  auto k_run = [&](Expr k0, Expr q0, Expr n) -> Stmt {
+    auto at = [&](Expr kk) -> KPos { return {k0, kk, units ? q0 + kk : kk}; };
+    if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk"))));
+    Expr main_end = n / Expr(U) * Expr(U);
+    return Block::Make({
+        For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
+                  For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku"))))),
+        For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")))),
     });
+  };
+  Stmt k_loop = k_run(pc, Expr(0), kb);
+  if (units) {
+    Expr kt = V("kt"), q0 = kt * Expr(spec.k_unit);
+    k_loop = For::Make("kt", 0, kb / Expr(spec.k_unit), ForKind::kSerial, k_run(pc + q0, q0, Expr(spec.k_unit)));
   }
   // The output is never zeroed as a whole: the first K block of a tile
   // starts from zero instead of what is in memory.
   Expr first_k_block = EQ::Make(pc, Expr(0));
+  // `s` for row ii of the tile, only where the output keeps that row
+  // (spec.row_valid), else `otherwise`.
+  auto kept_row = [&](Expr ii, Stmt s, Stmt otherwise = Stmt()) -> Stmt {
+    if (!spec.row_valid) return s;
+    return IfThenElse::Make(spec.row_valid(ic + ir + ii), s, otherwise);
+  };
   // The register tile's round trip through memory: from `buf` at
   // `index`(ii, j) into the accumulators (zeros in the first K block), the
-  // K block, and back.
-  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index) {
+  // K block, and back. `out_rows`: `buf` is the output, whose dropped rows
+  // are neither read nor written.
+  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, bool out_rows) {
     Expr ii = V("ii"), v = V("v");
-    auto init = [&](Expr value) {
-      return For::Make("ii", 0, MR, ForKind::kUnrolled,
-                       For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(NV) + v)));
+    auto row = [&](Expr value) {
+      return For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(NV) + v));
     };
-    Stmt load = IfThenElse::Make(first_k_block, init(Broadcast::Make(FloatImm::Make(0), static_cast<int>(W))),
-                                 init(Load::Make(buf, index(ii, v * Expr(W)), vec_t)));
-    Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled,
-                           For::Make("v", 0, NV, ForKind::kUnrolled,
-                                     Store::Make(buf, Load::Make("acc", ii * Expr(NV) + v, vec_t), index(ii, v * Expr(W)))));
+    Stmt zeros = row(Broadcast::Make(FloatImm::Make(0), static_cast<int>(W)));
+    Stmt loaded = row(Load::Make(buf, index(ii, v * Expr(W)), vec_t));
+    Stmt stored = For::Make("v", 0, NV, ForKind::kUnrolled,
+                            Store::Make(buf, Load::Make("acc", ii * Expr(NV) + v, vec_t), index(ii, v * Expr(W))));
+    if (out_rows) loaded = kept_row(ii, loaded, zeros), stored = kept_row(ii, stored);
+    Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
+                                 For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
+    Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
     return Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister, Block::Make({load, k_loop, store}));
   };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
@@ -183,27 +236,27 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Expr e = Var::Make("e", f32);
     Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
     Stmt apply = For::Make("ii", 0, rows, ForKind::kSerial,
-                           For::Make("jj", 0, cols, ForKind::kVectorized,
-                                     LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj)))));
+                           kept_row(ii, For::Make("jj", 0, cols, ForKind::kVectorized,
+                                                  LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj))))));
     return IfThenElse::Make(EQ::Make(pc + kb, Expr(K)), apply, Stmt());
   };
-  Stmt full_tile = Block::Make({micro_kernel(out, c_index), epilogue(Expr(MR), Expr(NR))});
+  Stmt full_tile = Block::Make({micro_kernel(out, c_index, true), epilogue(Expr(MR), Expr(NR))});
 
   // --- edge tile: bounds from the block, scalar A, compiler-vectorised j ---
   Stmt edge_tile;
   {
-    Expr ii = V("ii"), kk = V("kk"), jj = V("jj");
-    Stmt upd = Store::Make(out, Load::Make(out, c_index(ii, jj)) + Var::Make("a", f32) * b_at(kk, jj, f32),
-                           c_index(ii, jj));
-    edge_tile = For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial,
-                          For::Make("kk", 0, kb, ForKind::kSerial,
-                                    LetStmt::Make("a", a_at(ii, kk),
-                                                  For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized, upd))));
+    Expr ii = V("ii"), jj = V("jj");
+    auto step = [&](const KPos& kk) {
+      Stmt upd = Store::Make(out, Load::Make(out, c_index(ii, jj)) + Var::Make("a", f32) * b_at(kk, jj, f32),
+                             c_index(ii, jj));
+      return LetStmt::Make("a", a_at(ii, kk), For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized, upd));
+    };
+    edge_tile = For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial, kept_row(ii, over_k(step)));
     Stmt zero = IfThenElse::Make(
         first_k_block,
         For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial,
-                  For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized,
-                            Store::Make(out, FloatImm::Make(0), c_index(ii, jj)))));
+                  kept_row(ii, For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized,
+                                         Store::Make(out, FloatImm::Make(0), c_index(ii, jj))))));
     edge_tile = Block::Make({zero, edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
   }
   // --- edge tile through the micro-kernel: a zero-padded MR x NR copy of
@@ -217,14 +270,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     auto tmp = [&](Expr i, Expr j) { return i * Expr(NR) + j; };
     Stmt zero = For::Make("z", 0, MR * NR, ForKind::kVectorized, Store::Make("ct", FloatImm::Make(0), z));
     Stmt in = For::Make("ii", 0, rows, ForKind::kSerial,
-                        For::Make("jj", 0, cols, ForKind::kVectorized,
-                                  Store::Make("ct", Load::Make(out, c_index(ii, jj)), tmp(ii, jj))));
+                        kept_row(ii, For::Make("jj", 0, cols, ForKind::kVectorized,
+                                               Store::Make("ct", Load::Make(out, c_index(ii, jj)), tmp(ii, jj)))));
     Stmt back = For::Make("ii", 0, rows, ForKind::kSerial,
-                          For::Make("jj", 0, cols, ForKind::kVectorized,
-                                    Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj))));
+                          kept_row(ii, For::Make("jj", 0, cols, ForKind::kVectorized,
+                                                 Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj)))));
     padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NR, MemoryScope::kStack,
                                               Block::Make({zero, IfThenElse::Make(Expr(0) < pc, in),
-                                                           micro_kernel("ct", tmp), back})),
+                                                           micro_kernel("ct", tmp, false), back})),
                                epilogue(rows, cols)});
   }
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
@@ -245,38 +298,40 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   auto jr_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
     return For::Make("jr_o", 0, CeilDiv(nb, NR), kind, LetStmt::Make("jr", jr_o * Expr(NR), body));
   };
-  // With threads, the outer register-tile loop is shared out: each tile
-  // writes its own part of the output and only reads the packed panels, and
-  // the packing happens before the loop, so there is nothing to race on.
-  const int64_t T = space.IntValue(c, "threads");
-  const ForKind outer = T > 1 ? ForKind::kParallel : ForKind::kSerial;
+  // With parallel=tiles, the outer register-tile loop is shared out: each
+  // tile writes its own part of the output and only reads the packed
+  // panels, and the packing happens before the loop, so there is nothing to
+  // race on.
+  const ForKind outer = T > 1 && parallel == "tiles" ? ForKind::kParallel : ForKind::kSerial;
   Stmt inner = jr_outer ? jr_loop(ir_loop(tile), outer) : ir_loop(jr_loop(tile), outer);
 
   // --- packing ---
   Stmt pack_b_stmt, pack_a_stmt;
   if (pack_b) {
-    Expr kk = V("kk"), jj = V("jj");
-    Expr dst = jr_o * kb * Expr(NR) + kk * Expr(NR) + jj;
-    Expr src = spec.b(pc, kk, jc + jr + jj);
+    Expr jj = V("jj");
+    auto dst = [&](const KPos& kk) { return jr_o * kb * Expr(NR) + kk.kq * Expr(NR) + jj; };
+    auto src = [&](const KPos& kk) { return spec.b(kk.k0, kk.kk, jc + jr + jj); };
     Stmt full = spec.b_pack_k_inner
                     ? For::Make("jj", 0, NR, ForKind::kSerial,
-                                For::Make("kk", 0, kb, ForKind::kSerial, Store::Make("Bp", src, dst)))
-                    : For::Make("kk", 0, kb, ForKind::kSerial,
-                                For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src, dst)));
-    Stmt edge = For::Make("kk", 0, kb, ForKind::kSerial,
-                          For::Make("jj", 0, NR, ForKind::kSerial,
-                                    Store::Make("Bp", Select::Make(jr + jj < nb, src, FloatImm::Make(0)), dst)));
+                                over_k([&](const KPos& kk) { return Store::Make("Bp", src(kk), dst(kk)); }))
+                    : over_k([&](const KPos& kk) {
+                        return For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
+                      });
+    Stmt edge = over_k([&](const KPos& kk) {
+      return For::Make("jj", 0, NR, ForKind::kSerial,
+                       Store::Make("Bp", Select::Make(jr + jj < nb, src(kk), FloatImm::Make(0)), dst(kk)));
+    });
     pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, edge));
   }
   if (pack_a) {
-    Expr kk = V("kk"), ii = V("ii");
-    Expr dst = ir_o * kb * Expr(MR) + kk * Expr(MR) + ii;
-    Expr src = spec.a(ic + ir + ii, pc, kk);
+    Expr ii = V("ii");
+    auto dst = [&](const KPos& kk) { return ir_o * kb * Expr(MR) + kk.kq * Expr(MR) + ii; };
+    auto src = [&](const KPos& kk) { return spec.a(ic + ir + ii, kk.k0, kk.kk); };
     Stmt full = For::Make("ii", 0, MR, ForKind::kSerial,
-                          For::Make("kk", 0, kb, ForKind::kSerial, Store::Make("Ap", src, dst)));
-    Stmt edge = For::Make("ii", 0, MR, ForKind::kSerial,
-                          For::Make("kk", 0, kb, ForKind::kSerial,
-                                    Store::Make("Ap", Select::Make(ir + ii < mb, src, FloatImm::Make(0)), dst)));
+                          over_k([&](const KPos& kk) { return Store::Make("Ap", src(kk), dst(kk)); }));
+    Stmt edge = For::Make("ii", 0, MR, ForKind::kSerial, over_k([&](const KPos& kk) {
+                            return Store::Make("Ap", Select::Make(ir + ii < mb, src(kk), FloatImm::Make(0)), dst(kk));
+                          }));
     pack_a_stmt = ir_loop(IfThenElse::Make(ir + Expr(MR) <= mb, full, edge));
   }
 
@@ -284,21 +339,35 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // later of the two loops that fix its block ---
   auto pos = [&](const char* d) { return std::find(order.begin(), order.end(), d) - order.begin(); };
   const auto pb = std::max(pos("jc"), pos("pc")), pa = std::max(pos("ic"), pos("pc"));
+  // With rows / cols, part "tp" of M / N is [m_lo, m_end) / [n_lo, n_end).
+  Expr m_lo = Expr(0), m_end = Expr(M), n_lo = Expr(0), n_end = Expr(N);
+  if (split_rows) m_lo = V("tp") * Expr(part_m), m_end = min(Expr(M), m_lo + Expr(part_m));
+  if (split_cols) n_lo = V("tp") * Expr(part_n), n_end = min(Expr(N), n_lo + Expr(part_n));
   Stmt body = inner;
   for (int level = 2; level >= 0; --level) {
     body = Block::Make({level == pb ? pack_b_stmt : Stmt(), level == pa ? pack_a_stmt : Stmt(), body});
     const std::string& d = order[level];
-    if (d == "jc") body = TileLoop("jc", "nb", N, NC, body);
-    if (d == "pc") body = TileLoop("pc", "kb", K, KC, body);
-    if (d == "ic") body = TileLoop("ic", "mb", M, MC, body);
+    if (d == "jc") body = TileLoop("jc", "nb", n_lo, n_end, NC, body);
+    if (d == "pc") body = TileLoop("pc", "kb", Expr(0), Expr(K), KC, body);
+    if (d == "ic") body = TileLoop("ic", "mb", m_lo, m_end, MC, body);
+  }
+  auto allocate_panels = [&](Stmt s) {
+    if (pack_a) s = Allocate::Make("Ap", f32, MC * KC, MemoryScope::kHeap, s);
+    if (pack_b) s = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, s);
+    return s;
+  };
+  // Each part writes only its own rows / columns of the output and packs
+  // into its own panels.
+  if (split_rows || split_cols) {
+    const int64_t parts = split_rows ? (M + part_m - 1) / part_m : (N + part_n - 1) / part_n;
+    body = For::Make("tp", 0, parts, ForKind::kParallel, allocate_panels(body));
   }
 
   if (batched && !spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
   if (spec.finish.defined()) body = Block::Make({body, spec.finish});
   if (batched) body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
   if (spec.prologue.defined()) body = Block::Make({spec.prologue, body});
-  if (pack_a) body = Allocate::Make("Ap", f32, MC * KC, MemoryScope::kHeap, body);
-  if (pack_b) body = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, body);
+  if (!split_rows && !split_cols) body = allocate_panels(body);
   for (const auto& [name, elements] : spec.scratch) body = Allocate::Make(name, f32, elements, MemoryScope::kHeap, body);
 
   Kernel k;

@@ -21,7 +21,8 @@ struct GemmSpec {
   int64_t M = 0, N = 0, K = 0;
   // Scalar A(i, k) and B(k, j) for indices inside the problem (i < M,
   // k < K, j < N), with k = k0 + kk: k0 is the first k of the current K
-  // block (see k_unit) and kk the offset in it. They may use the batch
+  // block, or of the current unit in a block of several (see k_unit), and
+  // kk the offset from it. They may use the batch
   // index, Var "bi", which is bound only when batch > 1, and may be any
   // gather with bounds checks.
   std::function<ir::Expr(ir::Expr i, ir::Expr k0, ir::Expr kk)> a;
@@ -29,12 +30,19 @@ struct GemmSpec {
   // B(k, j .. j+lanes-1) as one vector of type `t`, when B is contiguous
   // along j; left empty otherwise, and then B is always packed.
   std::function<ir::Expr(ir::Expr k0, ir::Expr kk, ir::Expr j, ir::Type t)> b_vector;
-  // When > 0, no K block crosses a multiple of k_unit (the K tile is a
-  // divisor of it), so an accessor may treat k0 / k_unit as fixed in a block.
+  // When > 0 (K is then a multiple of it), k0 .. k0 + kk never cross a
+  // multiple of k_unit: the K tile is a divisor of k_unit, or a multiple
+  // that the block walks one unit at a time. So an accessor may treat
+  // k0 / k_unit as fixed (e.g. conv2d's filter tap) and compute it once
+  // per unit, outside the innermost loop.
   int64_t k_unit = 0;
   // Index into `out` of (i, j) of batch "bi"; empty: row-major M x N
   // matrices one after another.
   std::function<ir::Expr(ir::Expr i, ir::Expr j)> out_index;
+  // When set, the output keeps only the rows i with row_valid(i) true: the
+  // others are computed (their A rows must still be readable) but never
+  // read from or written to `out`, so out_index need not place them.
+  std::function<ir::Expr(ir::Expr i)> row_valid;
   // Work before everything else (e.g. padding the input into a scratch
   // buffer), work after each batch's product (e.g. copying a scratch output
   // out), and the heap buffers they and the accessors use.
@@ -54,8 +62,9 @@ struct GemmSpec {
 };
 
 // Knobs: mr, nv, vec (register tile), mc, nc, kc (cache tiles), order,
-// inner, pack_a, pack_b, unroll_k, compiler, cflags, threads. A pack knob
-// has the single value 1 when the spec requires packing.
+// inner, pack_a, pack_b, unroll_k, parallel (how threads share the work),
+// compiler, cflags, threads. A pack knob has the single value 1 when the
+// spec requires packing.
 absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec);
 Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space);
 // Lowers one config; `args` are the function's buffers in argument order.

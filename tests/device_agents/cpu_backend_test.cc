@@ -157,7 +157,8 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
                               "N=1,C=17,H=6,W=6,K=19,R=1,S=1,stride=1,pad=0,bias=1",
                               "N=1,C=1,H=1,W=1,K=1,R=1,S=1,stride=1,pad=0",
                               "N=1,C=4,H=9,W=9,K=3,R=1,S=1,stride=2,pad=0,relu=1",
-                              "N=1,C=2,H=5,W=31,K=2,R=5,S=5,stride=3,pad=2"}) {
+                              "N=1,C=2,H=5,W=31,K=2,R=5,S=5,stride=3,pad=2",
+                              "N=1,C=40,H=6,W=7,K=9,R=3,S=3,stride=1,pad=1,bias=1"}) {
       workloads.push_back(absl::StrCat("conv2d(", shape, ",layout=", layout, ")"));
     }
     for (const char* shape : {"N=1,C=13,H=9,W=11,R=3,S=3,stride=2,pad=1,bias=1,relu=1",
@@ -173,8 +174,9 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
 
 // Threaded kernels are run many times (warm-up plus repeats), and the
 // measurement process checks the output after the first and the last run, so
-// a race shows up as a wrong answer. More threads than cores is refused
-// before compiling.
+// a race shows up as a wrong answer; every way of sharing the work
+// (`parallel`, where the space has it) is among them. More threads than
+// cores is refused before compiling.
 TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
   const int64_t cores = backend_->target().limits().at("cores");
   std::mt19937_64 rng(7);
@@ -182,6 +184,7 @@ TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
                            "batch_matmul(B=2,M=33,N=40,K=17)", "matmul(M=5,N=3,K=200,trans_b=1)",
                            "conv2d(N=2,C=5,H=11,W=13,K=7,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NCHW)",
                            "conv2d(N=1,C=5,H=11,W=13,K=33,R=3,S=3,stride=2,pad=1,layout=NHWC)",
+                           "conv2d(N=2,C=6,H=9,W=10,K=20,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
                            "depthwise_conv2d(N=2,C=13,H=17,W=19,R=3,S=3,stride=1,pad=1,relu=1,layout=NCHW)",
                            "depthwise_conv2d(N=1,C=40,H=17,W=19,R=3,S=3,stride=2,pad=1,bias=1,layout=NHWC)"}) {
     auto w = kernels::ParseWorkload(text);
@@ -190,9 +193,15 @@ TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
     auto space = t.Space(*w);
     auto two = space->Pin({{"threads", int64_t{2}}});
     ASSERT_TRUE(two.ok());
+    std::vector<uint64_t> configs;
+    for (int i = 0; i < 2; ++i) configs.push_back(two->ToParentIndex(two->Sample(rng)));
+    for (const char* parallel : {"tiles", "rows", "cols"}) {
+      auto split = space->Pin({{"threads", int64_t{2}}, {"parallel", std::string(parallel)}});
+      if (split.ok()) configs.push_back(split->ToParentIndex(split->Sample(rng)));
+    }
     std::vector<v1::MeasureRequest> batch;
-    for (int i = 0; i < 4; ++i) {
-      batch.push_back(Request(text, two->ToParentIndex(two->Sample(rng))));
+    for (uint64_t c : configs) {
+      batch.push_back(Request(text, c));
       batch.back().mutable_options()->set_repeat(10);
     }
     auto too_many = space->Pin({{"threads", int64_t{64}}});

@@ -141,7 +141,8 @@ TEST_F(CliTest, RecordThenReplay) {
   std::vector<std::string> pins = {"--pin", "nv=1", "--pin", "vec=8", "--pin", "mc=32", "--pin", "nc=64",
                                    "--pin", "kc=16", "--pin", "order=jc,pc,ic", "--pin", "inner=jr,ir",
                                    "--pin", "pack_a=0", "--pin", "pack_b=1", "--pin", "unroll_k=2",
-                                   "--pin", "compiler=gcc", "--pin", "cflags=-O2", "--pin", "threads=1"};
+                                   "--pin", "compiler=gcc", "--pin", "cflags=-O2", "--pin", "threads=1",
+                                   "--pin", "parallel=rows"};
   std::vector<std::string> record = {"record", w, "--samples", "100", "--db", recorded, "--json"};
   record.insert(record.end(), pins.begin(), pins.end());
   ProcessResult r = Run(record);

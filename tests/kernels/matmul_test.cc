@@ -23,7 +23,7 @@ TEST(MatmulTemplateTest, SpaceIsRichAndDefaultIsInIt) {
   std::set<std::string> names;
   for (const Knob& k : s->knobs()) names.insert(k.name);
   for (const char* k : {"mr", "nv", "vec", "mc", "nc", "kc", "order", "inner", "pack_a", "pack_b", "unroll_k",
-                        "compiler", "cflags"}) {
+                        "parallel", "compiler", "cflags", "threads"}) {
     EXPECT_TRUE(names.count(k)) << k;
   }
   Config d = Matmul().DefaultConfig(*w, *s);
@@ -123,16 +123,27 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
   EXPECT_EQ(k1->func.threads, 1);
   EXPECT_EQ(GenerateC(k1->func)->find("omp parallel"), std::string::npos);
   EXPECT_EQ(k1->compile.flags.find("-fopenmp"), std::string::npos);
-  Config c4 = *space->FromValues({{"threads", int64_t{4}}, {"mr", int64_t{4}}, {"nv", int64_t{2}}, {"vec", int64_t{8}},
-                           {"mc", int64_t{64}}, {"nc", int64_t{256}}, {"kc", int64_t{256}},
-                           {"order", std::string("jc,pc,ic")}, {"inner", std::string("jr,ir")},
-                           {"pack_a", int64_t{0}}, {"pack_b", int64_t{0}}, {"unroll_k", int64_t{1}},
-                           {"compiler", std::string("clang")}, {"cflags", std::string("-O3")}});
-  auto k4 = Matmul().Instantiate(*w, *space, c4);
-  ASSERT_TRUE(k4.ok());
-  EXPECT_EQ(k4->func.threads, 4);
-  EXPECT_NE(GenerateC(k4->func)->find("#pragma omp parallel for num_threads(4)"), std::string::npos);
-  EXPECT_NE(k4->compile.flags.find("-fopenmp"), std::string::npos);
+  // tiles: the register-tile loop of each block is shared; rows / cols:
+  // one loop over the threads' parts of M / N, around the whole product.
+  for (const auto& [parallel, loop] : std::vector<std::pair<std::string, std::string>>{
+           {"tiles", "for (int64_t jr_o = 0;"}, {"rows", "for (int64_t tp = 0; tp < 4;"},
+           {"cols", "for (int64_t tp = 0; tp < 4;"}}) {
+    Config c4 = *space->FromValues({{"threads", int64_t{4}}, {"mr", int64_t{4}}, {"nv", int64_t{2}}, {"vec", int64_t{8}},
+                                    {"mc", int64_t{64}}, {"nc", int64_t{256}}, {"kc", int64_t{256}},
+                                    {"order", std::string("jc,pc,ic")}, {"inner", std::string("jr,ir")},
+                                    {"pack_a", int64_t{0}}, {"pack_b", int64_t{0}}, {"unroll_k", int64_t{1}},
+                                    {"parallel", parallel}, {"compiler", std::string("clang")},
+                                    {"cflags", std::string("-O3")}});
+    auto k4 = Matmul().Instantiate(*w, *space, c4);
+    ASSERT_TRUE(k4.ok());
+    EXPECT_EQ(k4->func.threads, 4);
+    const std::string src = *GenerateC(k4->func);
+    const size_t pragma = src.find("#pragma omp parallel for num_threads(4)");
+    ASSERT_NE(pragma, std::string::npos) << parallel;
+    EXPECT_EQ(src.find("#pragma omp parallel", pragma + 1), std::string::npos) << parallel;
+    EXPECT_EQ(src.find("for (int64_t", pragma), src.find(loop, pragma)) << parallel;
+    EXPECT_NE(k4->compile.flags.find("-fopenmp"), std::string::npos);
+  }
 }
 
 // Golden text of one generated kernel per template: the template's default

@@ -22,7 +22,8 @@ namespace v1 = tunefarm::v1;
 const std::vector<std::pair<std::string, kernels::KnobValue>> kPins = {
     {"compiler", std::string("clang")}, {"cflags", std::string("-O3")}, {"order", std::string("jc,pc,ic")},
     {"inner", std::string("jr,ir")},    {"nc", int64_t{1024}},          {"mc", int64_t{96}},
-    {"unroll_k", int64_t{4}},           {"pack_a", int64_t{1}},          {"threads", int64_t{1}}};
+    {"unroll_k", int64_t{4}},           {"pack_a", int64_t{1}},          {"threads", int64_t{1}},
+    {"parallel", std::string("rows")}};
 
 // GFLOP/s of a config: best with wide vectors, ~12-24 accumulators, packed
 // B and a mid-sized K block; `shift` moves the optimum a little per shape.

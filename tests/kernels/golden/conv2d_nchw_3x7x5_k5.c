@@ -63,11 +63,11 @@ void tunefarm_kernel(void* const* args) {
             const int64_t jc = (jc_o * 48);
             {
               const int64_t nb = tf_min(48, (47 - jc));
-              for (int64_t pc_o = 0; pc_o < 9; ++pc_o) {
+              for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
                 {
-                  const int64_t pc = (pc_o * 3);
+                  const int64_t pc = (pc_o * 27);
                   {
-                    const int64_t kb = tf_min(3, (27 - pc));
+                    const int64_t kb = tf_min(27, (27 - pc));
                     for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                       {
                         const int64_t ic = (ic_o * 8);
@@ -101,30 +101,32 @@ void tunefarm_kernel(void* const* args) {
                                         acc_6 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))));
                                         acc_7 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))));
                                       }
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
-                                        {
-                                          tf_f32x8 bv_0, bv_1;
-                                          bv_0 = (*(const tf_f32x8_u*)(dpad + (((((pc % 3) + kk) * 63) + ((((pc / 3) / 3) * 7) + ((pc / 3) % 3))) + (jc + jr))));
-                                          bv_1 = (*(const tf_f32x8_u*)(dpad + (((((pc % 3) + kk) * 63) + ((((pc / 3) / 3) * 7) + ((pc / 3) % 3))) + ((jc + jr) + 8))));
+                                      for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                        for (int64_t kk = 0; kk < 3; ++kk) {
                                           {
-                                            const float a = wt[((((ic + ir) * 27) + pc) + kk)];
-                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = wt[(((((ic + ir) + 1) * 27) + pc) + kk)];
-                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = wt[(((((ic + ir) + 2) * 27) + pc) + kk)];
-                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = wt[(((((ic + ir) + 3) * 27) + pc) + kk)];
-                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                            tf_f32x8 bv_0, bv_1;
+                                            bv_0 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + (jc + jr))));
+                                            bv_1 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + 8))));
+                                            {
+                                              const float a = wt[((((ic + ir) * 27) + (pc + (kt * 3))) + kk)];
+                                              acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = wt[(((((ic + ir) + 1) * 27) + (pc + (kt * 3))) + kk)];
+                                              acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = wt[(((((ic + ir) + 2) * 27) + (pc + (kt * 3))) + kk)];
+                                              acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = wt[(((((ic + ir) + 3) * 27) + (pc + (kt * 3))) + kk)];
+                                              acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                            }
                                           }
                                         }
                                       }
@@ -158,12 +160,14 @@ void tunefarm_kernel(void* const* args) {
                                       }
                                     }
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
-                                        {
-                                          const float a = wt[(((((ic + ir) + ii) * 27) + pc) + kk)];
-                                          #pragma omp simd
-                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                            otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + (a * dpad[(((((pc % 3) + kk) * 63) + ((((pc / 3) / 3) * 7) + ((pc / 3) % 3))) + ((jc + jr) + jj))]));
+                                      for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                        for (int64_t kk = 0; kk < 3; ++kk) {
+                                          {
+                                            const float a = wt[(((((ic + ir) + ii) * 27) + (pc + (kt * 3))) + kk)];
+                                            #pragma omp simd
+                                            for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                              otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + (a * dpad[((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + jj))]));
+                                            }
                                           }
                                         }
                                       }

@@ -17,17 +17,23 @@ void tunefarm_kernel(void* const* args) {
     if (!dpad) abort();
     for (int64_t n = 0; n < 2; ++n) {
       for (int64_t hp = 0; hp < 9; ++hp) {
-        for (int64_t wp = 0; wp < 7; ++wp) {
-          if (((((0 <= (hp - 1)) && ((hp - 1) < 7)) && (0 <= (wp - 1))) && ((wp - 1) < 5))) {
-            #pragma omp simd
-            for (int64_t c = 0; c < 3; ++c) {
-              dpad[((((((n * 9) + hp) * 7) + wp) * 3) + c)] = data[((((((n * 7) + (hp - 1)) * 5) + (wp - 1)) * 3) + c)];
-            }
-          } else {
-            #pragma omp simd
-            for (int64_t c = 0; c < 3; ++c) {
-              dpad[((((((n * 9) + hp) * 7) + wp) * 3) + c)] = 0.0f;
-            }
+        if (((0 <= (hp - 1)) && ((hp - 1) < 7))) {
+          #pragma omp simd
+          for (int64_t e = 0; e < 3; ++e) {
+            dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
+          }
+          #pragma omp simd
+          for (int64_t e = 3; e < 3 + 15; ++e) {
+            dpad[((((n * 9) + hp) * 21) + e)] = data[(((((n * 7) + (hp - 1)) * 15) + e) - 3)];
+          }
+          #pragma omp simd
+          for (int64_t e = 18; e < 18 + 3; ++e) {
+            dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
+          }
+        } else {
+          #pragma omp simd
+          for (int64_t e = 0; e < 21; ++e) {
+            dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
           }
         }
       }
@@ -40,11 +46,11 @@ void tunefarm_kernel(void* const* args) {
             const int64_t jc = (jc_o * 16);
             {
               const int64_t nb = tf_min(16, (5 - jc));
-              for (int64_t pc_o = 0; pc_o < 9; ++pc_o) {
+              for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
                 {
-                  const int64_t pc = (pc_o * 3);
+                  const int64_t pc = (pc_o * 27);
                   {
-                    const int64_t kb = tf_min(3, (27 - pc));
+                    const int64_t kb = tf_min(27, (27 - pc));
                     for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                       {
                         const int64_t ic = (ic_o * 4);
@@ -78,30 +84,32 @@ void tunefarm_kernel(void* const* args) {
                                         acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
                                         acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
                                       }
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
-                                        {
-                                          tf_f32x8 bv_0, bv_1;
-                                          bv_0 = (*(const tf_f32x8_u*)(weight + (((pc + kk) * 5) + (jc + jr))));
-                                          bv_1 = (*(const tf_f32x8_u*)(weight + (((pc + kk) * 5) + ((jc + jr) + 8))));
+                                      for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                        for (int64_t kk = 0; kk < 3; ++kk) {
                                           {
-                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + (((ic + ir) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
-                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + 1) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
-                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + 2) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
-                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + 3) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
-                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                            tf_f32x8 bv_0, bv_1;
+                                            bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
+                                            bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                            {
+                                              const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((ic + ir) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                              acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + 1) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                              acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + 2) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                              acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                              acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                            }
                                           }
                                         }
                                       }
@@ -124,12 +132,14 @@ void tunefarm_kernel(void* const* args) {
                                       }
                                     }
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
-                                        {
-                                          const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + ((pc / 3) / 3)) * 7) + ((((ic + ir) + ii) * 2) + ((pc / 3) % 3))) * 3) + ((pc % 3) + kk))];
-                                          #pragma omp simd
-                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                            out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = (out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] + (a * weight[(((pc + kk) * 5) + ((jc + jr) + jj))]));
+                                      for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                        for (int64_t kk = 0; kk < 3; ++kk) {
+                                          {
+                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + ii) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                            #pragma omp simd
+                                            for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                              out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = (out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] + (a * weight[((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + jj))]));
+                                            }
                                           }
                                         }
                                       }

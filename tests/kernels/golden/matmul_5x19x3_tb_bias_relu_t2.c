@@ -13,202 +13,112 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict B = (const float*)args[1];
   const float* restrict bias = (const float*)args[2];
   float* restrict C = (float*)args[3];
-  {
-    float* restrict Bp = (float*)aligned_alloc(64, ((size_t)(96) * sizeof(float) + 63) & ~(size_t)63);
-    if (!Bp) abort();
-    for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
-      {
-        const int64_t jc = (jc_o * 32);
+  #pragma omp parallel for num_threads(2)
+  for (int64_t tp = 0; tp < 2; ++tp) {
+    {
+      float* restrict Bp = (float*)aligned_alloc(64, ((size_t)(96) * sizeof(float) + 63) & ~(size_t)63);
+      if (!Bp) abort();
+      for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
         {
-          const int64_t nb = tf_min(32, (19 - jc));
-          for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
-            {
-              const int64_t pc = (pc_o * 3);
+          const int64_t jc = (jc_o * 32);
+          {
+            const int64_t nb = tf_min(32, (19 - jc));
+            for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
               {
-                const int64_t kb = tf_min(3, (3 - pc));
-                for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
-                  {
-                    const int64_t jr = (jr_o * 16);
-                    if (((jr + 16) <= nb)) {
-                      for (int64_t jj = 0; jj < 16; ++jj) {
-                        for (int64_t kk = 0; kk < kb; ++kk) {
-                          Bp[((((jr_o * kb) * 16) + (kk * 16)) + jj)] = B[(((((jc + jr) + jj) * 3) + pc) + kk)];
-                        }
-                      }
-                    } else {
-                      for (int64_t kk = 0; kk < kb; ++kk) {
+                const int64_t pc = (pc_o * 3);
+                {
+                  const int64_t kb = tf_min(3, (3 - pc));
+                  for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
+                    {
+                      const int64_t jr = (jr_o * 16);
+                      if (((jr + 16) <= nb)) {
                         for (int64_t jj = 0; jj < 16; ++jj) {
-                          Bp[((((jr_o * kb) * 16) + (kk * 16)) + jj)] = (((jr + jj) < nb) ? B[(((((jc + jr) + jj) * 3) + pc) + kk)] : 0.0f);
+                          for (int64_t kk = 0; kk < kb; ++kk) {
+                            Bp[((((jr_o * kb) * 16) + (kk * 16)) + jj)] = B[(((((jc + jr) + jj) * 3) + pc) + kk)];
+                          }
+                        }
+                      } else {
+                        for (int64_t kk = 0; kk < kb; ++kk) {
+                          for (int64_t jj = 0; jj < 16; ++jj) {
+                            Bp[((((jr_o * kb) * 16) + (kk * 16)) + jj)] = (((jr + jj) < nb) ? B[(((((jc + jr) + jj) * 3) + pc) + kk)] : 0.0f);
+                          }
                         }
                       }
                     }
                   }
-                }
-                for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
-                  {
-                    const int64_t ic = (ic_o * 8);
+                  for (int64_t ic_o = 0; ic_o < (((tf_min(5, ((tp * 4) + 4)) - (tp * 4)) + 3) / 4); ++ic_o) {
                     {
-                      const int64_t mb = tf_min(8, (5 - ic));
-                      #pragma omp parallel for num_threads(2)
-                      for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
-                        {
-                          const int64_t jr = (jr_o * 16);
-                          for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
-                            {
-                              const int64_t ir = (ir_o * 4);
-                              if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
-                                {
-                                  tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                  if ((pc == 0)) {
-                                    acc_0 = tf_f32x8_splat(0.0f);
-                                    acc_1 = tf_f32x8_splat(0.0f);
-                                    acc_2 = tf_f32x8_splat(0.0f);
-                                    acc_3 = tf_f32x8_splat(0.0f);
-                                    acc_4 = tf_f32x8_splat(0.0f);
-                                    acc_5 = tf_f32x8_splat(0.0f);
-                                    acc_6 = tf_f32x8_splat(0.0f);
-                                    acc_7 = tf_f32x8_splat(0.0f);
-                                  } else {
-                                    acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
-                                    acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
-                                    acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
-                                    acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
-                                    acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
-                                    acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
-                                    acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
-                                    acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
-                                  }
-                                  for (int64_t kk = 0; kk < kb; ++kk) {
-                                    {
-                                      tf_f32x8 bv_0, bv_1;
-                                      bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                      bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
-                                      {
-                                        const float a = A[((((ic + ir) * 3) + pc) + kk)];
-                                        acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                        acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                      }
-                                      {
-                                        const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
-                                        acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                        acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                      }
-                                      {
-                                        const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
-                                        acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                        acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                      }
-                                      {
-                                        const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
-                                        acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                        acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                      }
-                                    }
-                                  }
-                                  *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
-                                  *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
-                                  *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
-                                  *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
-                                }
-                                if (((pc + kb) == 3)) {
-                                  for (int64_t ii = 0; ii < 4; ++ii) {
-                                    #pragma omp simd
-                                    for (int64_t jj = 0; jj < 16; ++jj) {
-                                      {
-                                        const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
-                                        C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
-                                      }
-                                    }
-                                  }
-                                }
-                              } else {
-                                if (((ir + 4) <= mb)) {
+                      const int64_t ic = ((tp * 4) + (ic_o * 4));
+                      {
+                        const int64_t mb = tf_min(4, (tf_min(5, ((tp * 4) + 4)) - ic));
+                        for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
+                          {
+                            const int64_t jr = (jr_o * 16);
+                            for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
+                              {
+                                const int64_t ir = (ir_o * 4);
+                                if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
                                   {
-                                    float ct[64] __attribute__((aligned(64)));
-                                    #pragma omp simd
-                                    for (int64_t z = 0; z < 64; ++z) {
-                                      ct[z] = 0.0f;
+                                    tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                    if ((pc == 0)) {
+                                      acc_0 = tf_f32x8_splat(0.0f);
+                                      acc_1 = tf_f32x8_splat(0.0f);
+                                      acc_2 = tf_f32x8_splat(0.0f);
+                                      acc_3 = tf_f32x8_splat(0.0f);
+                                      acc_4 = tf_f32x8_splat(0.0f);
+                                      acc_5 = tf_f32x8_splat(0.0f);
+                                      acc_6 = tf_f32x8_splat(0.0f);
+                                      acc_7 = tf_f32x8_splat(0.0f);
+                                    } else {
+                                      acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
+                                      acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
+                                      acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
+                                      acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
+                                      acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
+                                      acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
+                                      acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
+                                      acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
                                     }
-                                    if ((0 < pc)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          ct[((ii * 16) + jj)] = C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)];
-                                        }
-                                      }
-                                    }
-                                    {
-                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                      if ((pc == 0)) {
-                                        acc_0 = tf_f32x8_splat(0.0f);
-                                        acc_1 = tf_f32x8_splat(0.0f);
-                                        acc_2 = tf_f32x8_splat(0.0f);
-                                        acc_3 = tf_f32x8_splat(0.0f);
-                                        acc_4 = tf_f32x8_splat(0.0f);
-                                        acc_5 = tf_f32x8_splat(0.0f);
-                                        acc_6 = tf_f32x8_splat(0.0f);
-                                        acc_7 = tf_f32x8_splat(0.0f);
-                                      } else {
-                                        acc_0 = (*(const tf_f32x8_u*)(ct + 0));
-                                        acc_1 = (*(const tf_f32x8_u*)(ct + 8));
-                                        acc_2 = (*(const tf_f32x8_u*)(ct + 16));
-                                        acc_3 = (*(const tf_f32x8_u*)(ct + 24));
-                                        acc_4 = (*(const tf_f32x8_u*)(ct + 32));
-                                        acc_5 = (*(const tf_f32x8_u*)(ct + 40));
-                                        acc_6 = (*(const tf_f32x8_u*)(ct + 48));
-                                        acc_7 = (*(const tf_f32x8_u*)(ct + 56));
-                                      }
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
+                                    for (int64_t kk = 0; kk < kb; ++kk) {
+                                      {
+                                        tf_f32x8 bv_0, bv_1;
+                                        bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
+                                        bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
                                         {
-                                          tf_f32x8 bv_0, bv_1;
-                                          bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                          bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
-                                          {
-                                            const float a = A[((((ic + ir) * 3) + pc) + kk)];
-                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
-                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
-                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
-                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                          }
+                                          const float a = A[((((ic + ir) * 3) + pc) + kk)];
+                                          acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
+                                          acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
+                                          acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
+                                          acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                         }
                                       }
-                                      *(tf_f32x8_u*)(ct + 0) = acc_0;
-                                      *(tf_f32x8_u*)(ct + 8) = acc_1;
-                                      *(tf_f32x8_u*)(ct + 16) = acc_2;
-                                      *(tf_f32x8_u*)(ct + 24) = acc_3;
-                                      *(tf_f32x8_u*)(ct + 32) = acc_4;
-                                      *(tf_f32x8_u*)(ct + 40) = acc_5;
-                                      *(tf_f32x8_u*)(ct + 48) = acc_6;
-                                      *(tf_f32x8_u*)(ct + 56) = acc_7;
                                     }
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                        C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ct[((ii * 16) + jj)];
-                                      }
-                                    }
+                                    *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
+                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
+                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
+                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
                                   }
                                   if (((pc + kb) == 3)) {
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                    for (int64_t ii = 0; ii < 4; ++ii) {
                                       #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                      for (int64_t jj = 0; jj < 16; ++jj) {
                                         {
                                           const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
                                           C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
@@ -217,32 +127,124 @@ void tunefarm_kernel(void* const* args) {
                                     }
                                   }
                                 } else {
-                                  if ((pc == 0)) {
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                  if (((ir + 4) <= mb)) {
+                                    {
+                                      float ct[64] __attribute__((aligned(64)));
                                       #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                        C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = 0.0f;
+                                      for (int64_t z = 0; z < 64; ++z) {
+                                        ct[z] = 0.0f;
                                       }
-                                    }
-                                  }
-                                  for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                    for (int64_t kk = 0; kk < kb; ++kk) {
+                                      if ((0 < pc)) {
+                                        for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                          #pragma omp simd
+                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                            ct[((ii * 16) + jj)] = C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)];
+                                          }
+                                        }
+                                      }
                                       {
-                                        const float a = A[(((((ic + ir) + ii) * 3) + pc) + kk)];
+                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                        if ((pc == 0)) {
+                                          acc_0 = tf_f32x8_splat(0.0f);
+                                          acc_1 = tf_f32x8_splat(0.0f);
+                                          acc_2 = tf_f32x8_splat(0.0f);
+                                          acc_3 = tf_f32x8_splat(0.0f);
+                                          acc_4 = tf_f32x8_splat(0.0f);
+                                          acc_5 = tf_f32x8_splat(0.0f);
+                                          acc_6 = tf_f32x8_splat(0.0f);
+                                          acc_7 = tf_f32x8_splat(0.0f);
+                                        } else {
+                                          acc_0 = (*(const tf_f32x8_u*)(ct + 0));
+                                          acc_1 = (*(const tf_f32x8_u*)(ct + 8));
+                                          acc_2 = (*(const tf_f32x8_u*)(ct + 16));
+                                          acc_3 = (*(const tf_f32x8_u*)(ct + 24));
+                                          acc_4 = (*(const tf_f32x8_u*)(ct + 32));
+                                          acc_5 = (*(const tf_f32x8_u*)(ct + 40));
+                                          acc_6 = (*(const tf_f32x8_u*)(ct + 48));
+                                          acc_7 = (*(const tf_f32x8_u*)(ct + 56));
+                                        }
+                                        for (int64_t kk = 0; kk < kb; ++kk) {
+                                          {
+                                            tf_f32x8 bv_0, bv_1;
+                                            bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
+                                            bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
+                                            {
+                                              const float a = A[((((ic + ir) * 3) + pc) + kk)];
+                                              acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
+                                              acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
+                                              acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                            {
+                                              const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
+                                              acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                              acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                            }
+                                          }
+                                        }
+                                        *(tf_f32x8_u*)(ct + 0) = acc_0;
+                                        *(tf_f32x8_u*)(ct + 8) = acc_1;
+                                        *(tf_f32x8_u*)(ct + 16) = acc_2;
+                                        *(tf_f32x8_u*)(ct + 24) = acc_3;
+                                        *(tf_f32x8_u*)(ct + 32) = acc_4;
+                                        *(tf_f32x8_u*)(ct + 40) = acc_5;
+                                        *(tf_f32x8_u*)(ct + 48) = acc_6;
+                                        *(tf_f32x8_u*)(ct + 56) = acc_7;
+                                      }
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                         #pragma omp simd
                                         for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + (a * Bp[((((jr_o * kb) * 16) + (kk * 16)) + jj)]));
+                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ct[((ii * 16) + jj)];
                                         }
                                       }
                                     }
-                                  }
-                                  if (((pc + kb) == 3)) {
+                                    if (((pc + kb) == 3)) {
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                          {
+                                            const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
+                                            C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
+                                          }
+                                        }
+                                      }
+                                    }
+                                  } else {
+                                    if ((pc == 0)) {
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = 0.0f;
+                                        }
+                                      }
+                                    }
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                      for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
-                                          const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
-                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
+                                          const float a = A[(((((ic + ir) + ii) * 3) + pc) + kk)];
+                                          #pragma omp simd
+                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                            C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + (a * Bp[((((jr_o * kb) * 16) + (kk * 16)) + jj)]));
+                                          }
+                                        }
+                                      }
+                                    }
+                                    if (((pc + kb) == 3)) {
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                          {
+                                            const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
+                                            C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
+                                          }
                                         }
                                       }
                                     }
@@ -261,7 +263,7 @@ void tunefarm_kernel(void* const* args) {
           }
         }
       }
+      free(Bp);
     }
-    free(Bp);
   }
 }

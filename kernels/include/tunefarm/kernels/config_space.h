@@ -94,4 +94,9 @@ class ConfigSpace {
   std::vector<std::vector<uint32_t>> parent_choice_;
 };
 
+// "knob=value" texts (e.g. from --pin options) as pins: a value of digits
+// is an integer, anything else text. Fails on a text without a knob name
+// or '='; whether the knob and value exist is Pin's to say.
+absl::StatusOr<std::vector<std::pair<std::string, KnobValue>>> ParsePins(const std::vector<std::string>& texts);
+
 }  // namespace tunefarm::kernels
