@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,28 @@ namespace tunefarm::bench {
 
 using Clock = std::chrono::steady_clock;
 using KernelFn = void (*)(void* const*);
+
+// Buffers on 64-byte (cache line) boundaries, as frameworks allocate tensors
+// and as tunefarm's measurement process times candidates: a vector kernel
+// on a misaligned buffer splits a cache line on every other load.
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}  // NOLINT: allocators convert implicitly
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const {
+    return true;
+  }
+};
+using AlignedFloats = std::vector<float, CacheLineAllocator<float>>;
 
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -3,8 +3,9 @@
 // this process: matmul against OpenBLAS cblas_sgemm, conv2d and
 // depthwise_conv2d against oneDNN's direct convolution (memory format
 // "any", the primitive alone timed, its layout conversions done once
-// beforehand). Single- and two-threaded; prints GFLOP/s of both, the ratio,
-// and geometric means per group, with the targets.
+// beforehand), both on the same 64-byte-aligned buffers. Single- and
+// two-threaded; prints GFLOP/s of both, the ratio, and geometric means per
+// group, with the targets.
 #include <cblas.h>
 #include <omp.h>
 
@@ -56,8 +57,8 @@ std::vector<Case> Cases(const std::string& layout) {
   return out;
 }
 
-std::vector<float> Random(int64_t n, uint32_t seed) {
-  std::vector<float> v(n);
+tb::AlignedFloats Random(int64_t n, uint32_t seed) {
+  tb::AlignedFloats v(n);
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> d(-1, 1);
   for (float& x : v) x = d(rng);
@@ -75,25 +76,25 @@ class Vendor {
 
 class Blas : public Vendor {
  public:
-  Blas(const Workload& w, const std::vector<float>& a, const std::vector<float>& b)
+  Blas(const Workload& w, const tb::AlignedFloats& a, const tb::AlignedFloats& b)
       : M(w.param("M")), N(w.param("N")), K(w.param("K")), a_(a), b_(b), c_(M * N) {}
   void Run() override {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a_.data(), K, b_.data(), N, 0.0f,
                 c_.data(), N);
   }
-  std::vector<float> Output() override { return c_; }
+  std::vector<float> Output() override { return std::vector<float>(c_.begin(), c_.end()); }
 
  private:
   int64_t M, N, K;
-  const std::vector<float>&a_, &b_;
-  std::vector<float> c_;
+  const tb::AlignedFloats &a_, &b_;
+  tb::AlignedFloats c_;
 };
 
 class Dnnl : public Vendor {
  public:
   using tag = dnnl::memory::format_tag;
   // data and weight in the template's layouts (conv_common.h).
-  Dnnl(const Workload& w, const std::vector<float>& data, const std::vector<float>& weight)
+  Dnnl(const Workload& w, const tb::AlignedFloats& data, const tb::AlignedFloats& weight)
       : eng_(dnnl::engine::kind::cpu, 0), strm_(eng_) {
     const bool dw = w.op == "depthwise_conv2d", nhwc = w.text("layout") == "NHWC";
     const int64_t N = w.param("N"), C = w.param("C"), H = w.param("H"), W = w.param("W");
@@ -237,9 +238,9 @@ int main(int argc, char** argv) {
 
       const tunefarm::kernels::Template& t = *tunefarm::kernels::TemplateRegistry::Global().Find(w->op);
       std::vector<tunefarm::kernels::ir::BufferArg> args = t.Buffers(*w);
-      std::vector<std::vector<float>> bufs;
+      std::vector<tb::AlignedFloats> bufs;
       for (size_t i = 0; i < args.size(); ++i) {
-        bufs.push_back(args[i].is_output ? std::vector<float>(args[i].elements) : Random(args[i].elements, 7 + i));
+        bufs.push_back(args[i].is_output ? tb::AlignedFloats(args[i].elements) : Random(args[i].elements, 7 + i));
       }
       std::vector<void*> ptrs;
       for (auto& b : bufs) ptrs.push_back(b.data());
@@ -256,7 +257,7 @@ int main(int argc, char** argv) {
       run_tuned();
       run_vendor();
       const std::vector<float> theirs = vendor->Output();
-      const std::vector<float>& ours = bufs.back();
+      const tb::AlignedFloats& ours = bufs.back();
       double scale = 0;
       for (float x : theirs) scale = std::max(scale, static_cast<double>(std::fabs(x)));
       for (size_t i = 0; i < ours.size(); ++i) {

@@ -153,9 +153,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   };
 
   // Element accessors, relative to the current blocks and register tile.
-  auto a_at = [&](Expr ii, const KPos& k) {
+  // With `clamp`, rows of A past the block read its last row instead (the
+  // results of those rows are dropped).
+  auto a_at = [&](Expr ii, const KPos& k, bool clamp = false) {
     if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + k.kq * Expr(MR) + ii);
-    return spec.a(ic + ir + ii, k.k0, k.kk);
+    return spec.a(clamp ? min(ic + ir + ii, ic + mb - Expr(1)) : ic + ir + ii, k.k0, k.kk);
   };
   auto b_at = [&](const KPos& k, Expr j, Type t) {
     if (pack_b) return Load::Make("Bp", jr_o * kb * Expr(NR) + k.kq * Expr(NR) + j, t);
@@ -167,8 +169,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return batched ? V("c_off") + idx : idx;
   };
 
-  // --- micro-kernel for a full MR x NR tile ---
-  auto k_step = [&](const KPos& kk) {
+  // --- micro-kernel for an MR x NR tile ---
+  auto k_step = [&](const KPos& kk, bool clamp) {
     Expr ii = V("ii"), v = V("v");
     Stmt load_b = For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t), v));
     Stmt update = Store::Make(
@@ -177,40 +179,46 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
             Broadcast::Make(Var::Make("a", f32), static_cast<int>(W)) * Load::Make("bv", v, vec_t),
         ii * Expr(NV) + v);
     Stmt rows = For::Make("ii", 0, MR, ForKind::kUnrolled,
-                          LetStmt::Make("a", a_at(ii, kk), For::Make("v", 0, NV, ForKind::kUnrolled, update)));
+                          LetStmt::Make("a", a_at(ii, kk, clamp), For::Make("v", 0, NV, ForKind::kUnrolled, update)));
     return Allocate::Make("bv", vec_t, NV, MemoryScope::kRegister, Block::Make({load_b, rows}));
   };
   // The k steps kk = 0 .. n-1 from k0, at offset q0 + kk in the block,
   // unrolled by U.
-  auto k_run = [&](Expr k0, Expr q0, Expr n) -> Stmt {
+  auto k_run = [&](Expr k0, Expr q0, Expr n, bool clamp) -> Stmt {
     auto at = [&](Expr kk) -> KPos { return {k0, kk, units ? q0 + kk : kk}; };
-    if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk"))));
+    if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp));
     Expr main_end = n / Expr(U) * Expr(U);
     return Block::Make({
         For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
-                  For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku"))))),
-        For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")))),
+                  For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp))),
+        For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp)),
     });
   };
-  Stmt k_loop = k_run(pc, Expr(0), kb);
-  if (units) {
+  // The whole K block, walking its units when it has several.
+  auto k_loop = [&](bool clamp) -> Stmt {
+    if (!units) return k_run(pc, Expr(0), kb, clamp);
     Expr kt = V("kt"), q0 = kt * Expr(spec.k_unit);
-    k_loop = For::Make("kt", 0, kb / Expr(spec.k_unit), ForKind::kSerial, k_run(pc + q0, q0, Expr(spec.k_unit)));
-  }
+    return For::Make("kt", 0, kb / Expr(spec.k_unit), ForKind::kSerial,
+                     k_run(pc + q0, q0, Expr(spec.k_unit), clamp));
+  };
   // The output is never zeroed as a whole: the first K block of a tile
   // starts from zero instead of what is in memory.
   Expr first_k_block = EQ::Make(pc, Expr(0));
   // `s` for row ii of the tile, only where the output keeps that row
-  // (spec.row_valid), else `otherwise`.
-  auto kept_row = [&](Expr ii, Stmt s, Stmt otherwise = Stmt()) -> Stmt {
-    if (!spec.row_valid) return s;
-    return IfThenElse::Make(spec.row_valid(ic + ir + ii), s, otherwise);
+  // (spec.row_valid) and, when `rows` is given, ii < rows; else `otherwise`.
+  auto kept_row = [&](Expr ii, Stmt s, Stmt otherwise = Stmt(), Expr rows = Expr()) -> Stmt {
+    Expr keep;
+    if (spec.row_valid) keep = spec.row_valid(ic + ir + ii);
+    if (rows.defined()) keep = keep.defined() ? (ii < rows && keep) : ii < rows;
+    return keep.defined() ? IfThenElse::Make(keep, s, otherwise) : s;
   };
   // The register tile's round trip through memory: from `buf` at
   // `index`(ii, j) into the accumulators (zeros in the first K block), the
   // K block, and back. `out_rows`: `buf` is the output, whose dropped rows
-  // are neither read nor written.
-  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, bool out_rows) {
+  // (and rows from `rows` on, when given) are neither read nor written.
+  // `clamp`: rows past the block read A's last row (see a_at).
+  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, bool out_rows,
+                          Expr rows = Expr(), bool clamp = false) {
     Expr ii = V("ii"), v = V("v");
     auto row = [&](Expr value) {
       return For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(NV) + v));
@@ -219,11 +227,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt loaded = row(Load::Make(buf, index(ii, v * Expr(W)), vec_t));
     Stmt stored = For::Make("v", 0, NV, ForKind::kUnrolled,
                             Store::Make(buf, Load::Make("acc", ii * Expr(NV) + v, vec_t), index(ii, v * Expr(W))));
-    if (out_rows) loaded = kept_row(ii, loaded, zeros), stored = kept_row(ii, stored);
+    if (out_rows) loaded = kept_row(ii, loaded, zeros, rows), stored = kept_row(ii, stored, Stmt(), rows);
     Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
-    return Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister, Block::Make({load, k_loop, store}));
+    return Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister, Block::Make({load, k_loop(clamp), store}));
   };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
   // block has been accumulated into the output.
@@ -260,9 +268,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     edge_tile = Block::Make({zero, edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
   }
   // --- edge tile through the micro-kernel: a zero-padded MR x NR copy of
-  // the tile on the stack. Rows past the block read the zero padding of the
-  // packed A panel and columns past it that of the packed B panel, so a
-  // partial side can take this path only when its operand is packed. ---
+  // the tile on the stack. Columns past the block read the zero padding of
+  // the packed B panel, so only a packed B takes this path; rows past it
+  // read that of the packed A panel or A's last row. ---
   Stmt padded_tile;
   {
     Expr ii = V("ii"), jj = V("jj"), z = V("z");
@@ -277,19 +285,20 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                                  Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj)))));
     padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NR, MemoryScope::kStack,
                                               Block::Make({zero, IfThenElse::Make(Expr(0) < pc, in),
-                                                           micro_kernel("ct", tmp, false), back})),
+                                                           micro_kernel("ct", tmp, false, Expr(), !pack_a), back})),
                                epilogue(rows, cols)});
   }
-  Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
-  Stmt edge = edge_tile;
-  if (pack_a && pack_b) {
-    edge = padded_tile;
-  } else if (pack_a) {
-    edge = IfThenElse::Make(cols_full, padded_tile, edge_tile);
-  } else if (pack_b) {
-    edge = IfThenElse::Make(rows_full, padded_tile, edge_tile);
+  // --- a tile short of rows only: the micro-kernel straight on the output,
+  // its rows past the block computed from zero padding or A's last row and
+  // dropped. ---
+  Stmt short_tile;
+  {
+    Expr rows = min(Expr(MR), mb - ir);
+    short_tile = Block::Make({micro_kernel(out, c_index, true, rows, !pack_a), epilogue(rows, Expr(NR))});
   }
-  Stmt tile = IfThenElse::Make(rows_full && cols_full, full_tile, edge);
+  Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
+  Stmt tile = IfThenElse::Make(cols_full, IfThenElse::Make(rows_full, full_tile, short_tile),
+                               pack_b ? padded_tile : edge_tile);
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {

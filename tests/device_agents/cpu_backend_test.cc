@@ -172,6 +172,43 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
   for (const std::string& text : workloads) ExpectSampledConfigsMatchReference(text, 7, rng);
 }
 
+// Every kind of tile of the GEMM schedule (full, short of rows, short of
+// columns, both), with and without each packed operand, with K blocks
+// inside a filter tap and over several taps, on shapes no tile divides;
+// conv2d NHWC at stride 1 also drops the padded-width rows in place.
+TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
+  for (const char* text : {"matmul(M=13,N=37,K=9,bias=1,relu=1)",
+                           "conv2d(N=2,C=40,H=5,W=7,K=19,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
+                           "conv2d(N=1,C=40,H=5,W=7,K=19,R=3,S=3,stride=2,pad=1,layout=NCHW)"}) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    std::vector<v1::MeasureRequest> batch;
+    for (int64_t pack_a : {0, 1}) {
+      for (int64_t pack_b : {0, 1}) {
+        for (int64_t mr : {4, 5}) {
+          for (int64_t kc : {16, 128}) {
+            auto c = space->FromValues({{"mr", mr}, {"nv", int64_t{2}}, {"vec", int64_t{8}}, {"mc", int64_t{8}},
+                                        {"nc", int64_t{32}}, {"kc", kc}, {"pack_a", pack_a}, {"pack_b", pack_b},
+                                        {"unroll_k", int64_t{2}}});
+            ASSERT_TRUE(c.ok()) << c.status();
+            batch.push_back(Request(text, c->index));
+          }
+        }
+      }
+    }
+    auto results = backend_->Measure(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_OK)
+          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": "
+          << (*results)[i].error();
+    }
+  }
+}
+
 // Threaded kernels are run many times (warm-up plus repeats), and the
 // measurement process checks the output after the first and the last run, so
 // a race shows up as a wrong answer; every way of sharing the work

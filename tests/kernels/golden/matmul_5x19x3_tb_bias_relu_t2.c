@@ -57,159 +57,69 @@ void tunefarm_kernel(void* const* args) {
                             for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
                               {
                                 const int64_t ir = (ir_o * 4);
-                                if ((((ir + 4) <= mb) && ((jr + 16) <= nb))) {
-                                  {
-                                    tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                    if ((pc == 0)) {
-                                      acc_0 = tf_f32x8_splat(0.0f);
-                                      acc_1 = tf_f32x8_splat(0.0f);
-                                      acc_2 = tf_f32x8_splat(0.0f);
-                                      acc_3 = tf_f32x8_splat(0.0f);
-                                      acc_4 = tf_f32x8_splat(0.0f);
-                                      acc_5 = tf_f32x8_splat(0.0f);
-                                      acc_6 = tf_f32x8_splat(0.0f);
-                                      acc_7 = tf_f32x8_splat(0.0f);
-                                    } else {
-                                      acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
-                                      acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
-                                      acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
-                                      acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
-                                      acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
-                                      acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
-                                      acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
-                                      acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
-                                    }
-                                    for (int64_t kk = 0; kk < kb; ++kk) {
-                                      {
-                                        tf_f32x8 bv_0, bv_1;
-                                        bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                        bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
-                                        {
-                                          const float a = A[((((ic + ir) * 3) + pc) + kk)];
-                                          acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                        {
-                                          const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
-                                          acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                        {
-                                          const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
-                                          acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                        {
-                                          const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
-                                          acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                          acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                        }
-                                      }
-                                    }
-                                    *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
-                                    *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
-                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
-                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
-                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
-                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
-                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
-                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
-                                  }
-                                  if (((pc + kb) == 3)) {
-                                    for (int64_t ii = 0; ii < 4; ++ii) {
-                                      #pragma omp simd
-                                      for (int64_t jj = 0; jj < 16; ++jj) {
-                                        {
-                                          const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
-                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
-                                        }
-                                      }
-                                    }
-                                  }
-                                } else {
+                                if (((jr + 16) <= nb)) {
                                   if (((ir + 4) <= mb)) {
                                     {
-                                      float ct[64] __attribute__((aligned(64)));
-                                      #pragma omp simd
-                                      for (int64_t z = 0; z < 64; ++z) {
-                                        ct[z] = 0.0f;
+                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                      if ((pc == 0)) {
+                                        acc_0 = tf_f32x8_splat(0.0f);
+                                        acc_1 = tf_f32x8_splat(0.0f);
+                                        acc_2 = tf_f32x8_splat(0.0f);
+                                        acc_3 = tf_f32x8_splat(0.0f);
+                                        acc_4 = tf_f32x8_splat(0.0f);
+                                        acc_5 = tf_f32x8_splat(0.0f);
+                                        acc_6 = tf_f32x8_splat(0.0f);
+                                        acc_7 = tf_f32x8_splat(0.0f);
+                                      } else {
+                                        acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
+                                        acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
+                                        acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
+                                        acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
+                                        acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
+                                        acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
+                                        acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
+                                        acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
                                       }
-                                      if ((0 < pc)) {
-                                        for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                          #pragma omp simd
-                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                            ct[((ii * 16) + jj)] = C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)];
-                                          }
-                                        }
-                                      }
-                                      {
-                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                        if ((pc == 0)) {
-                                          acc_0 = tf_f32x8_splat(0.0f);
-                                          acc_1 = tf_f32x8_splat(0.0f);
-                                          acc_2 = tf_f32x8_splat(0.0f);
-                                          acc_3 = tf_f32x8_splat(0.0f);
-                                          acc_4 = tf_f32x8_splat(0.0f);
-                                          acc_5 = tf_f32x8_splat(0.0f);
-                                          acc_6 = tf_f32x8_splat(0.0f);
-                                          acc_7 = tf_f32x8_splat(0.0f);
-                                        } else {
-                                          acc_0 = (*(const tf_f32x8_u*)(ct + 0));
-                                          acc_1 = (*(const tf_f32x8_u*)(ct + 8));
-                                          acc_2 = (*(const tf_f32x8_u*)(ct + 16));
-                                          acc_3 = (*(const tf_f32x8_u*)(ct + 24));
-                                          acc_4 = (*(const tf_f32x8_u*)(ct + 32));
-                                          acc_5 = (*(const tf_f32x8_u*)(ct + 40));
-                                          acc_6 = (*(const tf_f32x8_u*)(ct + 48));
-                                          acc_7 = (*(const tf_f32x8_u*)(ct + 56));
-                                        }
-                                        for (int64_t kk = 0; kk < kb; ++kk) {
+                                      for (int64_t kk = 0; kk < kb; ++kk) {
+                                        {
+                                          tf_f32x8 bv_0, bv_1;
+                                          bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
+                                          bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
                                           {
-                                            tf_f32x8 bv_0, bv_1;
-                                            bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                            bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
-                                            {
-                                              const float a = A[((((ic + ir) * 3) + pc) + kk)];
-                                              acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                            }
-                                            {
-                                              const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
-                                              acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                            }
-                                            {
-                                              const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
-                                              acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                            }
-                                            {
-                                              const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
-                                              acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                              acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                            }
+                                            const float a = A[((((ic + ir) * 3) + pc) + kk)];
+                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
+                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
+                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
+                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                           }
                                         }
-                                        *(tf_f32x8_u*)(ct + 0) = acc_0;
-                                        *(tf_f32x8_u*)(ct + 8) = acc_1;
-                                        *(tf_f32x8_u*)(ct + 16) = acc_2;
-                                        *(tf_f32x8_u*)(ct + 24) = acc_3;
-                                        *(tf_f32x8_u*)(ct + 32) = acc_4;
-                                        *(tf_f32x8_u*)(ct + 40) = acc_5;
-                                        *(tf_f32x8_u*)(ct + 48) = acc_6;
-                                        *(tf_f32x8_u*)(ct + 56) = acc_7;
                                       }
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ct[((ii * 16) + jj)];
-                                        }
-                                      }
+                                      *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
+                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
+                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
+                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
                                     }
                                     if (((pc + kb) == 3)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                      for (int64_t ii = 0; ii < 4; ++ii) {
                                         #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                        for (int64_t jj = 0; jj < 16; ++jj) {
                                           {
                                             const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
                                             C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
@@ -218,33 +128,189 @@ void tunefarm_kernel(void* const* args) {
                                       }
                                     }
                                   } else {
-                                    if ((pc == 0)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = 0.0f;
+                                    {
+                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                      if ((pc == 0)) {
+                                        acc_0 = tf_f32x8_splat(0.0f);
+                                        acc_1 = tf_f32x8_splat(0.0f);
+                                        acc_2 = tf_f32x8_splat(0.0f);
+                                        acc_3 = tf_f32x8_splat(0.0f);
+                                        acc_4 = tf_f32x8_splat(0.0f);
+                                        acc_5 = tf_f32x8_splat(0.0f);
+                                        acc_6 = tf_f32x8_splat(0.0f);
+                                        acc_7 = tf_f32x8_splat(0.0f);
+                                      } else {
+                                        if ((0 < tf_min(4, (mb - ir)))) {
+                                          acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
+                                          acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
+                                        } else {
+                                          acc_0 = tf_f32x8_splat(0.0f);
+                                          acc_1 = tf_f32x8_splat(0.0f);
+                                        }
+                                        if ((1 < tf_min(4, (mb - ir)))) {
+                                          acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
+                                          acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
+                                        } else {
+                                          acc_2 = tf_f32x8_splat(0.0f);
+                                          acc_3 = tf_f32x8_splat(0.0f);
+                                        }
+                                        if ((2 < tf_min(4, (mb - ir)))) {
+                                          acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
+                                          acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
+                                        } else {
+                                          acc_4 = tf_f32x8_splat(0.0f);
+                                          acc_5 = tf_f32x8_splat(0.0f);
+                                        }
+                                        if ((3 < tf_min(4, (mb - ir)))) {
+                                          acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
+                                          acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
+                                        } else {
+                                          acc_6 = tf_f32x8_splat(0.0f);
+                                          acc_7 = tf_f32x8_splat(0.0f);
                                         }
                                       }
-                                    }
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                       for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
-                                          const float a = A[(((((ic + ir) + ii) * 3) + pc) + kk)];
-                                          #pragma omp simd
-                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                            C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + (a * Bp[((((jr_o * kb) * 16) + (kk * 16)) + jj)]));
+                                          tf_f32x8 bv_0, bv_1;
+                                          bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
+                                          bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
+                                          {
+                                            const float a = A[(((tf_min((ic + ir), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                           }
                                         }
+                                      }
+                                      if ((0 < tf_min(4, (mb - ir)))) {
+                                        *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
+                                        *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
+                                      }
+                                      if ((1 < tf_min(4, (mb - ir)))) {
+                                        *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
+                                        *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
+                                      }
+                                      if ((2 < tf_min(4, (mb - ir)))) {
+                                        *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
+                                        *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
+                                      }
+                                      if ((3 < tf_min(4, (mb - ir)))) {
+                                        *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
+                                        *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
                                       }
                                     }
                                     if (((pc + kb) == 3)) {
                                       for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                         #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                        for (int64_t jj = 0; jj < 16; ++jj) {
                                           {
                                             const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
                                             C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
                                           }
+                                        }
+                                      }
+                                    }
+                                  }
+                                } else {
+                                  {
+                                    float ct[64] __attribute__((aligned(64)));
+                                    #pragma omp simd
+                                    for (int64_t z = 0; z < 64; ++z) {
+                                      ct[z] = 0.0f;
+                                    }
+                                    if ((0 < pc)) {
+                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                        #pragma omp simd
+                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                          ct[((ii * 16) + jj)] = C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)];
+                                        }
+                                      }
+                                    }
+                                    {
+                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                      if ((pc == 0)) {
+                                        acc_0 = tf_f32x8_splat(0.0f);
+                                        acc_1 = tf_f32x8_splat(0.0f);
+                                        acc_2 = tf_f32x8_splat(0.0f);
+                                        acc_3 = tf_f32x8_splat(0.0f);
+                                        acc_4 = tf_f32x8_splat(0.0f);
+                                        acc_5 = tf_f32x8_splat(0.0f);
+                                        acc_6 = tf_f32x8_splat(0.0f);
+                                        acc_7 = tf_f32x8_splat(0.0f);
+                                      } else {
+                                        acc_0 = (*(const tf_f32x8_u*)(ct + 0));
+                                        acc_1 = (*(const tf_f32x8_u*)(ct + 8));
+                                        acc_2 = (*(const tf_f32x8_u*)(ct + 16));
+                                        acc_3 = (*(const tf_f32x8_u*)(ct + 24));
+                                        acc_4 = (*(const tf_f32x8_u*)(ct + 32));
+                                        acc_5 = (*(const tf_f32x8_u*)(ct + 40));
+                                        acc_6 = (*(const tf_f32x8_u*)(ct + 48));
+                                        acc_7 = (*(const tf_f32x8_u*)(ct + 56));
+                                      }
+                                      for (int64_t kk = 0; kk < kb; ++kk) {
+                                        {
+                                          tf_f32x8 bv_0, bv_1;
+                                          bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
+                                          bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
+                                          {
+                                            const float a = A[(((tf_min((ic + ir), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                          {
+                                            const float a = A[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                          }
+                                        }
+                                      }
+                                      *(tf_f32x8_u*)(ct + 0) = acc_0;
+                                      *(tf_f32x8_u*)(ct + 8) = acc_1;
+                                      *(tf_f32x8_u*)(ct + 16) = acc_2;
+                                      *(tf_f32x8_u*)(ct + 24) = acc_3;
+                                      *(tf_f32x8_u*)(ct + 32) = acc_4;
+                                      *(tf_f32x8_u*)(ct + 40) = acc_5;
+                                      *(tf_f32x8_u*)(ct + 48) = acc_6;
+                                      *(tf_f32x8_u*)(ct + 56) = acc_7;
+                                    }
+                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                      #pragma omp simd
+                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                        C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ct[((ii * 16) + jj)];
+                                      }
+                                    }
+                                  }
+                                  if (((pc + kb) == 3)) {
+                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                      #pragma omp simd
+                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                        {
+                                          const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
+                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
                                         }
                                       }
                                     }
