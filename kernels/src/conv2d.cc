@@ -9,18 +9,18 @@
 // Every other shape is a direct convolution whose reduction runs over the
 // filter taps and, innermost, the input channels (k = (r*S + s)*C + c; a K
 // block is part of one tap or whole taps walked one by one, so for a tap
-// the input is a strided matrix and needs no gather). Output positions are
-// laid out over a padded width, so that a tap is the same shift for every
-// position; the positions past the real width are computed and dropped
-// (NCHW: into a scratch output; NHWC: never stored):
+// the input is a strided matrix and needs no gather):
 //   NCHW: out[k][j] += weight[k][r,s,c] * plane_c[j + shift(r, s)] with
-//         j = oh*Wq + ow (M = K, N = positions; one GEMM per image). The
-//         input is first copied into zero-padded planes split by row and
-//         column phase, so a shift is contiguous for any stride; the
-//         weights are reordered once to [K][R][S][C].
-//   NHWC: out[i][k] += in[i + shift(r, s)][c] * weight[r,s,c][k] with
-//         i = oh*Wp + ow (M = positions, N = K; one GEMM per image) over the
-//         zero-padded input; with a stride, one GEMM per output row instead.
+//         j = oh*Wq + ow (M = K, N = positions; one GEMM per image): output
+//         positions are laid out over a padded width, so a tap is the same
+//         shift for every position, and the positions past the real width
+//         are computed into a scratch output and dropped. The input is
+//         first copied into zero-padded planes split by row and column
+//         phase, so a shift is contiguous for any stride; the weights are
+//         reordered once to [K][R][S][C].
+//   NHWC: out[i][k] += pin[oh*st + r*d][ow*st + s*d][c] * weight[r,s,c][k]
+//         with i = oh*OW + ow (M = positions, N = K; one GEMM per image)
+//         over the zero-padded input pin, copied row by row.
 // These copies and the packed panels are the blocked layouts of data and
 // weights built inside the kernel, as oneDNN and TVM's x86 schedules do.
 #include "absl/status/status.h"
@@ -155,39 +155,20 @@ GemmSpec DirectGemm(const ConvShape& s) {
                                   s.W * s.C, s.pad * s.C, 1, Wp * s.C, "e")));
       g.scratch.emplace_back("dpad", s.N * Hp * Wp * s.C);
     }
+    // One GEMM per image: output position i = oh*OW + ow is row i, and its
+    // tap (r, q) reads padded input row (oh*st + r*d, ow*st + q*d); each
+    // row of a register tile finds its own start once, outside the
+    // reduction. "bi" (bound when N > 1) is the image.
+    g.batch = s.N;
+    g.M = s.OH * s.OW;
     g.N = s.K;
-    if (st == 1) {
-      // One GEMM per image over a padded width: output (oh, ow) is row
-      // i = oh*Wp + ow, whose tap (r, q) is input row i shifted by
-      // r*d*Wp + q*d; rows with ow >= OW are computed and dropped. "bi"
-      // (bound when N > 1) is the image.
-      g.batch = s.N;
-      const Expr img = s.N > 1 ? Var::Make("bi") : Expr(0);
-      const int64_t rows = (s.OH - 1) * Wp + s.OW;
-      g.M = rows;
-      g.a = [=](Expr i, Expr k0, Expr kk) {
-        Expr shift = tap_r(k0) * Expr(d * Wp) + tap_q(k0) * Expr(d);
-        return Load::Make(src, (img * Expr(Hp * Wp) + shift + i) * Expr(s.C) + chan(k0, kk));
-      };
-      g.out = "out";
-      g.row_valid = [=](Expr i) { return i % Expr(Wp) < Expr(s.OW); };
-      g.out_index = [=](Expr i, Expr j) {
-        return ((img * Expr(s.OH) + i / Expr(Wp)) * Expr(s.OW) + i % Expr(Wp)) * Expr(s.K) + j;
-      };
-    } else {
-      // Strided: one GEMM per image and output row; "bi" (bound when there
-      // is more than one) is image n and row oh.
-      g.batch = s.N * s.OH;
-      const Expr bi = g.batch > 1 ? Var::Make("bi") : Expr(0);
-      const Expr n = bi / Expr(s.OH), oh = bi % Expr(s.OH);
-      g.M = s.OW;
-      g.a = [=](Expr i, Expr k0, Expr kk) {
-        Expr row = n * Expr(Hp) + oh * Expr(st) + tap_r(k0) * Expr(d);
-        Expr col = i * Expr(st) + tap_q(k0) * Expr(d);
-        return Load::Make(src, (row * Expr(Wp) + col) * Expr(s.C) + chan(k0, kk));
-      };
-      g.out = "out";
-    }
+    const Expr img = s.N > 1 ? Var::Make("bi") : Expr(0);
+    g.a = [=](Expr i, Expr k0, Expr kk) {
+      Expr row = img * Expr(Hp) + i / Expr(s.OW) * Expr(st) + tap_r(k0) * Expr(d);
+      Expr col = i % Expr(s.OW) * Expr(st) + tap_q(k0) * Expr(d);
+      return Load::Make(src, (row * Expr(Wp) + col) * Expr(s.C) + chan(k0, kk));
+    };
+    g.out = "out";
     g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j, t); };
     g.bias = s.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;

@@ -204,21 +204,13 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // The output is never zeroed as a whole: the first K block of a tile
   // starts from zero instead of what is in memory.
   Expr first_k_block = EQ::Make(pc, Expr(0));
-  // `s` for row ii of the tile, only where the output keeps that row
-  // (spec.row_valid) and, when `rows` is given, ii < rows; else `otherwise`.
-  auto kept_row = [&](Expr ii, Stmt s, Stmt otherwise = Stmt(), Expr rows = Expr()) -> Stmt {
-    Expr keep;
-    if (spec.row_valid) keep = spec.row_valid(ic + ir + ii);
-    if (rows.defined()) keep = keep.defined() ? (ii < rows && keep) : ii < rows;
-    return keep.defined() ? IfThenElse::Make(keep, s, otherwise) : s;
-  };
   // The register tile's round trip through memory: from `buf` at
   // `index`(ii, j) into the accumulators (zeros in the first K block), the
-  // K block, and back. `out_rows`: `buf` is the output, whose dropped rows
-  // (and rows from `rows` on, when given) are neither read nor written.
-  // `clamp`: rows past the block read A's last row (see a_at).
-  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, bool out_rows,
-                          Expr rows = Expr(), bool clamp = false) {
+  // K block, and back. When `rows` is given, rows from `rows` on are
+  // computed but neither read from nor written to `buf`; `clamp`: they read
+  // A's last row (see a_at).
+  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
+                          bool clamp = false) {
     Expr ii = V("ii"), v = V("v");
     auto row = [&](Expr value) {
       return For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(NV) + v));
@@ -227,7 +219,10 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt loaded = row(Load::Make(buf, index(ii, v * Expr(W)), vec_t));
     Stmt stored = For::Make("v", 0, NV, ForKind::kUnrolled,
                             Store::Make(buf, Load::Make("acc", ii * Expr(NV) + v, vec_t), index(ii, v * Expr(W))));
-    if (out_rows) loaded = kept_row(ii, loaded, zeros, rows), stored = kept_row(ii, stored, Stmt(), rows);
+    if (rows.defined()) {
+      loaded = IfThenElse::Make(ii < rows, loaded, zeros);
+      stored = IfThenElse::Make(ii < rows, stored);
+    }
     Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
@@ -244,11 +239,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Expr e = Var::Make("e", f32);
     Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
     Stmt apply = For::Make("ii", 0, rows, ForKind::kSerial,
-                           kept_row(ii, For::Make("jj", 0, cols, ForKind::kVectorized,
-                                                  LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj))))));
+                           For::Make("jj", 0, cols, ForKind::kVectorized,
+                                     LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj)))));
     return IfThenElse::Make(EQ::Make(pc + kb, Expr(K)), apply, Stmt());
   };
-  Stmt full_tile = Block::Make({micro_kernel(out, c_index, true), epilogue(Expr(MR), Expr(NR))});
+  Stmt full_tile = Block::Make({micro_kernel(out, c_index), epilogue(Expr(MR), Expr(NR))});
 
   // --- edge tile: bounds from the block, scalar A, compiler-vectorised j ---
   Stmt edge_tile;
@@ -259,12 +254,12 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                              c_index(ii, jj));
       return LetStmt::Make("a", a_at(ii, kk), For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized, upd));
     };
-    edge_tile = For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial, kept_row(ii, over_k(step)));
+    edge_tile = For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial, over_k(step));
     Stmt zero = IfThenElse::Make(
         first_k_block,
         For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial,
-                  kept_row(ii, For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized,
-                                         Store::Make(out, FloatImm::Make(0), c_index(ii, jj))))));
+                  For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized,
+                            Store::Make(out, FloatImm::Make(0), c_index(ii, jj)))));
     edge_tile = Block::Make({zero, edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
   }
   // --- edge tile through the micro-kernel: a zero-padded MR x NR copy of
@@ -278,14 +273,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     auto tmp = [&](Expr i, Expr j) { return i * Expr(NR) + j; };
     Stmt zero = For::Make("z", 0, MR * NR, ForKind::kVectorized, Store::Make("ct", FloatImm::Make(0), z));
     Stmt in = For::Make("ii", 0, rows, ForKind::kSerial,
-                        kept_row(ii, For::Make("jj", 0, cols, ForKind::kVectorized,
-                                               Store::Make("ct", Load::Make(out, c_index(ii, jj)), tmp(ii, jj)))));
+                        For::Make("jj", 0, cols, ForKind::kVectorized,
+                                  Store::Make("ct", Load::Make(out, c_index(ii, jj)), tmp(ii, jj))));
     Stmt back = For::Make("ii", 0, rows, ForKind::kSerial,
-                          kept_row(ii, For::Make("jj", 0, cols, ForKind::kVectorized,
-                                                 Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj)))));
+                          For::Make("jj", 0, cols, ForKind::kVectorized,
+                                    Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj))));
     padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NR, MemoryScope::kStack,
                                               Block::Make({zero, IfThenElse::Make(Expr(0) < pc, in),
-                                                           micro_kernel("ct", tmp, false, Expr(), !pack_a), back})),
+                                                           micro_kernel("ct", tmp, Expr(), !pack_a), back})),
                                epilogue(rows, cols)});
   }
   // --- a tile short of rows only: the micro-kernel straight on the output,
@@ -294,7 +289,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   Stmt short_tile;
   {
     Expr rows = min(Expr(MR), mb - ir);
-    short_tile = Block::Make({micro_kernel(out, c_index, true, rows, !pack_a), epilogue(rows, Expr(NR))});
+    short_tile = Block::Make({micro_kernel(out, c_index, rows, !pack_a), epilogue(rows, Expr(NR))});
   }
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
   Stmt tile = IfThenElse::Make(cols_full, IfThenElse::Make(rows_full, full_tile, short_tile),

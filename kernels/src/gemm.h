@@ -39,10 +39,6 @@ struct GemmSpec {
   // Index into `out` of (i, j) of batch "bi"; empty: row-major M x N
   // matrices one after another.
   std::function<ir::Expr(ir::Expr i, ir::Expr j)> out_index;
-  // When set, the output keeps only the rows i with row_valid(i) true: the
-  // others are computed (their A rows must still be readable) but never
-  // read from or written to `out`, so out_index need not place them.
-  std::function<ir::Expr(ir::Expr i)> row_valid;
   // Work before everything else (e.g. padding the input into a scratch
   // buffer), work after each batch's product (e.g. copying a scratch output
   // out), and the heap buffers they and the accessors use.

@@ -38,9 +38,9 @@ void tunefarm_kernel(void* const* args) {
         }
       }
     }
-    for (int64_t bi = 0; bi < 8; ++bi) {
+    for (int64_t bi = 0; bi < 2; ++bi) {
       {
-        const int64_t c_off = (bi * 15);
+        const int64_t c_off = (bi * 60);
         for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
           {
             const int64_t jc = (jc_o * 16);
@@ -53,9 +53,9 @@ void tunefarm_kernel(void* const* args) {
                     const int64_t kb = tf_min(27, (27 - pc));
                     for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                       {
-                        const int64_t ic = (ic_o * 4);
+                        const int64_t ic = (ic_o * 12);
                         {
-                          const int64_t mb = tf_min(4, (3 - ic));
+                          const int64_t mb = tf_min(12, (12 - ic));
                           for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
                             {
                               const int64_t jr = (jr_o * 16);
@@ -92,22 +92,22 @@ void tunefarm_kernel(void* const* args) {
                                               bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                               bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((ic + ir) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                               }
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + 1) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                               }
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + 2) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                               }
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                               }
@@ -172,22 +172,22 @@ void tunefarm_kernel(void* const* args) {
                                               bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                               bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((tf_min((ic + ir), ((ic + mb) - 1)) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + ((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                               }
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                               }
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                               }
                                               {
-                                                const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                 acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                                 acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                               }
@@ -225,7 +225,7 @@ void tunefarm_kernel(void* const* args) {
                                       for (int64_t kt = 0; kt < (kb / 3); ++kt) {
                                         for (int64_t kk = 0; kk < 3; ++kk) {
                                           {
-                                            const float a = dpad[((((((((bi / 4) * 9) + ((bi % 4) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) + ii) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                            const float a = dpad[(((((((bi * 9) + ((((ic + ir) + ii) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + ii) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                             #pragma omp simd
                                             for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
                                               out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = (out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] + (a * weight[((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + jj))]));
