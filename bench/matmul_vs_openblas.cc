@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
   if (!kernel.ok()) return std::fprintf(stderr, "%s\n", std::string(kernel.status().message()).c_str()), 1;
 
   openblas_set_num_threads(1);
-  auto alloc = [](int64_t n) { return static_cast<float*>(std::aligned_alloc(64, (n * 4 + 63) / 64 * 64)); };
-  float *A = alloc(M * K), *B = alloc(K * N), *C1 = alloc(M * N), *C2 = alloc(M * N);
+  tunefarm::bench::AlignedFloats a(M * K), b(K * N), c1(M * N), c2(M * N);
+  float *A = a.data(), *B = b.data(), *C1 = c1.data(), *C2 = c2.data();
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> dist(-1, 1);
   for (int64_t i = 0; i < M * K; ++i) A[i] = dist(rng);

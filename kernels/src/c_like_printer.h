@@ -35,7 +35,7 @@ class CLikePrinter : public ir::Visitor {
   virtual void PrintSpecialLoop(const ir::For* op) = 0;
   // Buffers of any scope but registers; `type` is the element type's name.
   virtual void PrintAllocate(const ir::Allocate* op, const std::string& type) = 0;
-  void VisitBarrier(const ir::Barrier*) override { Fail("barriers cannot be printed in this dialect"); }
+  void VisitBarrier(const ir::Barrier*) override { Fail("barriers cannot be printed as C"); }
 
   std::ostream& Line() { return *out_ << std::string(indent_ * 2, ' '); }
   void Fail(std::string msg);

@@ -87,7 +87,6 @@ class CodeGenC : public CLikePrinter {
       default: Fail(absl::StrCat("memory scope '", MemoryScopeName(op->scope), "' is GPU-only")); break;
     }
   }
-  void VisitBarrier(const Barrier*) override { Fail("barriers cannot be printed as C"); }
 
   struct TypeLess {
     bool operator()(const Type& a, const Type& b) const {

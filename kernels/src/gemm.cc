@@ -142,14 +142,22 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   struct KPos {
     Expr k0, kk, kq;
   };
-  // A loop over the K block binding "kk" (and with units "kt", the unit),
-  // `body` at each k.
-  auto over_k = [&](const std::function<Stmt(const KPos&)>& body) -> Stmt {
-    Expr kk = V("kk");
-    if (!units) return For::Make("kk", 0, kb, ForKind::kSerial, body({pc, kk, kk}));
+  // The position k0 + kk of a run of k that starts at offset q0 of the block.
+  auto k_at = [&](Expr k0, Expr q0, Expr kk) -> KPos { return {k0, kk, units ? q0 + kk : kk}; };
+  // The K block as runs of k that share k0: the whole block, or with units
+  // one run per unit (loop "kt"). `run(k0, q0, n)` covers k0 .. k0 + n - 1,
+  // which sit at offsets q0 .. q0 + n - 1 of the block.
+  auto over_units = [&](const std::function<Stmt(Expr k0, Expr q0, Expr n)>& run) -> Stmt {
+    if (!units) return run(pc, Expr(0), kb);
     Expr kt = V("kt"), q0 = kt * Expr(spec.k_unit);
-    return For::Make("kt", 0, kb / Expr(spec.k_unit), ForKind::kSerial,
-                     For::Make("kk", 0, spec.k_unit, ForKind::kSerial, body({pc + q0, kk, q0 + kk})));
+    return For::Make("kt", 0, kb / Expr(spec.k_unit), ForKind::kSerial, run(pc + q0, q0, Expr(spec.k_unit)));
+  };
+  // A loop over the K block binding "kk" (and with units "kt"), `body` at
+  // each k.
+  auto over_k = [&](const std::function<Stmt(const KPos&)>& body) -> Stmt {
+    return over_units([&](Expr k0, Expr q0, Expr n) {
+      return For::Make("kk", 0, n, ForKind::kSerial, body(k_at(k0, q0, V("kk"))));
+    });
   };
 
   // Element accessors, relative to the current blocks and register tile.
@@ -182,24 +190,18 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                           LetStmt::Make("a", a_at(ii, kk, clamp), For::Make("v", 0, NV, ForKind::kUnrolled, update)));
     return Allocate::Make("bv", vec_t, NV, MemoryScope::kRegister, Block::Make({load_b, rows}));
   };
-  // The k steps kk = 0 .. n-1 from k0, at offset q0 + kk in the block,
-  // unrolled by U.
-  auto k_run = [&](Expr k0, Expr q0, Expr n, bool clamp) -> Stmt {
-    auto at = [&](Expr kk) -> KPos { return {k0, kk, units ? q0 + kk : kk}; };
-    if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp));
-    Expr main_end = n / Expr(U) * Expr(U);
-    return Block::Make({
-        For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
-                  For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp))),
-        For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp)),
-    });
-  };
-  // The whole K block, walking its units when it has several.
+  // The whole K block, each run's k steps unrolled by U.
   auto k_loop = [&](bool clamp) -> Stmt {
-    if (!units) return k_run(pc, Expr(0), kb, clamp);
-    Expr kt = V("kt"), q0 = kt * Expr(spec.k_unit);
-    return For::Make("kt", 0, kb / Expr(spec.k_unit), ForKind::kSerial,
-                     k_run(pc + q0, q0, Expr(spec.k_unit), clamp));
+    return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
+      auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
+      if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp));
+      Expr main_end = n / Expr(U) * Expr(U);
+      return Block::Make({
+          For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
+                    For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp))),
+          For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp)),
+      });
+    });
   };
   // The output is never zeroed as a whole: the first K block of a tile
   // starts from zero instead of what is in memory.

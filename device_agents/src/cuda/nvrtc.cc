@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
