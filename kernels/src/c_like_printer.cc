@@ -172,6 +172,25 @@ void CLikePrinter::PrintLoop(const For* op, bool canonical) {
 }
 
 void CLikePrinter::VisitStore(const Store* op) {
+  if (registers_.count(op->buffer) && op->value.type().is_vector()) {
+    // A vector into consecutive register elements, lane by lane.
+    const IntImm* first = op->index.as<IntImm>();
+    if (first == nullptr) {
+      Fail(absl::StrCat("register buffer '", op->buffer, "' indexed by a non-constant: ", ToString(op->index)));
+      return;
+    }
+    Line() << "{\n";
+    ++indent_;
+    Line() << "const " << TypeName(op->value.type()) << " tf_lanes = ";
+    Visitor::Visit(op->value);
+    *out_ << ";\n";
+    for (int lane = 0; lane < op->value.type().lanes; ++lane) {
+      Line() << op->buffer << "_" << first->value + lane << " = " << Lane("tf_lanes", lane) << ";\n";
+    }
+    --indent_;
+    Line() << "}\n";
+    return;
+  }
   if (registers_.count(op->buffer)) {
     Line() << RegisterElement(op->buffer, op->index) << " = ";
   } else if (op->value.type().is_vector()) {

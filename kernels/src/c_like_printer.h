@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "tunefarm/kernels/ir.h"
 
 namespace tunefarm::kernels {
@@ -31,6 +32,8 @@ class CLikePrinter : public ir::Visitor {
   // The name of a vector type; its unaligned variant is the name + "_u" and
   // a broadcast is <name>_splat(x).
   virtual std::string VectorType(const ir::Type& t) = 0;
+  // Element `lane` of the vector variable `var`.
+  virtual std::string Lane(const std::string& var, int lane) { return absl::StrCat(var, "[", lane, "]"); }
   // Loops other than serial ones (unrolled ones are gone by now).
   virtual void PrintSpecialLoop(const ir::For* op) = 0;
   // Buffers of any scope but registers; `type` is the element type's name.

@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "conv_common.h"
 #include "gemm.h"
+#include "gpu_gemm.h"
 #include "tunefarm/kernels/template.h"
 
 namespace tunefarm::kernels {
@@ -209,8 +210,81 @@ class Conv2dTemplate : public Template {
   static GemmSpec Gemm(const Workload& w) { return ConvGemm(ConvShapeOf(w, false)); }
 };
 
+// Implicit GEMM on a GPU: no copies, the padding is a bounds check on the
+// gather, and the images are one GEMM dimension.
+//   NHWC: i = (n, oh, ow), j = k, reduction (r, s, c): A is the input
+//         gather, B the HWIO weights as a (R*S*C) x K matrix.
+//   NCHW: i = k, j = (n, oh, ow), reduction (c, r, s): A is the OIHW
+//         weights as a K x (C*R*S) matrix, B the input gather.
+GpuGemmSpec ConvGpuGemm(const ConvShape& s) {
+  GpuGemmSpec g;
+  const int64_t P = s.OH * s.OW, st = s.stride, d = s.dilation;
+  const bool pointwise = s.R == 1 && s.S == 1 && s.stride == 1 && s.pad == 0;
+  // Input row h and column w of output (oh, ow) at tap (r, q).
+  auto h_of = [=](Expr oh, Expr r) { return oh * Expr(st) - Expr(s.pad) + r * Expr(d); };
+  auto w_of = [=](Expr ow, Expr q) { return ow * Expr(st) - Expr(s.pad) + q * Expr(d); };
+  auto inside = [=](Expr h, Expr w) {
+    return (Expr(0) <= h) && (h < Expr(s.H)) && (Expr(0) <= w) && (w < Expr(s.W));
+  };
+  g.K = s.R * s.S * s.C;
+  if (s.nhwc) {
+    g.M = s.N * P;
+    g.N = s.K;
+    // k = (r*S + q)*C + c
+    auto h = [=](Expr i, Expr k) { return h_of(i % Expr(P) / Expr(s.OW), k / Expr(s.C) / Expr(s.S)); };
+    auto w = [=](Expr i, Expr k) { return w_of(i % Expr(s.OW), k / Expr(s.C) % Expr(s.S)); };
+    g.a.buffer = "data";
+    g.a.index = [=](Expr i, Expr k) {
+      return ((i / Expr(P) * Expr(s.H) + h(i, k)) * Expr(s.W) + w(i, k)) * Expr(s.C) + k % Expr(s.C);
+    };
+    if (!pointwise) g.a.valid = [=](Expr i, Expr k) { return inside(h(i, k), w(i, k)); };
+    g.a.k_contiguous = true;
+    g.a.vec4 = s.C % 4 == 0;
+    g.b = {"weight", [=](Expr j, Expr k) { return k * Expr(s.K) + j; }, {}, false, s.K % 4 == 0};
+    g.bias = s.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
+  } else {
+    g.M = s.K;
+    g.N = s.N * P;
+    const int64_t RS = s.R * s.S, CRS = g.K;
+    g.a = {"weight", [=](Expr i, Expr k) { return i * Expr(CRS) + k; }, {}, true, CRS % 4 == 0};
+    // k = (c*R + r)*S + q
+    auto h = [=](Expr j, Expr k) { return h_of(j % Expr(P) / Expr(s.OW), k % Expr(RS) / Expr(s.S)); };
+    auto w = [=](Expr j, Expr k) { return w_of(j % Expr(s.OW), k % Expr(s.S)); };
+    g.b.buffer = "data";
+    g.b.index = [=](Expr j, Expr k) {
+      return ((j / Expr(P) * Expr(s.C) + k / Expr(RS)) * Expr(s.H) + h(j, k)) * Expr(s.W) + w(j, k);
+    };
+    if (!pointwise) g.b.valid = [=](Expr j, Expr k) { return inside(h(j, k), w(j, k)); };
+    g.b.k_contiguous = false;
+    // A pointwise plane is contiguous along the positions of one image.
+    g.b.vec4 = pointwise && P % 4 == 0;
+    g.out_index = [=](Expr i, Expr j) { return (j / Expr(P) * Expr(s.K) + i) * Expr(P) + j % Expr(P); };
+    g.bias = s.bias ? GemmSpec::Bias::kPerRow : GemmSpec::Bias::kNone;
+  }
+  g.out = "out";
+  g.relu = s.relu;
+  return g;
+}
+
+class CudaConv2dTemplate : public Conv2dTemplate {
+ public:
+  DeviceClass device() const override { return DeviceClass::kCuda; }
+  std::string_view declared_version() const override { return "conv2d-cuda-1"; }
+  absl::StatusOr<ConfigSpace> Space(const Workload& w) const override { return GpuGemmSpace(Gemm(w)); }
+  Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
+    return GpuGemmDefaultConfig(Gemm(w), space);
+  }
+  absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
+    return LowerGpuGemm(Gemm(w), Buffers(w), space, c);
+  }
+
+ private:
+  static GpuGemmSpec Gemm(const Workload& w) { return ConvGpuGemm(ConvShapeOf(w, false)); }
+};
+
 }  // namespace
 
 std::unique_ptr<Template> NewConv2dTemplate() { return std::make_unique<Conv2dTemplate>(); }
+std::unique_ptr<Template> NewCudaConv2dTemplate() { return std::make_unique<CudaConv2dTemplate>(); }
 
 }  // namespace tunefarm::kernels

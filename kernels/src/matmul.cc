@@ -3,7 +3,8 @@
 // bias[N] to every row, relu=1 clamps at zero; the epilogue is applied to
 // each register tile as its last K block is stored.
 //
-// The schedule is the shared GEMM one (gemm.h).
+// The CPU schedule is the shared GEMM one (gemm.h); the CUDA one is the GPU
+// GEMM (gpu_gemm.h).
 #include <algorithm>
 #include <cmath>
 
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "tunefarm/kernels/template.h"
 #include "gemm.h"
+#include "gpu_gemm.h"
 #include "matmul_common.h"
 
 namespace tunefarm::kernels {
@@ -183,8 +185,44 @@ class MatmulTemplate : public MatmulFamilyTemplate {
   }
 };
 
+// The CUDA GEMM form of a matmul (batch 1): A and B read straight from
+// their buffers, as float4 along the contiguous dimension when its length
+// keeps every group of four aligned.
+GpuGemmSpec MatmulGpuGemm(const MatmulProblem& p) {
+  GpuGemmSpec g;
+  g.M = p.M;
+  g.N = p.N;
+  g.K = p.K;
+  const int64_t N = p.N, K = p.K;
+  g.a = {"A", [=](Expr i, Expr k) { return i * Expr(K) + k; }, {}, true, K % 4 == 0};
+  if (p.trans_b) {
+    g.b = {"B", [=](Expr j, Expr k) { return j * Expr(K) + k; }, {}, true, K % 4 == 0};
+  } else {
+    g.b = {"B", [=](Expr j, Expr k) { return k * Expr(N) + j; }, {}, false, N % 4 == 0};
+  }
+  g.bias = p.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
+  g.relu = p.relu;
+  return g;
+}
+
+// matmul on CUDA GPUs: the same workloads, buffers and reference, the GPU
+// GEMM schedule (gpu_gemm.h).
+class CudaMatmulTemplate : public MatmulTemplate {
+ public:
+  DeviceClass device() const override { return DeviceClass::kCuda; }
+  std::string_view declared_version() const override { return "matmul-cuda-1"; }
+  absl::StatusOr<ConfigSpace> Space(const Workload& w) const override { return GpuGemmSpace(MatmulGpuGemm(Problem(w))); }
+  Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
+    return GpuGemmDefaultConfig(MatmulGpuGemm(Problem(w)), space);
+  }
+  absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
+    return LowerGpuGemm(MatmulGpuGemm(Problem(w)), Buffers(w), space, c);
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<Template> NewMatmulTemplate() { return std::make_unique<MatmulTemplate>(); }
+std::unique_ptr<Template> NewCudaMatmulTemplate() { return std::make_unique<CudaMatmulTemplate>(); }
 
 }  // namespace tunefarm::kernels

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "hash.h"
 #include "tunefarm/kernels/codegen_c.h"
+#include "tunefarm/kernels/codegen_cuda.h"
 #include "tunefarm/kernels/template.h"
 
 namespace tunefarm::kernels {
@@ -14,6 +15,16 @@ TemplateRegistry::TemplateRegistry() {
   Add(NewBatchMatmulTemplate());
   Add(NewConv2dTemplate());
   Add(NewDepthwiseConv2dTemplate());
+  Add(NewCudaMatmulTemplate());
+  Add(NewCudaConv2dTemplate());
+}
+
+std::string_view DeviceClassName(DeviceClass d) {
+  switch (d) {
+    case DeviceClass::kCpu: return "cpu";
+    case DeviceClass::kCuda: return "cuda";
+  }
+  return "?";
 }
 
 std::optional<TextParamSpec> Template::TextParam(std::string_view name) const {
@@ -30,9 +41,9 @@ TemplateRegistry& TemplateRegistry::Global() {
 
 void TemplateRegistry::Add(std::unique_ptr<Template> t) { templates_.push_back(std::move(t)); }
 
-const Template* TemplateRegistry::Find(std::string_view op) const {
+const Template* TemplateRegistry::Find(std::string_view op, DeviceClass device) const {
   for (const auto& t : templates_) {
-    if (t->op() == op) return t.get();
+    if (t->op() == op && t->device() == device) return t.get();
   }
   return nullptr;
 }
@@ -64,9 +75,15 @@ absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w
   }
   absl::StatusOr<Kernel> kernel = t.Instantiate(w, *space, t.DefaultConfig(w, *space));
   if (!kernel.ok()) return kernel.status();
-  absl::StatusOr<std::string> src = GenerateC(kernel->func);
-  if (!src.ok()) return src.status();
-  absl::StrAppend(&text, *src);
+  if (t.device() == DeviceClass::kCuda) {
+    absl::StatusOr<CudaKernelSource> src = GenerateCuda(kernel->func);
+    if (!src.ok()) return src.status();
+    absl::StrAppend(&text, src->source);
+  } else {
+    absl::StatusOr<std::string> src = GenerateC(kernel->func);
+    if (!src.ok()) return src.status();
+    absl::StrAppend(&text, *src);
+  }
   return Hex16(Fnv1a64(text));
 }
 

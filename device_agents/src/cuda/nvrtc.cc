@@ -31,6 +31,8 @@ struct Nvrtc::Api {
   nvrtcResult (*GetProgramLog)(nvrtcProgram, char*) = nullptr;
   nvrtcResult (*GetPTXSize)(nvrtcProgram, size_t*) = nullptr;
   nvrtcResult (*GetPTX)(nvrtcProgram, char*) = nullptr;
+  nvrtcResult (*GetCUBINSize)(nvrtcProgram, size_t*) = nullptr;
+  nvrtcResult (*GetCUBIN)(nvrtcProgram, char*) = nullptr;
 };
 
 absl::StatusOr<std::unique_ptr<Nvrtc>> Nvrtc::Load() {
@@ -66,6 +68,8 @@ absl::StatusOr<std::unique_ptr<Nvrtc>> Nvrtc::Load() {
   get(api->GetProgramLog, "nvrtcGetProgramLog");
   get(api->GetPTXSize, "nvrtcGetPTXSize");
   get(api->GetPTX, "nvrtcGetPTX");
+  get(api->GetCUBINSize, "nvrtcGetCUBINSize");
+  get(api->GetCUBIN, "nvrtcGetCUBIN");
   if (missing) {
     dlclose(lib);
     return absl::UnavailableError("the NVRTC library found lacks an entry point this build needs");
@@ -87,6 +91,16 @@ std::string Nvrtc::version() const {
 
 absl::StatusOr<std::string> Nvrtc::CompileToPtx(const std::string& source, const std::string& name,
                                                 const std::string& arch) const {
+  return Compile(source, name, arch, false);
+}
+
+absl::StatusOr<std::string> Nvrtc::CompileToCubin(const std::string& source, const std::string& name,
+                                                  const std::string& arch) const {
+  return Compile(source, name, arch, true);
+}
+
+absl::StatusOr<std::string> Nvrtc::Compile(const std::string& source, const std::string& name,
+                                           const std::string& arch, bool cubin) const {
   nvrtcProgram prog = nullptr;
   if (nvrtcResult r = api_->CreateProgram(&prog, source.c_str(), name.c_str(), 0, nullptr, nullptr);
       r != kNvrtcSuccess) {
@@ -101,16 +115,18 @@ absl::StatusOr<std::string> Nvrtc::CompileToPtx(const std::string& source, const
     api_->GetProgramLog(prog, log.data());
     log.resize(n - 1);
   }
+  auto size_of = cubin ? api_->GetCUBINSize : api_->GetPTXSize;
+  auto get = cubin ? api_->GetCUBIN : api_->GetPTX;
   absl::StatusOr<std::string> out;
   if (compiled != kNvrtcSuccess) {
     out = absl::InvalidArgumentError(absl::StrCat("NVRTC (", arch, "): ", api_->GetErrorString(compiled), "\n", log));
-  } else if (size_t n = 0; api_->GetPTXSize(prog, &n) != kNvrtcSuccess || n == 0) {
-    out = absl::InternalError("NVRTC produced no PTX");
+  } else if (size_t n = 0; size_of(prog, &n) != kNvrtcSuccess || n == 0) {
+    out = absl::InternalError(absl::StrCat("NVRTC produced no ", cubin ? "CUBIN" : "PTX", " for ", arch));
   } else {
-    std::string ptx(n, '\0');
-    api_->GetPTX(prog, ptx.data());
-    ptx.resize(n - 1);
-    out = std::move(ptx);
+    std::string image(n, '\0');
+    get(prog, image.data());
+    if (!cubin) image.resize(n - 1);  // PTX ends in a NUL
+    out = std::move(image);
   }
   api_->DestroyProgram(&prog);
   return out;

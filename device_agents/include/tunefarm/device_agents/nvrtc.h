@@ -27,8 +27,14 @@ class Nvrtc {
   // with its log. Safe to call from several threads at once.
   absl::StatusOr<std::string> CompileToPtx(const std::string& source, const std::string& name,
                                            const std::string& arch) const;
+  // The same for a real architecture such as "sm_90": machine code the
+  // driver loads without compiling.
+  absl::StatusOr<std::string> CompileToCubin(const std::string& source, const std::string& name,
+                                             const std::string& arch) const;
 
  private:
+  absl::StatusOr<std::string> Compile(const std::string& source, const std::string& name, const std::string& arch,
+                                      bool cubin) const;
   struct Api;
   explicit Nvrtc(std::unique_ptr<Api> api);
   std::unique_ptr<Api> api_;

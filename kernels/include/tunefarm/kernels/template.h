@@ -25,6 +25,12 @@ struct CompileSpec {
   std::string flags;     // e.g. "-O3 -funroll-loops"; -march=native is added by the backend
 };
 
+// The device class a template's kernels are generated for: C for CPUs,
+// CUDA C++ for NVIDIA GPUs.
+enum class DeviceClass : uint8_t { kCpu, kCuda };
+// "cpu", "cuda".
+std::string_view DeviceClassName(DeviceClass d);
+
 struct Kernel {
   ir::LoweredFunc func;
   CompileSpec compile;
@@ -49,6 +55,8 @@ class Template {
 
   // The operator this template implements, e.g. "matmul".
   virtual std::string_view op() const = 0;
+  // One template per (operator, device class).
+  virtual DeviceClass device() const { return DeviceClass::kCpu; }
   // Parameter names in canonical order ("M", "N", "K").
   virtual std::vector<std::string> ParamNames() const = 0;
   // Parameters that may be left out, with their defaults, in canonical order
@@ -83,7 +91,7 @@ class Template {
 };
 
 // A hash (16 hex digits) of the template's declared version, its config
-// space for `w` and the C source of its default config for `w`: records are
+// space for `w` and the source (C or CUDA) of its default config for `w`: records are
 // keyed by it, so a change to the space or to the generated code never mixes
 // old measurements with new configs.
 absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w);
@@ -99,7 +107,7 @@ class TemplateRegistry {
   static TemplateRegistry& Global();
   // The registry keeps the template for the life of the process.
   void Add(std::unique_ptr<Template> t);
-  const Template* Find(std::string_view op) const;
+  const Template* Find(std::string_view op, DeviceClass device = DeviceClass::kCpu) const;
   std::vector<const Template*> All() const;
   // (operator, declared version) of every template.
   std::vector<std::pair<std::string, std::string>> Catalog() const;
@@ -114,5 +122,7 @@ std::unique_ptr<Template> NewMatmulTemplate();
 std::unique_ptr<Template> NewBatchMatmulTemplate();
 std::unique_ptr<Template> NewConv2dTemplate();
 std::unique_ptr<Template> NewDepthwiseConv2dTemplate();
+std::unique_ptr<Template> NewCudaMatmulTemplate();
+std::unique_ptr<Template> NewCudaConv2dTemplate();
 
 }  // namespace tunefarm::kernels

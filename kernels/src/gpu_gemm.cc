@@ -1,0 +1,286 @@
+#include "gpu_gemm.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace tunefarm::kernels {
+namespace {
+
+using namespace ir;  // NOLINT: this file builds IR
+
+constexpr int64_t kWarp = 32;
+constexpr int64_t kMaxThreads = 1024;
+// Static __shared__ memory a block may declare.
+constexpr int64_t kMaxSharedBytes = 48 * 1024;
+constexpr int64_t kMaxGridY = 65535;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+Expr AndAll(Expr a, Expr b) {
+  if (!a.defined()) return b;
+  if (!b.defined()) return a;
+  return a && b;
+}
+
+// The cooperative load of one operand's bk-deep slice into shared memory,
+// stored as [k][outer] rows of `row` floats whatever the global layout, so
+// that the compute loop reads consecutive outer indices.
+struct SliceLoad {
+  const GpuOperand* op = nullptr;
+  int64_t extent = 0;  // M or N
+  int64_t K = 0;
+  int64_t bo = 0, bk = 0;
+  int64_t g = 1;  // elements per global read: 1 or 4
+  int64_t threads = 0;
+  // A slice read along k is written transposed; a pad of one float4 keeps
+  // its k rows in different banks.
+  int64_t pad() const { return op->k_contiguous ? 4 : 0; }
+  int64_t row() const { return bo + pad(); }
+  int64_t elements() const { return bk * row(); }
+  int64_t groups() const { return bo * bk / g; }
+  int64_t per_thread() const { return CeilDiv(groups(), threads); }
+
+  // (outer, kk) of the first element of thread tid's l-th read.
+  std::pair<Expr, Expr> Coord(const Expr& tid, int64_t l) const {
+    Expr idx = tid + Expr(l * threads);
+    if (op->k_contiguous) {
+      const int64_t kg = bk / g;
+      return {idx / Expr(kg), idx % Expr(kg) * Expr(g)};
+    }
+    const int64_t og = bo / g;
+    return {idx % Expr(og) * Expr(g), idx / Expr(og)};
+  }
+  // Whether read l exists for thread tid; undefined when it always does.
+  Expr Exists(const Expr& tid, int64_t l) const {
+    if ((l + 1) * threads <= groups()) return Expr();
+    return tid + Expr(l * threads) < Expr(groups());
+  }
+
+  // Global memory -> the staging registers `stage`, zeros outside the
+  // problem; o0 / k0 are the slice's first outer index and k.
+  Stmt Read(const Expr& tid, const Expr& o0, const Expr& k0, const std::string& stage) const {
+    std::vector<Stmt> out;
+    for (int64_t l = 0; l < per_thread(); ++l) {
+      auto [o, kk] = Coord(tid, l);
+      Expr go = o0 + o, gk = k0 + kk;
+      Expr cond = Exists(tid, l);
+      if (extent % bo != 0) cond = AndAll(cond, go < Expr(extent));
+      if (K % bk != 0) cond = AndAll(cond, gk < Expr(K));
+      if (op->valid) cond = AndAll(cond, op->valid(go, gk));
+      Stmt read = g == 4 ? Store::Make(stage, Load::Make(op->buffer, op->index(go, gk), Type::Float(32, 4)), l * 4)
+                         : Store::Make(stage, Load::Make(op->buffer, op->index(go, gk)), l);
+      if (!cond.defined()) {
+        out.push_back(read);
+        continue;
+      }
+      std::vector<Stmt> zeros;
+      for (int64_t q = 0; q < g; ++q) zeros.push_back(Store::Make(stage, FloatImm::Make(0), l * g + q));
+      out.push_back(IfThenElse::Make(cond, read, Block::Make(zeros)));
+    }
+    return Block::Make(out);
+  }
+
+  // The staging registers -> shared buffer `smem` from element `base`.
+  Stmt Write(const Expr& tid, const Expr& base, const std::string& smem, const std::string& stage) const {
+    std::vector<Stmt> out;
+    for (int64_t l = 0; l < per_thread(); ++l) {
+      auto [o, kk] = Coord(tid, l);
+      std::vector<Stmt> stores;
+      for (int64_t q = 0; q < g; ++q) {
+        Expr at = op->k_contiguous ? (kk + Expr(q)) * Expr(row()) + o : kk * Expr(row()) + o + Expr(q);
+        stores.push_back(Store::Make(smem, Load::Make(stage, l * g + q), base + at));
+      }
+      Expr exists = Exists(tid, l);
+      out.push_back(exists.defined() ? IfThenElse::Make(exists, Block::Make(stores)) : Block::Make(stores));
+    }
+    return Block::Make(out);
+  }
+};
+
+struct Tiles {
+  int64_t bm, bn, bk, tm, tn, warp_x, split, stages, vec;
+  bool unroll_k;
+  int64_t tx() const { return bn / tn; }  // threads along n
+  int64_t ty() const { return bm / tm; }  // threads along m
+  int64_t threads() const { return tx() * ty(); }
+  // Offset inside the block tile of a thread's i-th row (tile `t` = ty):
+  // `split` strips of tm / split rows, bm / split apart.
+  static Expr Offset(int64_t i, int64_t t_extent, int64_t per, int64_t split, const Expr& t) {
+    const int64_t strip = per / split;
+    return Expr((i / strip) * (t_extent / split) + i % strip) + t * Expr(strip);
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
+  auto ints = [](std::initializer_list<int64_t> v) { return std::vector<KnobValue>(v.begin(), v.end()); };
+  const bool any_vec = spec.a.vec4 || spec.b.vec4;
+  return ConfigSpace::Create({
+      {"bm", KnobKind::kSplit, ints({16, 32, 64, 128, 256})},
+      {"bn", KnobKind::kSplit, ints({16, 32, 64, 128, 256})},
+      {"bk", KnobKind::kSplit, ints({8, 16, 32})},
+      {"tm", KnobKind::kSplit, ints({1, 2, 4, 8})},
+      {"tn", KnobKind::kSplit, ints({1, 2, 4, 8})},
+      {"warp_x", KnobKind::kAnnotate, ints({4, 8, 16, 32})},
+      {"split", KnobKind::kChoice, ints({1, 2})},
+      {"stages", KnobKind::kChoice, ints({1, 2})},
+      {"vec", KnobKind::kAnnotate, any_vec ? ints({1, 4}) : ints({1})},
+      {"unroll_k", KnobKind::kAnnotate, ints({0, 1})},
+  });
+}
+
+Config GpuGemmDefaultConfig(const GpuGemmSpec& spec, const ConfigSpace& space) {
+  // 256 threads, 8x8 (large problems) or 4x4 micro-tiles, double-buffered.
+  const bool large = spec.M >= 512 && spec.N >= 512;
+  const int64_t tile = large ? 128 : 64, micro = large ? 8 : 4;
+  absl::StatusOr<Config> c = space.FromValues({{"bm", tile},
+                                               {"bn", tile},
+                                               {"bk", int64_t{8}},
+                                               {"tm", micro},
+                                               {"tn", micro},
+                                               {"warp_x", int64_t{8}},
+                                               {"split", int64_t{large ? 2 : 1}},
+                                               {"stages", int64_t{2}},
+                                               {"vec", int64_t{spec.a.vec4 || spec.b.vec4 ? 4 : 1}},
+                                               {"unroll_k", int64_t{1}}});
+  return c.ok() ? *c : space.FromIndex(0);
+}
+
+absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferArg> args, const ConfigSpace& space,
+                                    const Config& c) {
+  const Tiles t{space.IntValue(c, "bm"),     space.IntValue(c, "bn"),    space.IntValue(c, "bk"),
+                space.IntValue(c, "tm"),     space.IntValue(c, "tn"),    space.IntValue(c, "warp_x"),
+                space.IntValue(c, "split"),  space.IntValue(c, "stages"), space.IntValue(c, "vec"),
+                space.IntValue(c, "unroll_k") != 0};
+  const int64_t threads = t.threads(), warp_y = kWarp / t.warp_x;
+  if (threads % kWarp != 0 || threads > kMaxThreads) {
+    return absl::InvalidArgumentError(absl::StrCat("a ", t.bm, "x", t.bn, " block of ", t.tm, "x", t.tn,
+                                                   " micro-tiles has ", threads,
+                                                   " threads; it needs whole warps and at most ", kMaxThreads));
+  }
+  if (t.tx() % t.warp_x != 0 || t.ty() % warp_y != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("warps of ", warp_y, "x", t.warp_x, " micro-tiles do not tile ",
+                                                   t.ty(), "x", t.tx(), " threads"));
+  }
+  if (t.tm % t.split != 0 || t.tn % t.split != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("split=", t.split, " does not divide the ", t.tm, "x", t.tn, " micro-tile"));
+  }
+  if (CeilDiv(spec.M, t.bm) > kMaxGridY) {
+    return absl::InvalidArgumentError(absl::StrCat(CeilDiv(spec.M, t.bm), " row blocks exceed the grid's ", kMaxGridY));
+  }
+  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads};
+  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads};
+  const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4;
+  if (shared_bytes > kMaxSharedBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(shared_bytes, " bytes of shared memory exceed the ", kMaxSharedBytes, " a block may declare"));
+  }
+
+  const Expr tid = Var::Make("tid"), tx = Var::Make("tx"), ty = Var::Make("ty");
+  const Expr m0 = Var::Make("by") * Expr(t.bm), n0 = Var::Make("bx") * Expr(t.bn);
+  const int64_t nk = CeilDiv(spec.K, t.bk);
+  auto row_of = [&](int64_t i) { return Tiles::Offset(i, t.bm, t.tm, t.split, ty); };
+  auto col_of = [&](int64_t j) { return Tiles::Offset(j, t.bn, t.tn, t.split, tx); };
+
+  // acc[i][j] += As[kk][row(i)] * Bs[kk][col(j)] over one slice.
+  auto compute = [&](const Expr& a_base, const Expr& b_base) {
+    auto step = [&](const Expr& kk) {
+      std::vector<Stmt> s;
+      for (int64_t i = 0; i < t.tm; ++i) {
+        s.push_back(Store::Make("ra", Load::Make("As", a_base + kk * Expr(la.row()) + row_of(i)), i));
+      }
+      for (int64_t j = 0; j < t.tn; ++j) {
+        s.push_back(Store::Make("rb", Load::Make("Bs", b_base + kk * Expr(lb.row()) + col_of(j)), j));
+      }
+      for (int64_t i = 0; i < t.tm; ++i) {
+        for (int64_t j = 0; j < t.tn; ++j) {
+          const int64_t at = i * t.tn + j;
+          s.push_back(Store::Make("acc", Load::Make("acc", at) + Load::Make("ra", i) * Load::Make("rb", j), at));
+        }
+      }
+      return Block::Make(s);
+    };
+    if (!t.unroll_k) return For::Make("kk", 0, t.bk, ForKind::kSerial, step(Var::Make("kk")));
+    std::vector<Stmt> s;
+    for (int64_t kk = 0; kk < t.bk; ++kk) s.push_back(step(Expr(kk)));
+    return Block::Make(s);
+  };
+  auto read = [&](const Expr& k0) { return Block::Make({la.Read(tid, m0, k0, "sa"), lb.Read(tid, n0, k0, "sb")}); };
+  auto write = [&](const Expr& stage) {
+    return Block::Make({la.Write(tid, stage * Expr(la.elements()), "As", "sa"),
+                        lb.Write(tid, stage * Expr(lb.elements()), "Bs", "sb")});
+  };
+
+  const Expr ko = Var::Make("ko");
+  Stmt main_loop;
+  if (t.stages == 1) {
+    main_loop = For::Make("ko", 0, nk, ForKind::kSerial,
+                          Block::Make({read(ko * Expr(t.bk)), write(Expr(0)), Barrier::Make(),
+                                       compute(Expr(0), Expr(0)), Barrier::Make()}));
+  } else {
+    // Slice ko+1 travels global -> registers while slice ko is computed
+    // from shared memory, then lands in the other buffer: one barrier per
+    // slice.
+    const Expr cur = ko % Expr(2), nxt = (ko + Expr(1)) % Expr(2);
+    const Expr more = ko + Expr(1) < Expr(nk);
+    Stmt body = Block::Make({nk > 1 ? IfThenElse::Make(more, read((ko + Expr(1)) * Expr(t.bk))) : Stmt(),
+                             compute(cur * Expr(la.elements()), cur * Expr(lb.elements())),
+                             nk > 1 ? IfThenElse::Make(more, write(nxt)) : Stmt(), Barrier::Make()});
+    main_loop = Block::Make({read(Expr(0)), write(Expr(0)), Barrier::Make(), For::Make("ko", 0, nk, ForKind::kSerial, body)});
+  }
+
+  // The epilogue: bias, ReLU, and the store of every element inside the
+  // problem.
+  std::vector<Stmt> epilogue;
+  for (int64_t i = 0; i < t.tm; ++i) {
+    for (int64_t j = 0; j < t.tn; ++j) {
+      Expr gi = m0 + row_of(i), gj = n0 + col_of(j);
+      Expr v = Load::Make("acc", i * t.tn + j);
+      if (spec.bias == GemmSpec::Bias::kPerColumn) v = v + Load::Make(spec.bias_buffer, gj);
+      if (spec.bias == GemmSpec::Bias::kPerRow) v = v + Load::Make(spec.bias_buffer, gi);
+      if (spec.relu) v = Select::Make(FloatImm::Make(0) < v, v, FloatImm::Make(0));
+      Expr at = spec.out_index ? spec.out_index(gi, gj) : gi * Expr(spec.N) + gj;
+      Stmt store = Store::Make(spec.out, v, at);
+      Expr inside;
+      if (spec.M % t.bm != 0) inside = AndAll(inside, gi < Expr(spec.M));
+      if (spec.N % t.bn != 0) inside = AndAll(inside, gj < Expr(spec.N));
+      epilogue.push_back(inside.defined() ? IfThenElse::Make(inside, store) : store);
+    }
+  }
+
+  std::vector<Stmt> init;
+  for (int64_t i = 0; i < t.tm * t.tn; ++i) init.push_back(Store::Make("acc", FloatImm::Make(0), i));
+  Stmt thread = Block::Make({Block::Make(init), main_loop, Block::Make(epilogue)});
+  thread = Allocate::Make("acc", Type::Float(), t.tm * t.tn, MemoryScope::kRegister,
+                          Allocate::Make("ra", Type::Float(), t.tm, MemoryScope::kRegister,
+                                         Allocate::Make("rb", Type::Float(), t.tn, MemoryScope::kRegister,
+                                                        Allocate::Make("sa", Type::Float(), la.per_thread() * la.g,
+                                                                       MemoryScope::kRegister,
+                                                                       Allocate::Make("sb", Type::Float(),
+                                                                                      lb.per_thread() * lb.g,
+                                                                                      MemoryScope::kRegister, thread)))));
+  // Warps of warp_y x warp_x micro-tiles, laid out row-major over the block.
+  const int64_t warps_per_row = t.tx() / t.warp_x;
+  const Expr warp = tid / Expr(kWarp), lane = tid % Expr(kWarp);
+  thread = LetStmt::Make("ty", warp / Expr(warps_per_row) * Expr(warp_y) + lane / Expr(t.warp_x),
+                         LetStmt::Make("tx", warp % Expr(warps_per_row) * Expr(t.warp_x) + lane % Expr(t.warp_x),
+                                       thread));
+  Stmt body = For::Make("tid", 0, threads, ForKind::kGpuThread, thread);
+  body = Allocate::Make("As", Type::Float(), t.stages * la.elements(), MemoryScope::kShared,
+                        Allocate::Make("Bs", Type::Float(), t.stages * lb.elements(), MemoryScope::kShared, body));
+  body = For::Make("by", 0, CeilDiv(spec.M, t.bm), ForKind::kGpuBlock,
+                   For::Make("bx", 0, CeilDiv(spec.N, t.bn), ForKind::kGpuBlock, body));
+
+  Kernel k;
+  k.func.name = "tunefarm_kernel";
+  k.func.args = std::move(args);
+  k.func.body = body;
+  return k;
+}
+
+}  // namespace tunefarm::kernels

@@ -1,0 +1,22 @@
+// Runs generated CUDA C++ on the CPU, for tests of GPU schedules on machines
+// without a GPU. The source is compiled by the host C++ compiler against a
+// small shim: blockIdx / threadIdx are per OS thread, __shared__ arrays are
+// static storage (blocks run one after another), __syncthreads() is a
+// barrier of the block's threads, float4 a 16-byte-aligned struct. Every
+// thread of a block runs as its own OS thread, so a missing barrier or a
+// wrong index shows up as a wrong answer, as on a GPU.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "tunefarm/kernels/codegen_cuda.h"
+
+namespace tunefarm::kernels {
+
+// Launches `k` once over `buffers` (kernel argument order); `work_dir`
+// holds the compiled shim and kernel.
+absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& buffers, const std::string& work_dir);
+
+}  // namespace tunefarm::kernels
