@@ -134,7 +134,10 @@ int RunTune(const Common& common, TuneArgs& a, int record_samples) {
   if (!pins.ok()) return StatusExit(pins.status());
   a.options.pins = *pins;
   if (record_samples > 0) {
-    const auto* t = tunefarm::kernels::TemplateRegistry::Global().Find(w->op);
+    const auto* t = tunefarm::kernels::TemplateRegistry::Global().Find(
+        w->op, a.device.rfind("cuda", 0) == 0 ? tunefarm::kernels::DeviceClass::kCuda
+                                              : tunefarm::kernels::DeviceClass::kCpu);
+    if (t == nullptr) return Error(kExitUsage, "no template for operator " + w->op + " on device " + a.device);
     auto space = t->Space(*w);
     if (space.ok() && !pins->empty()) space = space->Pin(*pins);
     if (!space.ok()) return StatusExit(space.status());
@@ -358,7 +361,8 @@ int main(int argc, char** argv) {
         ->default_val(8)->check(CLI::Range(1, 4096));
     sub->add_option("--seed", tune.options.seed, "seed of the search strategy")->default_val(0);
     sub->add_option("--device", tune.device,
-                    "device to measure on: cpu, or replay:LOG.db[#KEY] to answer from recorded measurements; "
+                    "device to measure on: cpu, cuda[:GPU] (an NVIDIA GPU, through the CUDA driver and NVRTC), "
+                    "or replay:LOG.db[#KEY] to answer from recorded measurements; "
                     "with --server, the device key of the farm's agents")
         ->default_val("cpu");
     sub->add_option("--key", tune.key, "device key to record under (default: detected, see `tunefarm target`)");

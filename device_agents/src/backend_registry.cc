@@ -1,7 +1,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "cpu/cpu_backend.h"
+#include "cuda/cuda_backend.h"
 #include "replay/replay_backend.h"
 #include "tunefarm/device_agents/backend.h"
 
@@ -17,6 +19,15 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> MakeReplay(const BackendOptions& 
   return NewReplayBackend(o, arg);
 }
 
+// "cuda" or "cuda:ORDINAL".
+absl::StatusOr<std::unique_ptr<DeviceBackend>> MakeCuda(const BackendOptions& o, std::string_view arg) {
+  int ordinal = 0;
+  if (!arg.empty() && !absl::SimpleAtoi(absl::string_view(arg.data(), arg.size()), &ordinal)) {
+    return absl::InvalidArgumentError(absl::StrCat("device class 'cuda:", std::string(arg), "': the argument is a GPU number"));
+  }
+  return NewCudaBackend(o, ordinal);
+}
+
 struct Entry {
   const char* name;
   // `arg` is what follows "name:" in the device class string, if anything.
@@ -26,6 +37,7 @@ struct Entry {
 // One line per device class.
 constexpr Entry kBackends[] = {
     {"cpu", &MakeCpu},
+    {"cuda", &MakeCuda},
     {"replay", &MakeReplay},
 };
 

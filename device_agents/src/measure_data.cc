@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -108,6 +109,22 @@ absl::StatusOr<MeasureData> ReadMeasureData(const std::string& path) {
     }
   }
   return d;
+}
+
+std::string CheckOutput(const MeasureBuffer& b, const float* out) {
+  uint64_t bad = 0, first = 0;
+  for (uint64_t e = 0; e < b.elements; ++e) {
+    // Written so that NaN fails.
+    if (!(std::fabs(out[e] - b.expected[e]) <= b.tolerance[e])) {
+      if (bad++ == 0) first = e;
+    }
+  }
+  if (bad == 0) return {};
+  char msg[256];
+  std::snprintf(msg, sizeof msg, "%s[%llu] = %.9g, expected %.9g (tolerance %.3g); %llu of %llu elements wrong",
+                b.name.c_str(), static_cast<unsigned long long>(first), out[first], b.expected[first], b.tolerance[first],
+                static_cast<unsigned long long>(bad), static_cast<unsigned long long>(b.elements));
+  return msg;
 }
 
 }  // namespace tunefarm::device_agents

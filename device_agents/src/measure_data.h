@@ -29,6 +29,11 @@ struct MeasureData {
 absl::Status WriteMeasureData(const std::string& path, const MeasureData& data);
 absl::StatusOr<MeasureData> ReadMeasureData(const std::string& path);
 
+// Compares output buffer `b` as computed (`out`, b.elements values) with its
+// reference: empty when every element is within its tolerance (NaN never
+// is), else a message naming the first wrong element and how many are.
+std::string CheckOutput(const MeasureBuffer& b, const float* out);
+
 // Fills `out` with values uniform in [-1, 1) from a fixed generator, so a
 // seed means the same inputs on every machine.
 void FillRandom(std::vector<float>& out, uint64_t seed);

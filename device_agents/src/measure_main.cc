@@ -105,21 +105,9 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < data->buffers.size(); ++i) {
       const auto& b = data->buffers[i];
       if (!b.is_output) continue;
-      const float* out = static_cast<const float*>(args[i]);
-      uint64_t bad = 0, first = 0;
-      for (uint64_t e = 0; e < b.elements; ++e) {
-        // Written so that NaN fails.
-        if (!(std::fabs(out[e] - b.expected[e]) <= b.tolerance[e])) {
-          if (bad++ == 0) first = e;
-        }
-      }
-      if (bad > 0) {
-        char msg[256];
-        std::snprintf(msg, sizeof msg, "%s[%llu] = %.9g, expected %.9g (tolerance %.3g); %llu of %llu elements wrong",
-                      b.name.c_str(), static_cast<unsigned long long>(first), out[first], b.expected[first],
-                      b.tolerance[first], static_cast<unsigned long long>(bad),
-                      static_cast<unsigned long long>(b.elements));
-        Fail("wrong_answer", std::string(msg) + when);
+      std::string error = tunefarm::device_agents::CheckOutput(b, static_cast<const float*>(args[i]));
+      if (!error.empty()) {
+        Fail("wrong_answer", error + when);
         return false;
       }
     }

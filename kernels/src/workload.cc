@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "tunefarm/kernels/workload.h"
 
 #include <cctype>
@@ -99,10 +100,14 @@ absl::StatusOr<Workload> ParseWorkload(std::string_view text) {
   Workload w;
   w.op = std::string(lex.Ident());
   if (w.op.empty()) return bad("missing operator name");
+  // Every device class's template of an operator takes the same parameters.
   const Template* t = TemplateRegistry::Global().Find(w.op);
+  if (t == nullptr) t = TemplateRegistry::Global().Find(w.op, DeviceClass::kCuda);
   if (t == nullptr) {
     std::vector<std::string> known;
-    for (const Template* k : TemplateRegistry::Global().All()) known.emplace_back(std::string(k->op()));
+    for (const Template* k : TemplateRegistry::Global().All()) {
+      if (std::find(known.begin(), known.end(), k->op()) == known.end()) known.emplace_back(std::string(k->op()));
+    }
     return absl::NotFoundError(
         absl::StrCat("unknown operator '", w.op, "' (known: ", absl::StrJoin(known, ", "), ")"));
   }

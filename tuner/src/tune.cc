@@ -104,8 +104,13 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (!(options.timing_cutoff_factor == 0 || options.timing_cutoff_factor >= 1)) {
     return absl::InvalidArgumentError("the timing cutoff factor must be 0 (off) or >= 1");
   }
-  const kernels::Template* tmpl = kernels::TemplateRegistry::Global().Find(workload.op);
-  if (tmpl == nullptr) return absl::NotFoundError(absl::StrCat("no template for operator ", workload.op));
+  const kernels::DeviceClass device_class =
+      backend.target().kind() == v1::DEVICE_KIND_CUDA ? kernels::DeviceClass::kCuda : kernels::DeviceClass::kCpu;
+  const kernels::Template* tmpl = kernels::TemplateRegistry::Global().Find(workload.op, device_class);
+  if (tmpl == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no ", std::string(kernels::DeviceClassName(device_class)), " template for operator ",
+                                            workload.op));
+  }
   absl::StatusOr<kernels::ConfigSpace> full = tmpl->Space(workload);
   if (!full.ok()) return full.status();
   // The strategy walks `search`: the space with options.pins applied and a

@@ -63,8 +63,12 @@ class XgbStrategy : public SearchStrategy {
   std::vector<uint64_t> Propose(int n, const std::unordered_set<uint64_t>& visited) override {
     std::vector<uint64_t> out;
     std::unordered_set<uint64_t> taken;
+    // Configs the template cannot instantiate (say, GPU tiles that need
+    // more threads than a block has) would only spend trials on errors.
     auto take = [&](uint64_t i) {
-      if (static_cast<int>(out.size()) < n && !visited.count(i) && taken.insert(i).second) out.push_back(i);
+      if (static_cast<int>(out.size()) < n && !visited.count(i) && Instantiable(i) && taken.insert(i).second) {
+        out.push_back(i);
+      }
     };
     if (model_) {
       int random_share = static_cast<int>(std::floor(kEpsilon * n + 0.5));
@@ -88,11 +92,17 @@ class XgbStrategy : public SearchStrategy {
   }
 
  private:
+  bool Instantiable(uint64_t index) {
+    Features(index);
+    return !broken_.count(index);
+  }
+
   const std::vector<float>& Features(uint64_t index) {
     auto it = features_.find(index);
     if (it != features_.end()) return it->second;
     kernels::Config c = space_.FromIndex(index);
     absl::StatusOr<kernels::Kernel> k = ctx_.tmpl->Instantiate(*ctx_.workload, space_, c);
+    if (!k.ok()) broken_.insert(index);
     std::vector<float> f = k.ok() ? cost_model::ExtractFeatures(k->func, space_, c) : std::vector<float>(dim_, 0.0f);
     return features_.emplace(index, std::move(f)).first->second;
   }
@@ -244,6 +254,7 @@ class XgbStrategy : public SearchStrategy {
   std::mt19937_64 rng_;
   const size_t dim_;
   std::unordered_map<uint64_t, std::vector<float>> features_;
+  std::unordered_set<uint64_t> broken_;  // configs that failed to instantiate
   TaskRows own_;
   std::unordered_map<uint64_t, size_t> own_index_;
   std::vector<std::pair<double, uint64_t>> best_;  // (throughput, index), best first

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "measure_data.h"
+#include "reference_data.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tunefarm/device_agents/cpu_build.h"
@@ -153,37 +154,10 @@ class CpuBackend : public DeviceBackend {
     auto it = data_files_.find(key);
     if (it != data_files_.end()) return it->second;
     auto t0 = std::chrono::steady_clock::now();
-    MeasureData data;
-    std::vector<std::span<const float>> inputs;
-    std::vector<kernels::ir::BufferArg> args = t.Buffers(w);
-    data.buffers.reserve(args.size());
-    for (size_t i = 0; i < args.size(); ++i) {
-      MeasureBuffer b;
-      b.name = args[i].name;
-      b.is_output = args[i].is_output;
-      b.elements = static_cast<uint64_t>(args[i].elements);
-      if (!b.is_output) {
-        b.input.resize(b.elements);
-        FillRandom(b.input, seed * 0x100000001B3ull + i);
-      }
-      data.buffers.push_back(std::move(b));
-    }
-    for (const MeasureBuffer& b : data.buffers) {
-      if (!b.is_output) inputs.emplace_back(b.input);
-    }
-    std::vector<kernels::ReferenceOutput> ref = t.Reference(w, inputs);
-    size_t o = 0;
-    for (MeasureBuffer& b : data.buffers) {
-      if (!b.is_output) continue;
-      if (o >= ref.size() || ref[o].expected.size() != b.elements || ref[o].tolerance.size() != b.elements) {
-        return absl::InternalError(absl::StrCat("template ", std::string(t.op()), " returned a malformed reference"));
-      }
-      b.expected = std::move(ref[o].expected);
-      b.tolerance = std::move(ref[o].tolerance);
-      ++o;
-    }
+    absl::StatusOr<MeasureData> data = BuildMeasureData(t, w, seed);
+    if (!data.ok()) return data.status();
     std::string path = absl::StrCat(work_dir_, "/data-", w.Hash(), "-", seed, ".bin");
-    if (absl::Status s = WriteMeasureData(path, data); !s.ok()) return s;
+    if (absl::Status s = WriteMeasureData(path, *data); !s.ok()) return s;
     spdlog::debug("reference for {} (seed {}) computed in {:.2f} s", w.Key(), seed,
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     data_files_[key] = path;
