@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda_measure.h"
 #include "measure_data.h"
 #include "nlohmann/json.hpp"
 
@@ -53,6 +54,8 @@ int main(int argc, char** argv) {
   const pid_t parent = getppid();
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) return 1;
+  // The CUDA measurement server (cuda/cuda_measure.h).
+  if (argc == 3 && std::string(argv[1]) == "--cuda") return tunefarm::device_agents::ServeCuda(std::atoi(argv[2]));
   std::string lib, symbol, data_path;
   long number = 1, repeat = 3, min_repeat_ms = 0;
   double cutoff_s = 0;

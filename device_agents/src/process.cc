@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
+#include <thread>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -58,6 +60,8 @@ class Fd {
   ~Fd() { Reset(); }
   int get() const { return fd_; }
   bool valid() const { return fd_ >= 0; }
+  // Gives the descriptor up without closing it.
+  int Release() { return std::exchange(fd_, -1); }
   void Reset() {
     // close() is not retried on EINTR: on Linux the descriptor is gone anyway.
     if (fd_ >= 0) ::close(fd_);
@@ -389,6 +393,124 @@ std::string ProcessResult::Describe() const {
   }
   if (exit_code >= 0) return absl::StrCat("exit code ", exit_code);
   return "ended in an unknown way";
+}
+
+absl::StatusOr<std::unique_ptr<LineChild>> LineChild::Start(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0].empty()) return absl::InvalidArgumentError("empty command line");
+  std::string program = FindExecutable(argv[0]);
+  if (program.empty()) return absl::NotFoundError(absl::StrCat("program not found or not executable: \"", argv[0], "\""));
+  absl::StatusOr<std::vector<std::string>> env = BuildEnvironment({});
+  if (!env.ok()) return env.status();
+  std::vector<std::string> args = argv;
+  std::vector<char*> c_args = CStrings(args);
+  std::vector<char*> c_env = CStrings(*env);
+  // The child's stdin blocks (its reads wait for requests); our end of its
+  // stdout does not (Receive polls with a deadline).
+  Fd in_read, in_write, out_read, out_write;
+  if (absl::Status s = MakePipe(in_read, in_write); !s.ok()) return s;
+  int flags = ::fcntl(in_read.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(in_read.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return absl::ErrnoToStatus(errno, "fcntl(~O_NONBLOCK)");
+  }
+  if (absl::Status s = MakePipe(out_read, out_write); !s.ok()) return s;
+  SpawnSetup setup;
+  int rc = posix_spawn_file_actions_adddup2(setup.actions(), in_read.get(), STDIN_FILENO);
+  if (rc == 0) rc = posix_spawn_file_actions_adddup2(setup.actions(), out_write.get(), STDOUT_FILENO);
+  sigset_t empty_mask, default_signals;
+  sigemptyset(&empty_mask);
+  sigemptyset(&default_signals);
+  for (int sig : kDefaultSignals) sigaddset(&default_signals, sig);
+  if (rc == 0) rc = posix_spawnattr_setpgroup(setup.attr(), 0);
+  if (rc == 0) rc = posix_spawnattr_setsigmask(setup.attr(), &empty_mask);
+  if (rc == 0) rc = posix_spawnattr_setsigdefault(setup.attr(), &default_signals);
+  if (rc == 0) {
+    rc = posix_spawnattr_setflags(setup.attr(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  }
+  if (rc != 0) return absl::ErrnoToStatus(rc, "posix_spawn setup");
+  pid_t pid = -1;
+  rc = ::posix_spawn(&pid, program.c_str(), setup.actions(), setup.attr(), c_args.data(), c_env.data());
+  if (rc != 0) return SpawnError(rc, argv[0]);
+  return std::unique_ptr<LineChild>(new LineChild(pid, in_write.Release(), out_read.Release()));
+}
+
+LineChild::~LineChild() {
+  ::close(in_);
+  ::close(out_);
+  if (!reaped_) {
+    ::kill(-pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+absl::Status LineChild::Send(const std::string& line) {
+  // A write to a pipe nobody reads raises SIGPIPE: block it for this
+  // thread, and take a pending one back before unblocking.
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  std::string data = line + "\n";
+  size_t done = 0;
+  int err = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(in_, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      err = errno;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == EPIPE) {
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (err == EPIPE) return absl::UnavailableError(absl::StrCat("the child has gone (", Describe(), ")"));
+  if (err != 0) return absl::ErrnoToStatus(err, "write to child");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> LineChild::Receive(std::chrono::milliseconds timeout) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  for (;;) {
+    if (size_t nl = buffer_.find('\n'); nl != std::string::npos) {
+      std::string line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      return line;
+    }
+    struct pollfd p = {out_, POLLIN, 0};
+    int ready = ::poll(&p, 1, MillisUntil(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) return absl::DeadlineExceededError("no answer from the child in time");
+    char buf[65536];
+    ssize_t n = ::read(out_, buf, sizeof buf);
+    if (n > 0) {
+      buffer_.append(buf, static_cast<size_t>(n));
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      return absl::UnavailableError(absl::StrCat("the child has gone (", Describe(), ")"));
+    }
+  }
+}
+
+std::string LineChild::Describe() {
+  if (!reaped_) {
+    const Clock::time_point until = Clock::now() + std::chrono::seconds(1);
+    int status = 0;
+    pid_t r;
+    while ((r = ::waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (r != pid_) return "running";
+    reaped_ = true;
+    ::kill(-pid_, SIGKILL);  // what it left behind in its group
+    if (WIFEXITED(status)) end_.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) end_.signal = WTERMSIG(status);
+  }
+  return end_.Describe();
 }
 
 std::shared_ptr<ProcessLauncher> NewPosixProcessLauncher() {

@@ -172,8 +172,9 @@ void CLikePrinter::PrintLoop(const For* op, bool canonical) {
 }
 
 void CLikePrinter::VisitStore(const Store* op) {
-  if (registers_.count(op->buffer) && op->value.type().is_vector()) {
-    // A vector into consecutive register elements, lane by lane.
+  if (auto reg = registers_.find(op->buffer);
+      reg != registers_.end() && !reg->second.is_vector() && op->value.type().is_vector()) {
+    // A vector into consecutive scalar register elements, lane by lane.
     const IntImm* first = op->index.as<IntImm>();
     if (first == nullptr) {
       Fail(absl::StrCat("register buffer '", op->buffer, "' indexed by a non-constant: ", ToString(op->index)));
@@ -216,7 +217,7 @@ void CLikePrinter::VisitAllocate(const Allocate* op) {
     Line() << type;
     for (int64_t i = 0; i < n->value; ++i) *out_ << (i ? ", " : " ") << op->name << "_" << i;
     *out_ << ";\n";
-    registers_.insert(op->name);
+    registers_[op->name] = op->type;
     Visitor::Visit(op->body);
     registers_.erase(op->name);
   } else {
@@ -240,6 +241,25 @@ void CLikePrinter::VisitIfThenElse(const IfThenElse* op) {
     --indent_;
   }
   Line() << "}\n";
+}
+
+void CLikePrinter::VisitCall(const Call* op) {
+  if (!HasIntrinsic(op->name)) {
+    Fail(absl::StrCat("intrinsic '", op->name, "' is not available in this dialect"));
+    return;
+  }
+  *out_ << op->name << "(";
+  for (size_t i = 0; i < op->args.size(); ++i) {
+    if (i) *out_ << ", ";
+    Visitor::Visit(op->args[i]);
+  }
+  *out_ << ")";
+}
+
+void CLikePrinter::VisitEvaluate(const Evaluate* op) {
+  Line();
+  Visitor::Visit(op->call);
+  *out_ << ";\n";
 }
 
 }  // namespace tunefarm::kernels

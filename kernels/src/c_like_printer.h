@@ -7,7 +7,7 @@
 #pragma once
 
 #include <ostream>
-#include <set>
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
@@ -39,6 +39,12 @@ class CLikePrinter : public ir::Visitor {
   // Buffers of any scope but registers; `type` is the element type's name.
   virtual void PrintAllocate(const ir::Allocate* op, const std::string& type) = 0;
   void VisitBarrier(const ir::Barrier*) override { Fail("barriers cannot be printed as C"); }
+  // Checks that the dialect defines intrinsic `name` (and notes that the
+  // prelude needs it); the call itself is printed here.
+  virtual bool HasIntrinsic(const std::string& name) {
+    (void)name;
+    return false;
+  }
 
   std::ostream& Line() { return *out_ << std::string(indent_ * 2, ' '); }
   void Fail(std::string msg);
@@ -78,8 +84,10 @@ class CLikePrinter : public ir::Visitor {
   void VisitStore(const ir::Store* op) override;
   void VisitAllocate(const ir::Allocate* op) override;
   void VisitIfThenElse(const ir::IfThenElse* op) override;
+  void VisitCall(const ir::Call* op) override;
+  void VisitEvaluate(const ir::Evaluate* op) override;
 
-  std::set<std::string> registers_;
+  std::map<std::string, ir::Type> registers_;  // register buffers in scope: element type
   absl::Status error_;
 };
 

@@ -1,6 +1,9 @@
 #include "tunefarm/kernels/codegen_cuda.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "c_like_printer.h"
@@ -59,6 +62,13 @@ class CodeGenCuda : public CLikePrinter {
        << "#define INT64_C(x) x##LL\n\n"
        << "static __device__ __forceinline__ int64_t tf_min(int64_t a, int64_t b) { return a < b ? a : b; }\n"
        << "static __device__ __forceinline__ int64_t tf_max(int64_t a, int64_t b) { return a > b ? a : b; }\n";
+    if (!intrinsics_.empty()) {
+      // Device intrinsics, as inline PTX. Other compilers of this source
+      // (a host emulation, say) must define them first.
+      os << "\n#if defined(__CUDACC__) || defined(__CUDACC_RTC__)\n";
+      for (const std::string& name : intrinsics_) os << Intrinsics().at(name);
+      os << "#endif\n";
+    }
   }
   void PrintSignature(const LoweredFunc& f) override {
     *out_ << "extern \"C\" __global__ void " << f.name << "(";
@@ -76,6 +86,9 @@ class CodeGenCuda : public CLikePrinter {
     Fail(absl::StrCat("vector types other than float4 (", t.lanes, " lanes of ", ScalarType(t.Element()),
                       ") are not printed as CUDA"));
     return "?";
+  }
+  void VisitBroadcast(const Broadcast*) override {
+    Fail("vector arithmetic is not printed as CUDA (float4 serves loads and stores only)");
   }
   std::string Lane(const std::string& var, int lane) override { return absl::StrCat(var, ".", std::string(1, "xyzw"[lane])); }
   void PrintSpecialLoop(const For* op) override {
@@ -137,12 +150,44 @@ class CodeGenCuda : public CLikePrinter {
   }
   void VisitBarrier(const Barrier*) override { Line() << "__syncthreads();\n"; }
 
+  // name -> definition.
+  static const std::map<std::string, std::string>& Intrinsics() {
+    static const auto* defs = new std::map<std::string, std::string>{
+        // x rounded to TF32 (10 mantissa bits, to nearest, ties away), as a float.
+        {"tf_round_tf32",
+         "static __device__ __forceinline__ float tf_round_tf32(float x) {\n"
+         "  unsigned r;\n"
+         "  asm(\"cvt.rna.tf32.f32 %0, %1;\" : \"=r\"(r) : \"f\"(x));\n"
+         "  return __uint_as_float(r);\n"
+         "}\n"},
+        // d += a * b on the tensor cores for one 16x8 tile of a warp, k = 8:
+        // a (16x8, row-major) and b (8x8, column-major) hold TF32 values;
+        // the fragment layout is PTX's for mma.m16n8k8.
+        {"tf_mma_tf32_m16n8k8",
+         "static __device__ __forceinline__ void tf_mma_tf32_m16n8k8(float& d0, float& d1, float& d2, float& d3,\n"
+         "    float a0, float a1, float a2, float a3, float b0, float b1) {\n"
+         "  asm volatile(\"mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 \"\n"
+         "               \"{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\"\n"
+         "               : \"+f\"(d0), \"+f\"(d1), \"+f\"(d2), \"+f\"(d3)\n"
+         "               : \"r\"(__float_as_uint(a0)), \"r\"(__float_as_uint(a1)), \"r\"(__float_as_uint(a2)),\n"
+         "                 \"r\"(__float_as_uint(a3)), \"r\"(__float_as_uint(b0)), \"r\"(__float_as_uint(b1)));\n"
+         "}\n"},
+    };
+    return *defs;
+  }
+  bool HasIntrinsic(const std::string& name) override {
+    if (!Intrinsics().count(name)) return false;
+    intrinsics_.insert(name);
+    return true;
+  }
+
   // Index arithmetic is 32-bit when every buffer has fewer elements than
   // this: indices of elements a tile computes past the problem's edge (and
   // never uses) stay below 2^31 too.
   static constexpr int64_t kNarrowElements = int64_t{1} << 30;
 
   CudaKernelSource result_;
+  std::set<std::string> intrinsics_;  // used by the body
   bool narrow_ = false;
   int blocks_ = 0, threads_ = 0;  // nesting depth of each kind
   int block_depth_ = 0, thread_depth_ = 0;

@@ -1,6 +1,7 @@
 #include "gpu_gemm.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -35,9 +36,13 @@ struct SliceLoad {
   int64_t bo = 0, bk = 0;
   int64_t g = 1;  // elements per global read: 1 or 4
   int64_t threads = 0;
+  // Tensor-core fragments: pad 8, so that the 8 x 4 lanes reading k rows
+  // t and columns g hit 32 different banks; and TF32 values in shared
+  // memory, rounded once per element.
+  bool mma = false;
   // A slice read along k is written transposed; a pad of one float4 keeps
   // its k rows in different banks.
-  int64_t pad() const { return op->k_contiguous ? 4 : 0; }
+  int64_t pad() const { return mma ? 8 : op->k_contiguous ? 4 : 0; }
   int64_t row() const { return bo + pad(); }
   int64_t elements() const { return bk * row(); }
   int64_t groups() const { return bo * bk / g; }
@@ -91,7 +96,9 @@ struct SliceLoad {
       std::vector<Stmt> stores;
       for (int64_t q = 0; q < g; ++q) {
         Expr at = op->k_contiguous ? (kk + Expr(q)) * Expr(row()) + o : kk * Expr(row()) + o + Expr(q);
-        stores.push_back(Store::Make(smem, Load::Make(stage, l * g + q), base + at));
+        Expr v = Load::Make(stage, l * g + q);
+        if (mma) v = Call::Make("tf_round_tf32", {v});
+        stores.push_back(Store::Make(smem, v, base + at));
       }
       Expr exists = Exists(tid, l);
       out.push_back(exists.defined() ? IfThenElse::Make(exists, Block::Make(stores)) : Block::Make(stores));
@@ -102,7 +109,7 @@ struct SliceLoad {
 
 struct Tiles {
   int64_t bm, bn, bk, tm, tn, warp_x, split, stages, vec;
-  bool unroll_k;
+  bool unroll_k, mma;
   int64_t tx() const { return bn / tn; }  // threads along n
   int64_t ty() const { return bm / tm; }  // threads along m
   int64_t threads() const { return tx() * ty(); }
@@ -130,6 +137,7 @@ absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
       {"stages", KnobKind::kChoice, ints({1, 2})},
       {"vec", KnobKind::kAnnotate, any_vec ? ints({1, 4}) : ints({1})},
       {"unroll_k", KnobKind::kAnnotate, ints({0, 1})},
+      {"mma", KnobKind::kChoice, spec.tf32 ? ints({0, 1}) : ints({0})},
   });
 }
 
@@ -146,7 +154,8 @@ Config GpuGemmDefaultConfig(const GpuGemmSpec& spec, const ConfigSpace& space) {
                                                {"split", int64_t{large ? 2 : 1}},
                                                {"stages", int64_t{2}},
                                                {"vec", int64_t{spec.a.vec4 || spec.b.vec4 ? 4 : 1}},
-                                               {"unroll_k", int64_t{1}}});
+                                               {"unroll_k", int64_t{1}},
+                                               {"mma", int64_t{0}}});
   return c.ok() ? *c : space.FromIndex(0);
 }
 
@@ -155,7 +164,7 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   const Tiles t{space.IntValue(c, "bm"),     space.IntValue(c, "bn"),    space.IntValue(c, "bk"),
                 space.IntValue(c, "tm"),     space.IntValue(c, "tn"),    space.IntValue(c, "warp_x"),
                 space.IntValue(c, "split"),  space.IntValue(c, "stages"), space.IntValue(c, "vec"),
-                space.IntValue(c, "unroll_k") != 0};
+                space.IntValue(c, "unroll_k") != 0, space.IntValue(c, "mma") != 0};
   const int64_t threads = t.threads(), warp_y = kWarp / t.warp_x;
   if (threads % kWarp != 0 || threads > kMaxThreads) {
     return absl::InvalidArgumentError(absl::StrCat("a ", t.bm, "x", t.bn, " block of ", t.tm, "x", t.tn,
@@ -170,11 +179,18 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     return absl::InvalidArgumentError(
         absl::StrCat("split=", t.split, " does not divide the ", t.tm, "x", t.tn, " micro-tile"));
   }
+  // With mma, each warp computes its (warp_y * tm) x (warp_x * tn) warp
+  // tile as 16 x 8 tensor-core tiles.
+  const int64_t warp_m = warp_y * t.tm, warp_n = t.warp_x * t.tn;
+  if (t.mma && (warp_m % 16 != 0 || warp_n % 8 != 0 || t.split != 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("mma needs a warp tile of 16 x 8 tiles and split=1; this one is ",
+                                                   warp_m, "x", warp_n, " with split=", t.split));
+  }
   if (CeilDiv(spec.M, t.bm) > kMaxGridY) {
     return absl::InvalidArgumentError(absl::StrCat(CeilDiv(spec.M, t.bm), " row blocks exceed the grid's ", kMaxGridY));
   }
-  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads};
-  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads};
+  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, t.mma};
+  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, t.mma};
   const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4;
   if (shared_bytes > kMaxSharedBytes) {
     return absl::InvalidArgumentError(
@@ -205,9 +221,43 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
       }
       return Block::Make(s);
     };
-    if (!t.unroll_k) return For::Make("kk", 0, t.bk, ForKind::kSerial, step(Var::Make("kk")));
+    // The tensor-core step over k .. k+7: fragments from shared memory in
+    // PTX's m16n8k8 layout (lane = 4g + t), then one mma per 16 x 8 tile.
+    auto mma_step = [&](const Expr& k) {
+      const Expr g = Var::Make("g"), tq = Var::Make("t");
+      const Expr wr = Var::Make("wr") * Expr(warp_m), wc = Var::Make("wc") * Expr(warp_n);
+      std::vector<Stmt> s;
+      const int64_t mt = warp_m / 16, nt = warp_n / 8;
+      for (int64_t mi = 0; mi < mt; ++mi) {
+        for (int64_t q = 0; q < 4; ++q) {
+          Expr kk = k + tq + Expr(q >= 2 ? 4 : 0), row = wr + Expr(mi * 16 + (q % 2 ? 8 : 0)) + g;
+          s.push_back(Store::Make("fa", Load::Make("As", a_base + kk * Expr(la.row()) + row), mi * 4 + q));
+        }
+      }
+      for (int64_t ni = 0; ni < nt; ++ni) {
+        for (int64_t q = 0; q < 2; ++q) {
+          Expr kk = k + tq + Expr(q * 4), col = wc + Expr(ni * 8) + g;
+          s.push_back(Store::Make("fb", Load::Make("Bs", b_base + kk * Expr(lb.row()) + col), ni * 2 + q));
+        }
+      }
+      for (int64_t mi = 0; mi < mt; ++mi) {
+        for (int64_t ni = 0; ni < nt; ++ni) {
+          std::vector<Expr> args;
+          for (int64_t q = 0; q < 4; ++q) args.push_back(Load::Make("acc", (mi * nt + ni) * 4 + q));
+          for (int64_t q = 0; q < 4; ++q) args.push_back(Load::Make("fa", mi * 4 + q));
+          for (int64_t q = 0; q < 2; ++q) args.push_back(Load::Make("fb", ni * 2 + q));
+          s.push_back(Evaluate::Make(Call::Make("tf_mma_tf32_m16n8k8", args)));
+        }
+      }
+      return Block::Make(s);
+    };
+    const int64_t step_k = t.mma ? 8 : 1;
+    auto one = [&](const Expr& k) { return t.mma ? mma_step(k) : step(k); };
+    if (!t.unroll_k) {
+      return For::Make("kk", 0, t.bk / step_k, ForKind::kSerial, one(Var::Make("kk") * Expr(step_k)));
+    }
     std::vector<Stmt> s;
-    for (int64_t kk = 0; kk < t.bk; ++kk) s.push_back(step(Expr(kk)));
+    for (int64_t kk = 0; kk < t.bk; kk += step_k) s.push_back(one(Expr(kk)));
     return Block::Make(s);
   };
   auto read = [&](const Expr& k0) { return Block::Make({la.Read(tid, m0, k0, "sa"), lb.Read(tid, n0, k0, "sb")}); };
@@ -235,41 +285,63 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   }
 
   // The epilogue: bias, ReLU, and the store of every element inside the
-  // problem.
-  std::vector<Stmt> epilogue;
-  for (int64_t i = 0; i < t.tm; ++i) {
-    for (int64_t j = 0; j < t.tn; ++j) {
-      Expr gi = m0 + row_of(i), gj = n0 + col_of(j);
-      Expr v = Load::Make("acc", i * t.tn + j);
-      if (spec.bias == GemmSpec::Bias::kPerColumn) v = v + Load::Make(spec.bias_buffer, gj);
-      if (spec.bias == GemmSpec::Bias::kPerRow) v = v + Load::Make(spec.bias_buffer, gi);
-      if (spec.relu) v = Select::Make(FloatImm::Make(0) < v, v, FloatImm::Make(0));
-      Expr at = spec.out_index ? spec.out_index(gi, gj) : gi * Expr(spec.N) + gj;
-      Stmt store = Store::Make(spec.out, v, at);
-      Expr inside;
-      if (spec.M % t.bm != 0) inside = AndAll(inside, gi < Expr(spec.M));
-      if (spec.N % t.bn != 0) inside = AndAll(inside, gj < Expr(spec.N));
-      epilogue.push_back(inside.defined() ? IfThenElse::Make(inside, store) : store);
+  // problem. Accumulator `reg` of this thread holds (row, column) of the
+  // block tile.
+  std::vector<std::tuple<int64_t, Expr, Expr>> owned;
+  if (t.mma) {
+    const Expr g = Var::Make("g"), tq = Var::Make("t");
+    const Expr wr = Var::Make("wr") * Expr(warp_m), wc = Var::Make("wc") * Expr(warp_n);
+    const int64_t nt = warp_n / 8;
+    for (int64_t at = 0; at < t.tm * t.tn; ++at) {
+      const int64_t tile = at / 4, q = at % 4, mi = tile / nt, ni = tile % nt;
+      owned.emplace_back(at, wr + Expr(mi * 16 + (q >= 2 ? 8 : 0)) + g, wc + Expr(ni * 8 + q % 2) + tq * Expr(2));
     }
+  } else {
+    for (int64_t i = 0; i < t.tm; ++i) {
+      for (int64_t j = 0; j < t.tn; ++j) owned.emplace_back(i * t.tn + j, row_of(i), col_of(j));
+    }
+  }
+  std::vector<Stmt> epilogue;
+  for (const auto& [reg, row, col] : owned) {
+    Expr gi = m0 + row, gj = n0 + col;
+    Expr v = Load::Make("acc", reg);
+    if (spec.bias == GemmSpec::Bias::kPerColumn) v = v + Load::Make(spec.bias_buffer, gj);
+    if (spec.bias == GemmSpec::Bias::kPerRow) v = v + Load::Make(spec.bias_buffer, gi);
+    if (spec.relu) v = Select::Make(FloatImm::Make(0) < v, v, FloatImm::Make(0));
+    Stmt store = Store::Make(spec.out, v, spec.out_index ? spec.out_index(gi, gj) : gi * Expr(spec.N) + gj);
+    Expr inside;
+    if (spec.M % t.bm != 0) inside = AndAll(inside, gi < Expr(spec.M));
+    if (spec.N % t.bn != 0) inside = AndAll(inside, gj < Expr(spec.N));
+    epilogue.push_back(inside.defined() ? IfThenElse::Make(inside, store) : store);
   }
 
   std::vector<Stmt> init;
   for (int64_t i = 0; i < t.tm * t.tn; ++i) init.push_back(Store::Make("acc", FloatImm::Make(0), i));
   Stmt thread = Block::Make({Block::Make(init), main_loop, Block::Make(epilogue)});
-  thread = Allocate::Make("acc", Type::Float(), t.tm * t.tn, MemoryScope::kRegister,
-                          Allocate::Make("ra", Type::Float(), t.tm, MemoryScope::kRegister,
-                                         Allocate::Make("rb", Type::Float(), t.tn, MemoryScope::kRegister,
-                                                        Allocate::Make("sa", Type::Float(), la.per_thread() * la.g,
-                                                                       MemoryScope::kRegister,
-                                                                       Allocate::Make("sb", Type::Float(),
-                                                                                      lb.per_thread() * lb.g,
-                                                                                      MemoryScope::kRegister, thread)))));
+  // Operand registers: a row and a column of the micro-tile, or the
+  // tensor-core fragments of the warp tile.
+  thread = t.mma ? Allocate::Make("fa", Type::Float(), warp_m / 16 * 4, MemoryScope::kRegister,
+                                  Allocate::Make("fb", Type::Float(), warp_n / 8 * 2, MemoryScope::kRegister, thread))
+                 : Allocate::Make("ra", Type::Float(), t.tm, MemoryScope::kRegister,
+                                  Allocate::Make("rb", Type::Float(), t.tn, MemoryScope::kRegister, thread));
+  thread = Allocate::Make(
+      "acc", Type::Float(), t.tm * t.tn, MemoryScope::kRegister,
+      Allocate::Make("sa", Type::Float(), la.per_thread() * la.g, MemoryScope::kRegister,
+                     Allocate::Make("sb", Type::Float(), lb.per_thread() * lb.g, MemoryScope::kRegister, thread)));
   // Warps of warp_y x warp_x micro-tiles, laid out row-major over the block.
   const int64_t warps_per_row = t.tx() / t.warp_x;
   const Expr warp = tid / Expr(kWarp), lane = tid % Expr(kWarp);
-  thread = LetStmt::Make("ty", warp / Expr(warps_per_row) * Expr(warp_y) + lane / Expr(t.warp_x),
-                         LetStmt::Make("tx", warp % Expr(warps_per_row) * Expr(t.warp_x) + lane % Expr(t.warp_x),
-                                       thread));
+  if (t.mma) {
+    // Warp (wr, wc) of the block; lane = 4g + t inside the fragments.
+    thread = LetStmt::Make(
+        "wr", warp / Expr(warps_per_row),
+        LetStmt::Make("wc", warp % Expr(warps_per_row),
+                      LetStmt::Make("g", lane / Expr(4), LetStmt::Make("t", lane % Expr(4), thread))));
+  } else {
+    thread = LetStmt::Make("ty", warp / Expr(warps_per_row) * Expr(warp_y) + lane / Expr(t.warp_x),
+                           LetStmt::Make("tx", warp % Expr(warps_per_row) * Expr(t.warp_x) + lane % Expr(t.warp_x),
+                                         thread));
+  }
   Stmt body = For::Make("tid", 0, threads, ForKind::kGpuThread, thread);
   body = Allocate::Make("As", Type::Float(), t.stages * la.elements(), MemoryScope::kShared,
                         Allocate::Make("Bs", Type::Float(), t.stages * lb.elements(), MemoryScope::kShared, body));

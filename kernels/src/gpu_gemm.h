@@ -7,7 +7,9 @@
 // micro-tile in registers. Threads are laid out in warps of
 // (32 / warp_x) x warp_x micro-tiles (the warp tile), and `split` spreads a
 // thread's rows and columns over that many strips of the block tile, so
-// that neighbouring threads read neighbouring shared words.
+// that neighbouring threads read neighbouring shared words. With mma = 1 a
+// warp computes its warp tile with tensor-core instructions instead, from
+// TF32 values in shared memory.
 #pragma once
 
 #include <cstdint>
@@ -48,10 +50,15 @@ struct GpuGemmSpec {
   GemmSpec::Bias bias = GemmSpec::Bias::kNone;
   std::string bias_buffer = "bias";
   bool relu = false;
+  // The inputs may be rounded to TF32 (the workload says so): the space
+  // then offers the tensor-core path.
+  bool tf32 = false;
 };
 
 // Knobs: bm, bn, bk (block tile), tm, tn (thread micro-tile), warp_x (warp
-// tile), split, stages, vec, unroll_k. Configs that do not fit together
+// tile), split, stages, vec, unroll_k, and mma (the warp tile on the tensor
+// cores, TF32 inputs and FP32 accumulation, through mma.sync m16n8k8; only
+// where spec.tf32). Configs that do not fit together
 // (threads not a whole number of warps or more than 1024, a warp layout
 // that does not tile the block, more than 48 KiB of shared memory) are
 // instantiation errors.

@@ -140,6 +140,17 @@ Stmt Block::Make(std::vector<Stmt> stmts) {
 
 Stmt Barrier::Make() { return Stmt(std::make_shared<Barrier>()); }
 
+Expr Call::Make(std::string name, std::vector<Expr> args, Type t) {
+  TF_CHECK(!name.empty(), "Call of an unnamed intrinsic");
+  for (const Expr& a : args) TF_CHECK(a.defined(), "Call argument");
+  return Expr(std::make_shared<Call>(std::move(name), std::move(args), t));
+}
+
+Stmt Evaluate::Make(Expr call) {
+  TF_CHECK(call.as<Call>() != nullptr, "Evaluate of something other than a Call");
+  return Stmt(std::make_shared<Evaluate>(std::move(call)));
+}
+
 Expr operator+(Expr a, Expr b) { return Add::Make(std::move(a), std::move(b)); }
 Expr operator-(Expr a, Expr b) { return Sub::Make(std::move(a), std::move(b)); }
 Expr operator*(Expr a, Expr b) { return Mul::Make(std::move(a), std::move(b)); }
@@ -225,6 +236,10 @@ void Visitor::VisitBlock(const Block* op) {
   for (const Stmt& s : op->stmts) Visit(s);
 }
 void Visitor::VisitBarrier(const Barrier*) {}
+void Visitor::VisitCall(const Call* op) {
+  for (const Expr& a : op->args) Visit(a);
+}
+void Visitor::VisitEvaluate(const Evaluate* op) { Visit(op->call); }
 
 // ---- Mutator ----
 
@@ -328,6 +343,21 @@ Stmt Mutator::MutateBlock(const Block* op, const Stmt& self) {
   return Block::Make(std::move(out));
 }
 Stmt Mutator::MutateBarrier(const Barrier*, const Stmt& self) { return self; }
+Expr Mutator::MutateCall(const Call* op, const Expr& self) {
+  std::vector<Expr> args;
+  bool changed = false;
+  for (const Expr& a : op->args) {
+    args.push_back(Mutate(a));
+    changed |= !args.back().same_as(a);
+  }
+  if (!changed) return self;
+  return Call::Make(op->name, std::move(args), op->type);
+}
+Stmt Mutator::MutateEvaluate(const Evaluate* op, const Stmt& self) {
+  Expr c = Mutate(op->call);
+  if (c.same_as(op->call)) return self;
+  return Evaluate::Make(c);
+}
 
 // ---- passes ----
 
@@ -557,6 +587,19 @@ class Printer : public Visitor {
   void VisitBarrier(const Barrier*) override {
     Line();
     os << "barrier\n";
+  }
+  void VisitCall(const Call* op) override {
+    os << op->name << "(";
+    for (size_t i = 0; i < op->args.size(); ++i) {
+      if (i) os << ", ";
+      Visitor::Visit(op->args[i]);
+    }
+    os << ")";
+  }
+  void VisitEvaluate(const Evaluate* op) override {
+    Line();
+    Visitor::Visit(op->call);
+    os << "\n";
   }
 };
 

@@ -1,7 +1,8 @@
 // matmul: C[M,N] = A[M,K] * B[K,N], float32, row-major, for CPUs.
 // Optional parameters: trans_b=1 reads B as [N,K] (C = A * B^T), bias=1 adds
 // bias[N] to every row, relu=1 clamps at zero; the epilogue is applied to
-// each register tile as its last K block is stored.
+// each register tile as its last K block is stored. tf32=1 allows the inputs
+// to be rounded to TF32 (the GPU space then offers tensor cores).
 //
 // The CPU schedule is the shared GEMM one (gemm.h); the CUDA one is the GPU
 // GEMM (gpu_gemm.h).
@@ -94,7 +95,10 @@ ReferenceOutput MatmulReference(const MatmulProblem& p, std::span<const std::spa
     }
     for (int64_t j = 0; j < n; ++j) {
       out.expected[bi * m * n + i * n + j] = static_cast<float>(acc[j]);
-      out.tolerance[bi * m * n + i * n + j] = SumTolerance(terms, mag[j]);
+      // Inputs rounded to TF32 (unit roundoff 2^-11) put each product off
+      // by at most (2u + u^2) of its magnitude.
+      const double tf32 = p.tf32 ? std::ldexp(2.0, -11) + std::ldexp(1.0, -22) : 0.0;
+      out.tolerance[bi * m * n + i * n + j] = SumTolerance(terms, mag[j]) + static_cast<float>(tf32 * mag[j] * 1.01);
     }
   }
   }
@@ -166,7 +170,7 @@ class MatmulTemplate : public MatmulFamilyTemplate {
   std::string_view op() const override { return "matmul"; }
   std::vector<std::string> ParamNames() const override { return {"M", "N", "K"}; }
   std::vector<std::pair<std::string, int64_t>> OptionalParams() const override {
-    return {{"trans_b", 0}, {"bias", 0}, {"relu", 0}};
+    return {{"trans_b", 0}, {"bias", 0}, {"relu", 0}, {"tf32", 0}};
   }
   std::string_view declared_version() const override { return "matmul-cpu-1"; }
 
@@ -181,6 +185,7 @@ class MatmulTemplate : public MatmulFamilyTemplate {
     p.trans_b = w.param_or("trans_b", 0) != 0;
     p.bias = w.param_or("bias", 0) != 0;
     p.relu = w.param_or("relu", 0) != 0;
+    p.tf32 = w.param_or("tf32", 0) != 0;
     return p;
   }
 };
@@ -202,6 +207,7 @@ GpuGemmSpec MatmulGpuGemm(const MatmulProblem& p) {
   }
   g.bias = p.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
   g.relu = p.relu;
+  g.tf32 = p.tf32;
   return g;
 }
 

@@ -21,6 +21,9 @@ struct MatmulProblem {
   bool trans_b = false;  // B[b] is N x K
   bool bias = false;     // bias[N], shared by every batch
   bool relu = false;
+  // The inputs may be rounded to TF32 (10 mantissa bits) before they are
+  // multiplied, as tensor cores do: the reference's tolerance allows it.
+  bool tf32 = false;
 };
 
 // Everything but a template's parameters follows from its MatmulProblem:

@@ -1,8 +1,10 @@
 // The GPU schedules of matmul and conv2d: a sample of every template's
-// configs on awkward shapes gives the reference answer when its CUDA source
-// runs on the CPU emulator, and compiles with NVRTC for Ampere and Hopper.
+// configs on awkward shapes (tensor-core ones where the workload allows
+// TF32) gives the reference answer when its CUDA source runs on the CPU
+// emulator, and compiles with NVRTC for Ampere and Hopper.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -31,6 +33,8 @@ const char* const kWorkloads[] = {
     "matmul(M=77,N=129,K=61)",
     "matmul(M=40,N=96,K=36,trans_b=1,bias=1,relu=1)",
     "matmul(M=33,N=68,K=40)",
+    "matmul(M=70,N=72,K=44,bias=1,tf32=1)",
+    "matmul(M=64,N=128,K=64,trans_b=1,tf32=1)",
     "conv2d(N=2,C=8,H=9,W=7,K=12,R=3,S=3,stride=2,pad=1,layout=NHWC)",
     "conv2d(N=1,C=5,H=8,W=8,K=6,R=3,S=3,stride=1,pad=2,dilation=2,bias=1,relu=1,layout=NCHW)",
     "conv2d(N=2,C=8,H=6,W=6,K=16,R=1,S=1,stride=1,pad=0,layout=NCHW)",
@@ -68,6 +72,18 @@ std::vector<Candidate> SampledCandidates() {
       }
     }
     EXPECT_EQ(instantiable, kSampled) << text << ": too few instantiable configs in 2000 draws";
+    // Where the workload allows TF32, configs on the tensor cores too.
+    const std::vector<kernels::Knob>& knobs = space->knobs();
+    const bool tensor_cores = std::any_of(knobs.begin(), knobs.end(), [](const kernels::Knob& k) {
+      return k.name == "mma" && k.values.size() > 1;
+    });
+    for (int mma = 0, tries = 0; tensor_cores && mma < kSampled && tries < 20000; ++tries) {
+      Config c = space->FromIndex(space->Sample(rng));
+      if (space->IntValue(c, "mma") == 1 && t->Instantiate(*w, *space, c).ok()) {
+        configs.push_back(c);
+        ++mma;
+      }
+    }
     for (const Config& c : configs) {
       absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, c);
       EXPECT_TRUE(k.ok()) << text << " " << space->ToString(c) << ": " << k.status();
@@ -84,7 +100,7 @@ TEST(GpuScheduleTest, SampledConfigsGiveTheReferenceAnswer) {
   const std::string dir = testing::TempDir() + "/gpu_schedule_test";
   std::filesystem::create_directories(dir);
   std::vector<Candidate> cands = SampledCandidates();
-  ASSERT_EQ(cands.size(), std::size(kWorkloads) * (kSampled + 1));
+  ASSERT_GE(cands.size(), std::size(kWorkloads) * (kSampled + 1));
   std::mt19937 rng(17);
   std::uniform_real_distribution<float> u(-1, 1);
   for (const Candidate& c : cands) {

@@ -49,9 +49,13 @@ TEST(CodegenCudaTest, WhatCudaCannotExpressIsAnError) {
   fails(For::Make("i", 0, 64, ForKind::kParallel, store), "parallel loops");
   fails(For::Make("i", 0, Var::Make("n"), ForKind::kGpuThread, store), "constant extent");
   fails(Allocate::Make("t", Type::Float(), 8, MemoryScope::kHeap, store), "heap buffer");
+  fails(For::Make("i", 0, 8, ForKind::kGpuThread, Store::Make("Y", Load::Make("Y", i * 8, Type::Float(32, 8)), i * 8)),
+        "vector types");
   fails(For::Make("i", 0, 16, ForKind::kGpuThread,
                   Store::Make("Y", Broadcast::Make(FloatImm::Make(1), 4), i * 4)),
-        "vector types");
+        "vector arithmetic");
+  fails(For::Make("i", 0, 64, ForKind::kGpuThread, Store::Make("Y", Call::Make("no_such_intrinsic", {}), i)),
+        "intrinsic 'no_such_intrinsic'");
   Stmt deep = store;
   for (const char* v : {"a", "b", "c", "d"}) deep = For::Make(v, 0, 2, ForKind::kGpuBlock, deep);
   fails(For::Make("i", 0, 64, ForKind::kGpuThread, deep), "more than three");

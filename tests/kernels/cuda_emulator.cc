@@ -19,11 +19,47 @@ namespace {
 constexpr const char* kShim = R"(
 struct tf_dim3 { unsigned x, y, z; };
 static thread_local tf_dim3 threadIdx, blockIdx;
+static thread_local unsigned tf_linear;  // the thread's index in its block
 static void (*tf_sync)();
 extern "C" void tf_set_sync(void (*f)()) { tf_sync = f; }
-extern "C" void tf_set_index(unsigned bx, unsigned by, unsigned bz, unsigned tx, unsigned ty, unsigned tz) {
+extern "C" void tf_set_index(unsigned bx, unsigned by, unsigned bz, unsigned tx, unsigned ty, unsigned tz,
+                             unsigned linear) {
   blockIdx = {bx, by, bz};
   threadIdx = {tx, ty, tz};
+  tf_linear = linear;
+}
+// The tensor-core intrinsics: TF32 rounding (to nearest, ties away), and
+// mma.m16n8k8 as the warp-wide operation it is: every lane posts its
+// fragments, waits for the block, computes its own part of D, and waits
+// again before the next call may overwrite what others still read.
+static inline float tf_round_tf32(float x) {
+  unsigned u;
+  __builtin_memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+  __builtin_memcpy(&x, &u, 4);
+  return x;
+}
+static float tf_frag_a[1024][4], tf_frag_b[1024][2], tf_frag_c[1024][4];
+static inline void tf_mma_tf32_m16n8k8(float& d0, float& d1, float& d2, float& d3, float a0, float a1, float a2,
+                                       float a3, float b0, float b1) {
+  const unsigned me = tf_linear, base = me / 32 * 32, lane = me % 32, g = lane / 4, t = lane % 4;
+  float* a = tf_frag_a[me]; float* b = tf_frag_b[me]; float* c = tf_frag_c[me];
+  a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; b[0] = b0; b[1] = b1;
+  c[0] = d0; c[1] = d1; c[2] = d2; c[3] = d3;
+  tf_sync();
+  float d[4];
+  for (unsigned q = 0; q < 4; ++q) {
+    const unsigned row = g + (q >= 2 ? 8 : 0), col = 2 * t + q % 2;
+    float acc = c[q];
+    for (unsigned k = 0; k < 8; ++k) {
+      const float av = tf_frag_a[base + 4 * (row % 8) + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)];
+      const float bv = tf_frag_b[base + 4 * col + k % 4][k / 4];
+      acc += av * bv;
+    }
+    d[q] = acc;
+  }
+  tf_sync();
+  d0 = d[0]; d1 = d[1]; d2 = d[2]; d3 = d[3];
 }
 #define __global__
 #define __device__
@@ -56,8 +92,8 @@ absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& b
   if (lib == nullptr) return absl::InternalError(dlerror());
   std::unique_ptr<void, int (*)(void*)> closer(lib, dlclose);
   auto set_sync = reinterpret_cast<void (*)(void (*)())>(dlsym(lib, "tf_set_sync"));
-  auto set_index =
-      reinterpret_cast<void (*)(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned)>(dlsym(lib, "tf_set_index"));
+  auto set_index = reinterpret_cast<void (*)(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned)>(
+      dlsym(lib, "tf_set_index"));
   void* entry = dlsym(lib, k.entry.c_str());
   if (set_sync == nullptr || set_index == nullptr || entry == nullptr) {
     return absl::InternalError(absl::StrCat("entry '", k.entry, "' not found"));
@@ -84,7 +120,7 @@ absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& b
         std::vector<std::thread> pool;
         for (int64_t t = 0; t < threads; ++t) {
           pool.emplace_back([&, t] {
-            set_index(bx, by, bz, t % k.block[0], t / k.block[0] % k.block[1], t / (k.block[0] * k.block[1]));
+            set_index(bx, by, bz, t % k.block[0], t / k.block[0] % k.block[1], t / (k.block[0] * k.block[1]), t);
             call();
             block.arrive_and_drop();  // a finished thread waits at no more barriers
           });

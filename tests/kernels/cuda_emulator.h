@@ -2,7 +2,8 @@
 // without a GPU. The source is compiled by the host C++ compiler against a
 // small shim: blockIdx / threadIdx are per OS thread, __shared__ arrays are
 // static storage (blocks run one after another), __syncthreads() is a
-// barrier of the block's threads, float4 a 16-byte-aligned struct. Every
+// barrier of the block's threads, float4 a 16-byte-aligned struct, and the
+// tensor-core intrinsics warp-wide exchanges through the barrier. Every
 // thread of a block runs as its own OS thread, so a missing barrier or a
 // wrong index shows up as a wrong answer, as on a GPU.
 #pragma once

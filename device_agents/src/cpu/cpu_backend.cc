@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "measure_data.h"
-#include "reference_data.h"
+#include "backend_common.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tunefarm/device_agents/cpu_build.h"
@@ -111,7 +111,7 @@ class CpuBackend : public DeviceBackend {
     const Template* t = kernels::TemplateRegistry::Global().Find(w->op);
     absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
     if (!space.ok()) return fail(std::string(space.status().message()));
-    absl::StatusOr<std::string> version = Version(*t, *w);
+    absl::StatusOr<std::string> version = cache_.Version(*t, *w);
     if (!version.ok()) return fail(std::string(version.status().message()));
     if (!req.template_version().empty() && req.template_version() != *version) {
       return fail(absl::StrCat("template version mismatch: request has ", req.template_version(), ", this agent has ",
@@ -130,38 +130,12 @@ class CpuBackend : public DeviceBackend {
     if (!toolchain_.compilers.count(k->compile.compiler)) {
       return fail(absl::StrCat("compiler '", k->compile.compiler, "' is not installed on this device"));
     }
-    absl::StatusOr<std::string> data = ReferenceData(*t, *w, req.options().seed());
+    absl::StatusOr<std::string> data = cache_.DataFile(*t, *w, req.options().seed());
     if (!data.ok()) return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, std::string(data.status().message()));
     c.source = std::move(*src);
     c.spec = k->compile;
     c.data = *data;
     c.stem = absl::StrCat(work_dir_, "/cand-", next_id_++);
-  }
-
-  absl::StatusOr<std::string> Version(const Template& t, const kernels::Workload& w) {
-    std::string key = w.Key();
-    auto it = versions_.find(key);
-    if (it != versions_.end()) return it->second;
-    absl::StatusOr<std::string> v = kernels::TemplateVersion(t, w);
-    if (v.ok()) versions_[key] = *v;
-    return v;
-  }
-
-  // Inputs and reference outputs for (workload, seed), computed once per
-  // backend and shared by every candidate of that workload.
-  absl::StatusOr<std::string> ReferenceData(const Template& t, const kernels::Workload& w, uint64_t seed) {
-    std::string key = absl::StrCat(w.Key(), "#", seed);
-    auto it = data_files_.find(key);
-    if (it != data_files_.end()) return it->second;
-    auto t0 = std::chrono::steady_clock::now();
-    absl::StatusOr<MeasureData> data = BuildMeasureData(t, w, seed);
-    if (!data.ok()) return data.status();
-    std::string path = absl::StrCat(work_dir_, "/data-", w.Hash(), "-", seed, ".bin");
-    if (absl::Status s = WriteMeasureData(path, *data); !s.ok()) return s;
-    spdlog::debug("reference for {} (seed {}) computed in {:.2f} s", w.Key(), seed,
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    data_files_[key] = path;
-    return path;
   }
 
   void CompileAll(const std::vector<v1::MeasureRequest>& batch, std::vector<Candidate>& cands,
@@ -251,23 +225,10 @@ class CpuBackend : public DeviceBackend {
   const std::string measure_program_;
   const std::string work_dir_;
   const bool own_work_dir_;
-  // Caches; Measure is not reentrant, so they need no lock.
-  std::map<std::string, std::string> versions_;    // workload key -> template version
-  std::map<std::string, std::string> data_files_;  // workload key#seed -> data file
+  // Measure is not reentrant, so the cache needs no lock.
+  MeasureCache cache_{work_dir_};
   uint64_t next_id_ = 0;
 };
-
-std::string FindMeasureProgram(const BackendOptions& options) {
-  if (!options.measure_program.empty()) return options.measure_program;
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    fs::path beside = self.parent_path() / "tunefarm-measure";
-    if (fs::exists(beside, ec)) return beside.string();
-  }
-  if (const char* env = std::getenv("TUNEFARM_MEASURE"); env && *env) return env;
-  return FindExecutable("tunefarm-measure");
-}
 
 }  // namespace
 
@@ -282,31 +243,16 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCpuBackend(const BackendOption
   if (!toolchain.ok()) return toolchain.status();
   target.set_toolchain(toolchain->fingerprint);
 
-  std::string measure = FindMeasureProgram(options);
-  if (measure.empty() || access(measure.c_str(), X_OK) != 0) {
-    return absl::FailedPreconditionError(
-        "tunefarm-measure not found (looked beside this program, in $TUNEFARM_MEASURE and on PATH)");
-  }
-
-  std::string work_dir = options.work_dir;
-  bool own = work_dir.empty();
-  if (own) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/tunefarm-XXXXXX");
-    if (mkdtemp(tmpl.data()) == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat("cannot create a work directory from ", tmpl));
-    }
-    work_dir = tmpl;
-  } else {
-    std::error_code ec;
-    fs::create_directories(work_dir, ec);
-    if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", work_dir, ": ", ec.message()));
-  }
-  if (options.keep_files) spdlog::warn("keeping generated sources and binaries in {}", work_dir);
+  absl::StatusOr<std::string> measure = FindMeasureProgram(options);
+  if (!measure.ok()) return measure.status();
+  bool own = false;
+  absl::StatusOr<std::string> work_dir = MakeWorkDir(options, &own);
+  if (!work_dir.ok()) return work_dir.status();
+  if (options.keep_files) spdlog::warn("keeping generated sources and binaries in {}", *work_dir);
   spdlog::info("cpu backend: {} ({}), key {}, {}", target.model(), target.arch(), target.device_key(),
                toolchain->fingerprint);
-  return std::make_unique<CpuBackend>(std::move(options), std::move(target), std::move(*toolchain), std::move(measure),
-                                      std::move(work_dir), own);
+  return std::make_unique<CpuBackend>(std::move(options), std::move(target), std::move(*toolchain), std::move(*measure),
+                                      std::move(*work_dir), own);
 }
 
 }  // namespace tunefarm::device_agents

@@ -4,30 +4,33 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <map>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "measure_data.h"
-#include "reference_data.h"
+#include "backend_common.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tunefarm/device_agents/cuda_driver.h"
 #include "tunefarm/device_agents/cuda_target.h"
 #include "tunefarm/device_agents/nvrtc.h"
+#include "tunefarm/device_agents/process.h"
 #include "tunefarm/kernels/codegen_cuda.h"
 #include "tunefarm/kernels/template.h"
 
 namespace tunefarm::device_agents {
 namespace {
 
+namespace fs = std::filesystem;
 namespace v1 = tunefarm::v1;
 using kernels::Template;
+using nlohmann::json;
 
 constexpr double kDefaultRunTimeoutS = 10;
-// 0x7fc00000 is a quiet NaN: an output element the kernel never writes
-// fails the check.
-constexpr uint32_t kNaNWord = 0x7fc00000u;
+// How long the measurement server may take to open the device.
+constexpr std::chrono::seconds kStartTimeout{120};
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -35,31 +38,68 @@ int64_t NowMs() {
 }
 
 struct Candidate {
-  kernels::Workload workload;
-  const Template* tmpl = nullptr;
   kernels::CudaKernelSource kernel;
-  std::string cubin;
+  std::string cubin;  // file
+  std::string data;   // measurement data file
   bool pending = true;  // false once the result is final
 };
 
-// A workload's buffers on the device, with the host copy of the reference.
-struct DeviceData {
-  std::string key;  // workload key#seed
-  int generation = -1;
-  MeasureData host;
-  std::vector<CudaDriver::DevicePtr> buffers;
+// The measurement server (cuda/cuda_measure.h) and the device it opened.
+struct Server {
+  std::unique_ptr<LineChild> child;
+  CudaDeviceInfo info;
 };
+
+absl::StatusOr<Server> StartServer(const std::string& program, int ordinal) {
+  absl::StatusOr<std::unique_ptr<LineChild>> child = LineChild::Start({program, "--cuda", std::to_string(ordinal)});
+  if (!child.ok()) return child.status();
+  absl::StatusOr<std::string> line = (*child)->Receive(kStartTimeout);
+  if (!line.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("the CUDA measurement process did not start: ",
+                                                      line.status().message()));
+  }
+  json j = json::parse(*line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || j.value("status", "") != "ready" || !j.contains("info")) {
+    return absl::FailedPreconditionError(
+        j.is_object() ? j.value("error", *line) : absl::StrCat("the CUDA measurement process said: ", *line));
+  }
+  const json& i = j["info"];
+  Server s{std::move(*child), {}};
+  s.info.name = i.value("name", "");
+  s.info.cc_major = i.value("cc_major", 0);
+  s.info.cc_minor = i.value("cc_minor", 0);
+  s.info.sm_count = i.value("sm_count", 0);
+  s.info.max_threads_per_block = i.value("max_threads_per_block", 0);
+  s.info.shared_bytes_per_block = i.value("shared_bytes_per_block", 0);
+  s.info.registers_per_block = i.value("registers_per_block", 0);
+  s.info.clock_khz = i.value("clock_khz", 0);
+  s.info.memory_clock_khz = i.value("memory_clock_khz", 0);
+  s.info.l2_bytes = i.value("l2_bytes", 0);
+  s.info.memory_bytes = i.value("memory_bytes", int64_t{0});
+  s.info.driver_version = i.value("driver_version", 0);
+  return s;
+}
 
 class CudaBackend : public DeviceBackend {
  public:
-  CudaBackend(BackendOptions options, v1::Target target, std::unique_ptr<CudaDriver> driver,
-              std::unique_ptr<Nvrtc> nvrtc)
+  CudaBackend(BackendOptions options, v1::Target target, Server server, std::unique_ptr<Nvrtc> nvrtc,
+              std::string program, int ordinal, std::string work_dir, bool own_work_dir)
       : options_(std::move(options)),
         target_(std::move(target)),
-        driver_(std::move(driver)),
-        nvrtc_(std::move(nvrtc)) {}
+        server_(std::move(server)),
+        nvrtc_(std::move(nvrtc)),
+        program_(std::move(program)),
+        ordinal_(ordinal),
+        work_dir_(std::move(work_dir)),
+        own_work_dir_(own_work_dir) {}
 
-  ~CudaBackend() override { FreeData(); }
+  ~CudaBackend() override {
+    server_.child.reset();
+    if (own_work_dir_ && !options_.keep_files) {
+      std::error_code ec;
+      fs::remove_all(work_dir_, ec);
+    }
+  }
 
   const v1::Target& target() const override { return target_; }
 
@@ -76,6 +116,10 @@ class CudaBackend : public DeviceBackend {
     for (size_t i = 0; i < batch.size(); ++i) {
       if (cands[i].pending) Run(batch[i].options(), cands[i], results[i]);
       results[i].set_timestamp_ms(NowMs());
+      if (!options_.keep_files && !cands[i].cubin.empty()) {
+        std::error_code ec;
+        fs::remove(cands[i].cubin, ec);
+      }
       if (on_result) on_result(i, results[i]);
     }
     return results;
@@ -96,7 +140,7 @@ class CudaBackend : public DeviceBackend {
     if (t == nullptr) return fail(absl::StrCat("no CUDA template for operator ", w->op));
     absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
     if (!space.ok()) return fail(std::string(space.status().message()));
-    absl::StatusOr<std::string> version = Version(*t, *w);
+    absl::StatusOr<std::string> version = cache_.Version(*t, *w);
     if (!version.ok()) return fail(std::string(version.status().message()));
     if (!req.template_version().empty() && req.template_version() != *version) {
       return fail(absl::StrCat("template version mismatch: request has ", req.template_version(), ", this agent has ",
@@ -110,32 +154,25 @@ class CudaBackend : public DeviceBackend {
     absl::StatusOr<kernels::CudaKernelSource> src = kernels::GenerateCuda(k->func);
     if (!src.ok()) return fail(std::string(src.status().message()));
     // The device's limits, before compiling.
-    const CudaDeviceInfo& info = driver_->info();
     const int64_t threads = src->block[0] * src->block[1] * src->block[2];
-    if (threads > info.max_threads_per_block) {
-      return fail(absl::StrCat(threads, " threads per block exceed this device's ", info.max_threads_per_block));
+    if (threads > target_.limits().at("max_threads_per_block")) {
+      return fail(absl::StrCat(threads, " threads per block exceed this device's ",
+                               target_.limits().at("max_threads_per_block")));
     }
-    if (src->shared_bytes > info.shared_bytes_per_block) {
+    if (src->shared_bytes > target_.limits().at("shared_memory_bytes")) {
       return fail(absl::StrCat(src->shared_bytes, " bytes of shared memory per block exceed this device's ",
-                               info.shared_bytes_per_block));
+                               target_.limits().at("shared_memory_bytes")));
     }
-    c.workload = std::move(*w);
-    c.tmpl = t;
+    absl::StatusOr<std::string> data = cache_.DataFile(*t, *w, req.options().seed());
+    if (!data.ok()) return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, std::string(data.status().message()));
     c.kernel = std::move(*src);
-  }
-
-  absl::StatusOr<std::string> Version(const Template& t, const kernels::Workload& w) {
-    std::string key = w.Key();
-    auto it = versions_.find(key);
-    if (it != versions_.end()) return it->second;
-    absl::StatusOr<std::string> v = kernels::TemplateVersion(t, w);
-    if (v.ok()) versions_[key] = *v;
-    return v;
+    c.data = *data;
   }
 
   // NVRTC for the device's own architecture, several candidates at once.
   void CompileAll(std::vector<Candidate>& cands, std::vector<v1::MeasureResult>& results) {
     std::atomic<size_t> next{0};
+    std::atomic<uint64_t> id{next_id_};
     auto worker = [&] {
       for (size_t i = next++; i < cands.size(); i = next++) {
         if (!cands[i].pending) continue;
@@ -145,9 +182,14 @@ class CudaBackend : public DeviceBackend {
         results[i].set_compile_time_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         if (!cubin.ok()) {
           Finish(cands[i], results[i], v1::MEASURE_STATUS_COMPILE_DEVICE, std::string(cubin.status().message()));
-        } else {
-          cands[i].cubin = std::move(*cubin);
+          continue;
         }
+        const std::string stem = absl::StrCat(work_dir_, "/cand-", id++);
+        if (options_.keep_files) std::ofstream(stem + ".cu") << cands[i].kernel.source;
+        cands[i].cubin = stem + ".cubin";
+        std::ofstream f(cands[i].cubin, std::ios::binary);
+        f.write(cubin->data(), static_cast<std::streamsize>(cubin->size()));
+        if (!f) Finish(cands[i], results[i], v1::MEASURE_STATUS_UNKNOWN_ERROR, "cannot write " + cands[i].cubin);
       }
     };
     const int n = options_.compile_workers > 0 ? options_.compile_workers
@@ -156,163 +198,103 @@ class CudaBackend : public DeviceBackend {
     for (int t = 1; t < std::min<int>(n, static_cast<int>(cands.size())); ++t) threads.emplace_back(worker);
     worker();
     for (std::thread& t : threads) t.join();
+    next_id_ = id;
   }
 
-  void FreeData() {
-    if (data_.generation == driver_->generation()) {
-      for (CudaDriver::DevicePtr p : data_.buffers) driver_->Free(p);
+  // After a fault the server's context is unusable and it exits; after a
+  // hang it is killed. Either way a new one takes its place.
+  void Restart(const std::string& why) {
+    spdlog::warn("cuda: {}; restarting the measurement process", why);
+    server_.child.reset();
+    absl::StatusOr<Server> s = StartServer(program_, ordinal_);
+    if (!s.ok()) {
+      spdlog::error("cuda: the measurement process did not come back: {}", std::string(s.status().message()));
+      return;
     }
-    data_ = DeviceData();
-  }
-
-  // The workload's inputs on the device (the last workload's are freed).
-  absl::Status Upload(const Candidate& c, uint64_t seed) {
-    const std::string key = absl::StrCat(c.workload.Key(), "#", seed);
-    if (data_.key == key && data_.generation == driver_->generation()) return absl::OkStatus();
-    MeasureData host;
-    if (data_.key == key) {
-      host = std::move(data_.host);
-    } else {
-      absl::StatusOr<MeasureData> built = BuildMeasureData(*c.tmpl, c.workload, seed);
-      if (!built.ok()) return built.status();
-      host = std::move(*built);
-    }
-    FreeData();
-    data_.host = std::move(host);
-    data_.generation = driver_->generation();
-    for (const MeasureBuffer& b : data_.host.buffers) {
-      absl::StatusOr<CudaDriver::DevicePtr> p = driver_->Alloc(b.elements * sizeof(float));
-      if (!p.ok()) return p.status();
-      data_.buffers.push_back(*p);
-      if (!b.is_output) {
-        if (absl::Status s = driver_->CopyToDevice(*p, b.input.data(), b.elements * sizeof(float)); !s.ok()) return s;
-      }
-    }
-    data_.key = key;
-    return absl::OkStatus();
-  }
-
-  // Empty when every output matches the reference.
-  absl::StatusOr<std::string> CheckOutputs() {
-    for (size_t i = 0; i < data_.host.buffers.size(); ++i) {
-      const MeasureBuffer& b = data_.host.buffers[i];
-      if (!b.is_output) continue;
-      std::vector<float> out(b.elements);
-      if (absl::Status s = driver_->CopyFromDevice(out.data(), data_.buffers[i], out.size() * sizeof(float)); !s.ok()) {
-        return s;
-      }
-      if (std::string e = CheckOutput(b, out.data()); !e.empty()) return e;
-    }
-    return std::string();
-  }
-
-  // A fault leaves the context unusable: record it and rebuild the context.
-  void Fault(Candidate& c, v1::MeasureResult& r, v1::MeasureStatus status, const absl::Status& s) {
-    spdlog::warn("cuda: {} faulted ({}); rebuilding the context", c.workload.Key(), std::string(s.message()));
-    Finish(c, r, status, std::string(s.message()));
-    if (absl::Status reset = driver_->Reset(); !reset.ok()) {
-      spdlog::error("cuda: the context could not be rebuilt: {}", std::string(reset.message()));
-    }
-    data_ = DeviceData();  // its memory went with the context
+    server_ = std::move(*s);
   }
 
   void Run(const v1::MeasureOptions& opt, Candidate& c, v1::MeasureResult& r) {
-    if (absl::Status s = Upload(c, opt.seed()); !s.ok()) {
-      return Fault(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE, s);
-    }
-    absl::StatusOr<std::shared_ptr<CudaDriver::Module>> m = driver_->LoadModule(c.cubin, c.kernel.entry);
-    if (!m.ok()) return Finish(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE, std::string(m.status().message()));
-    const int64_t threads = c.kernel.block[0] * c.kernel.block[1] * c.kernel.block[2];
-    if (const int fit = driver_->MaxThreadsPerBlock(**m); threads > fit) {
-      return Finish(c, r, v1::MEASURE_STATUS_INSTANTIATION_ERROR,
-                    absl::StrCat("the kernel uses ", driver_->Registers(**m), " registers per thread, so at most ", fit,
-                                 " threads fit in a block; the config has ", threads));
-    }
-    for (size_t i = 0; i < data_.host.buffers.size(); ++i) {
-      if (!data_.host.buffers[i].is_output) continue;
-      if (absl::Status s = driver_->Fill32(data_.buffers[i], kNaNWord, data_.host.buffers[i].elements); !s.ok()) {
-        return Fault(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE, s);
-      }
-    }
+    if (!server_.child) Restart("no measurement process");
+    if (!server_.child) return Finish(c, r, v1::MEASURE_STATUS_DEVICE_LOST, "the CUDA measurement process is gone");
     const double timeout = opt.run_timeout_s() > 0 ? opt.run_timeout_s() : kDefaultRunTimeoutS;
-    auto launches = [&](int64_t n) {
-      return [&, n]() -> absl::Status {
-        for (int64_t i = 0; i < n; ++i) {
-          if (absl::Status s = driver_->Launch(**m, c.kernel.grid, c.kernel.block, data_.buffers); !s.ok()) return s;
-        }
-        return absl::OkStatus();
-      };
-    };
-    // The checked warm-up run.
-    absl::StatusOr<double> first = driver_->Time(launches(1), timeout);
-    if (!first.ok()) {
-      return Fault(c, r,
-                   absl::IsDeadlineExceeded(first.status()) ? v1::MEASURE_STATUS_RUN_TIMEOUT
-                                                            : v1::MEASURE_STATUS_RUNTIME_DEVICE,
-                   first.status());
+    json req = {{"cubin", c.cubin},
+                {"entry", c.kernel.entry},
+                {"grid", c.kernel.grid},
+                {"block", c.kernel.block},
+                {"data", c.data},
+                {"number", std::max(1, opt.number())},
+                {"repeat", std::max(1, opt.repeat())},
+                {"min_repeat_ms", std::max(0, opt.min_repeat_ms())},
+                {"cutoff_s", opt.timing_cutoff_s() > 0 && std::isfinite(opt.timing_cutoff_s()) ? opt.timing_cutoff_s() : 0},
+                {"timeout_s", timeout}};
+    absl::StatusOr<std::string> line;
+    if (absl::Status s = server_.child->Send(req.dump()); !s.ok()) {
+      line = s;
+    } else {
+      // Each timed launch sequence may take `timeout`; the checks and copies
+      // add a little.
+      const auto limit = std::chrono::milliseconds(static_cast<int64_t>((timeout * (std::max(1, opt.repeat()) + 2) + 30) * 1000));
+      line = server_.child->Receive(limit);
     }
-    absl::StatusOr<std::string> wrong = CheckOutputs();
-    if (!wrong.ok()) return Fault(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE, wrong.status());
-    if (!wrong->empty()) return Finish(c, r, v1::MEASURE_STATUS_WRONG_ANSWER, *wrong);
-    if (opt.timing_cutoff_s() > 0 && *first > opt.timing_cutoff_s()) {
-      r.add_costs(*first);
+    if (!line.ok()) {
+      const bool hung = absl::IsDeadlineExceeded(line.status());
+      const std::string why = hung ? "the measurement process stopped answering" : std::string(line.status().message());
+      Finish(c, r, hung ? v1::MEASURE_STATUS_RUN_TIMEOUT : v1::MEASURE_STATUS_RUNTIME_DEVICE, why);
+      return Restart(why);
+    }
+    json j = json::parse(*line, nullptr, /*allow_exceptions=*/false);
+    const std::string status = j.is_object() ? j.value("status", "") : "";
+    const std::string error = j.is_object() ? j.value("error", "") : "";
+    if (status == "ok") {
+      for (const auto& cost : j["costs"]) r.add_costs(cost.get<double>());
       r.set_status(v1::MEASURE_STATUS_OK);
       c.pending = false;
-      return;
+    } else if (status == "wrong_answer") {
+      Finish(c, r, v1::MEASURE_STATUS_WRONG_ANSWER, error);
+    } else if (status == "instantiation_error") {
+      Finish(c, r, v1::MEASURE_STATUS_INSTANTIATION_ERROR, error);
+    } else if (status == "runtime_error") {
+      Finish(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE, error);
+    } else if (status == "timeout") {
+      Finish(c, r, v1::MEASURE_STATUS_RUN_TIMEOUT, error);
+    } else {
+      Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, error.empty() ? "unreadable answer: " + line->substr(0, 200) : error);
     }
-    // TVM's time_evaluator: each repeat runs the kernel `number` times;
-    // while one repeat is shorter than min_repeat_ms, `number` grows.
-    int64_t number = std::max(1, opt.number());
-    for (int rep = 0; rep < std::max(1, opt.repeat()); ++rep) {
-      for (;;) {
-        absl::StatusOr<double> s = driver_->Time(launches(number), timeout);
-        if (!s.ok()) {
-          return Fault(c, r,
-                       absl::IsDeadlineExceeded(s.status()) ? v1::MEASURE_STATUS_RUN_TIMEOUT
-                                                            : v1::MEASURE_STATUS_RUNTIME_DEVICE,
-                       s.status());
-        }
-        if (*s * 1000.0 >= opt.min_repeat_ms() || number >= (int64_t{1} << 24)) {
-          r.add_costs(*s / static_cast<double>(number));
-          break;
-        }
-        const double per_run = std::max(*s / static_cast<double>(number), 1e-9);
-        number = std::max(static_cast<int64_t>(opt.min_repeat_ms() / 1000.0 / per_run) + 1,
-                          static_cast<int64_t>(static_cast<double>(number) * 1.618) + 1);
-      }
-    }
-    // The last timed run's output must be right too (a race shows here).
-    wrong = CheckOutputs();
-    if (!wrong.ok()) return Fault(c, r, v1::MEASURE_STATUS_RUNTIME_DEVICE, wrong.status());
-    if (!wrong->empty()) {
-      r.clear_costs();
-      return Finish(c, r, v1::MEASURE_STATUS_WRONG_ANSWER, *wrong + " (after the timed runs: a race?)");
-    }
-    r.set_status(v1::MEASURE_STATUS_OK);
-    c.pending = false;
+    if (j.is_object() && j.value("fatal", false)) Restart(absl::StrCat("the kernel faulted (", error, ")"));
   }
 
   const BackendOptions options_;
   v1::Target target_;
-  std::unique_ptr<CudaDriver> driver_;
+  Server server_;
   std::unique_ptr<Nvrtc> nvrtc_;
-  std::map<std::string, std::string> versions_;  // workload key -> template version
-  DeviceData data_;
+  const std::string program_;
+  const int ordinal_;
+  const std::string work_dir_;
+  const bool own_work_dir_;
+  MeasureCache cache_{work_dir_};
+  uint64_t next_id_ = 0;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCudaBackend(const BackendOptions& options, int ordinal) {
-  absl::StatusOr<std::unique_ptr<CudaDriver>> driver = CudaDriver::Open(ordinal);
-  if (!driver.ok()) return absl::FailedPreconditionError(driver.status().message());
   absl::StatusOr<std::unique_ptr<Nvrtc>> nvrtc = Nvrtc::Load();
   if (!nvrtc.ok()) return absl::FailedPreconditionError(nvrtc.status().message());
-  v1::Target target = CudaTarget((*driver)->info(), (*nvrtc)->version());
+  absl::StatusOr<std::string> program = FindMeasureProgram(options);
+  if (!program.ok()) return program.status();
+  absl::StatusOr<Server> server = StartServer(*program, ordinal);
+  if (!server.ok()) return absl::FailedPreconditionError(server.status().message());
+  bool own = false;
+  absl::StatusOr<std::string> work_dir = MakeWorkDir(options, &own);
+  if (!work_dir.ok()) return work_dir.status();
+  v1::Target target = CudaTarget(server->info, (*nvrtc)->version());
   if (!options.device_key.empty()) target.set_device_key(options.device_key);
   spdlog::info("cuda backend: {} ({}, {} SMs, {:.1f} GiB), key {}, {}", target.model(), target.arch(),
-               (*driver)->info().sm_count, (*driver)->info().memory_bytes / double(1 << 30), target.device_key(),
+               server->info.sm_count, server->info.memory_bytes / double(1 << 30), target.device_key(),
                target.toolchain());
-  return std::make_unique<CudaBackend>(options, std::move(target), std::move(*driver), std::move(*nvrtc));
+  return std::make_unique<CudaBackend>(options, std::move(target), std::move(*server), std::move(*nvrtc),
+                                       std::move(*program), ordinal, std::move(*work_dir), own);
 }
 
 }  // namespace tunefarm::device_agents

@@ -8,12 +8,14 @@
 namespace tunefarm::device_agents {
 
 // An NVIDIA GPU: CUDA C++ from the templates' GPU schedules, compiled in
-// parallel with NVRTC for the device's own architecture, loaded and
-// launched through the driver API in this process (one context), checked
-// against the reference and timed with CUDA events. A kernel that faults
-// is a runtime error; the context is rebuilt and the backend goes on.
-// `ordinal` picks the GPU. FailedPrecondition, with the reason, where
-// there is no driver, no GPU or no NVRTC.
+// parallel with NVRTC for the device's own architecture (in this process,
+// which never opens the device), then loaded, launched, checked against the
+// reference and timed with CUDA events by the CUDA measurement server
+// (tunefarm-measure --cuda, one context for the whole session). A kernel
+// that faults is a runtime error and costs a server restart: the faulted
+// context dies with its process, and the next candidate gets a new one.
+// `ordinal` picks the GPU. FailedPrecondition, with the reason, where there
+// is no driver, no GPU, no NVRTC or no tunefarm-measure.
 absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCudaBackend(const BackendOptions& options, int ordinal);
 
 }  // namespace tunefarm::device_agents

@@ -56,7 +56,6 @@ struct CudaDriver::Api {
   CUresult (*DeviceTotalMem)(size_t*, CUdevice) = nullptr;
   CUresult (*PrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
   CUresult (*PrimaryCtxRelease)(CUdevice) = nullptr;
-  CUresult (*PrimaryCtxReset)(CUdevice) = nullptr;
   CUresult (*CtxSetCurrent)(CUcontext) = nullptr;
   CUresult (*CtxSynchronize)() = nullptr;
   CUresult (*MemAlloc)(CUdeviceptr*, size_t) = nullptr;
@@ -79,14 +78,10 @@ struct CudaDriver::Api {
 
 struct CudaDriver::Module {
   CudaDriver* owner = nullptr;
-  int generation = 0;
   CUmodule module = nullptr;
   CUfunction function = nullptr;
   ~Module() {
-    // A module of a context that was reset is already gone.
-    if (owner != nullptr && owner->generation_ == generation && module != nullptr) {
-      if (owner->Current().ok()) owner->api_->ModuleUnload(module);
-    }
+    if (owner != nullptr && module != nullptr && owner->Current().ok()) owner->api_->ModuleUnload(module);
   }
 };
 
@@ -116,7 +111,6 @@ absl::StatusOr<std::unique_ptr<CudaDriver>> CudaDriver::Open(int ordinal) {
   get(api->DeviceTotalMem, {"cuDeviceTotalMem_v2"});
   get(api->PrimaryCtxRetain, {"cuDevicePrimaryCtxRetain"});
   get(api->PrimaryCtxRelease, {"cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease"});
-  get(api->PrimaryCtxReset, {"cuDevicePrimaryCtxReset_v2", "cuDevicePrimaryCtxReset"});
   get(api->CtxSetCurrent, {"cuCtxSetCurrent"});
   get(api->CtxSynchronize, {"cuCtxSynchronize"});
   get(api->MemAlloc, {"cuMemAlloc_v2"});
@@ -172,7 +166,11 @@ absl::StatusOr<std::unique_ptr<CudaDriver>> CudaDriver::Open(int ordinal) {
   a.DeviceTotalMem(&total, d->device_);
   info.memory_bytes = static_cast<int64_t>(total);
   a.DriverGetVersion(&info.driver_version);
-  if (absl::Status s = d->Retain(); !s.ok()) return s;
+  if (absl::Status s = d->Check(a.PrimaryCtxRetain(&d->context_, d->device_), "cuDevicePrimaryCtxRetain"); !s.ok()) {
+    d->context_ = nullptr;
+    return s;
+  }
+  if (absl::Status s = d->Current(); !s.ok()) return s;
   return d;
 }
 
@@ -193,25 +191,7 @@ absl::Status CudaDriver::Check(int result, const char* what) const {
       absl::StrCat(what, ": ", name ? name : "CUDA error", " (", result, ")", text ? absl::StrCat(": ", text) : ""));
 }
 
-absl::Status CudaDriver::Retain() {
-  if (absl::Status s = Check(api_->PrimaryCtxRetain(&context_, device_), "cuDevicePrimaryCtxRetain"); !s.ok()) {
-    context_ = nullptr;
-    return s;
-  }
-  return Current();
-}
-
 absl::Status CudaDriver::Current() { return Check(api_->CtxSetCurrent(context_), "cuCtxSetCurrent"); }
-
-absl::Status CudaDriver::Reset() {
-  ++generation_;
-  if (context_ != nullptr) {
-    api_->PrimaryCtxRelease(device_);
-    context_ = nullptr;
-  }
-  if (absl::Status s = Check(api_->PrimaryCtxReset(device_), "cuDevicePrimaryCtxReset"); !s.ok()) return s;
-  return Retain();
-}
 
 absl::StatusOr<CudaDriver::DevicePtr> CudaDriver::Alloc(size_t bytes) {
   if (absl::Status s = Current(); !s.ok()) return s;
@@ -245,7 +225,6 @@ absl::StatusOr<std::shared_ptr<CudaDriver::Module>> CudaDriver::LoadModule(const
   auto m = std::make_shared<Module>();
   if (absl::Status s = Check(api_->ModuleLoadData(&m->module, image.data()), "cuModuleLoadData"); !s.ok()) return s;
   m->owner = this;
-  m->generation = generation_;
   if (absl::Status s = Check(api_->ModuleGetFunction(&m->function, m->module, entry.c_str()), "cuModuleGetFunction");
       !s.ok()) {
     return s;

@@ -4,7 +4,10 @@
 //
 // One object drives one device through its primary context. Calls that
 // touch the device make that context current on the calling thread first,
-// so any one thread at a time may use it.
+// so any one thread at a time may use it. A kernel that faults (an illegal
+// address, say) leaves every context of the process unusable until the
+// process ends: measure untrusted kernels in a process of their own
+// (tunefarm-measure --cuda).
 #pragma once
 
 #include <array>
@@ -46,13 +49,6 @@ class CudaDriver {
 
   const CudaDeviceInfo& info() const { return info_; }
 
-  // After a kernel faults the context is unusable: Reset() destroys and
-  // recreates it. Every allocation and module made before is gone.
-  absl::Status Reset();
-  // How many times Reset() has rebuilt the context; owners of device
-  // memory compare it to know theirs is gone.
-  int generation() const { return generation_; }
-
   absl::StatusOr<DevicePtr> Alloc(size_t bytes);
   void Free(DevicePtr p);
   absl::Status CopyToDevice(DevicePtr dst, const void* src, size_t bytes);
@@ -80,7 +76,6 @@ class CudaDriver {
  private:
   struct Api;
   CudaDriver(std::unique_ptr<Api> api, int device);
-  absl::Status Retain();
   absl::Status Current();
   absl::Status Check(int result, const char* what) const;
 
@@ -88,7 +83,6 @@ class CudaDriver {
   int device_ = 0;
   void* context_ = nullptr;
   CudaDeviceInfo info_;
-  int generation_ = 0;
 };
 
 }  // namespace tunefarm::device_agents

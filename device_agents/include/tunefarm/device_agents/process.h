@@ -47,6 +47,36 @@ class ProcessLauncher {
 // posix_spawn-based launcher; every child gets its own process group.
 std::shared_ptr<ProcessLauncher> NewPosixProcessLauncher();
 
+// A long-lived child that answers each line written to its stdin with one
+// line on its stdout (a measurement server); its stderr is the parent's.
+// It runs in its own process group, which destruction kills. Not
+// thread-safe.
+class LineChild {
+ public:
+  static absl::StatusOr<std::unique_ptr<LineChild>> Start(const std::vector<std::string>& argv);
+  ~LineChild();
+  LineChild(const LineChild&) = delete;
+  LineChild& operator=(const LineChild&) = delete;
+
+  // Writes `line` and a newline; Unavailable once the child has gone.
+  absl::Status Send(const std::string& line);
+  // The next line, without its newline. DeadlineExceeded after `timeout`;
+  // Unavailable when the child closed its stdout (Describe() says how it
+  // ended).
+  absl::StatusOr<std::string> Receive(std::chrono::milliseconds timeout);
+  // "exit code 4", "killed by signal 11 (Segmentation fault)", or
+  // "running"; waits up to a second for a child that closed its stdout.
+  std::string Describe();
+
+ private:
+  LineChild(int pid, int in, int out) : pid_(pid), in_(in), out_(out) {}
+  int pid_;
+  int in_, out_;  // the child's stdin (write end), stdout (read end)
+  std::string buffer_;
+  bool reaped_ = false;
+  ProcessResult end_;
+};
+
 // Looks `name` up on PATH; empty when absent.
 std::string FindExecutable(const std::string& name);
 

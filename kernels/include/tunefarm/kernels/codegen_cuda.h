@@ -28,8 +28,11 @@ struct CudaKernelSource {
 // constants, as they are the launch shape, and loops bound to one axis must
 // agree on it. Shared
 // buffers become __shared__ arrays, local and stack buffers per-thread
-// arrays, barriers __syncthreads(). Fails on vector types, parallel loops,
-// heap buffers and more than three GPU loops of one kind.
+// arrays, barriers __syncthreads(). Fails on parallel loops,
+// heap buffers, more than three GPU loops of one kind, vector types other
+// than float4 (which serves loads and stores, aligned) and vector
+// arithmetic. Intrinsics (ir::Call) tf_round_tf32 and tf_mma_tf32_m16n8k8
+// are defined as inline PTX in the source's prelude.
 absl::StatusOr<CudaKernelSource> GenerateCuda(const ir::LoweredFunc& f);
 
 }  // namespace tunefarm::kernels

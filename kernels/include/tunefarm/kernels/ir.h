@@ -48,7 +48,8 @@ struct Type {
   X(And)                          \
   X(Select)                       \
   X(Load)                         \
-  X(Broadcast)
+  X(Broadcast)                    \
+  X(Call)
 
 #define TUNEFARM_FOR_EACH_STMT(X) \
   X(LetStmt)                      \
@@ -57,7 +58,8 @@ struct Type {
   X(Allocate)                     \
   X(IfThenElse)                   \
   X(Block)                        \
-  X(Barrier)
+  X(Barrier)                      \
+  X(Evaluate)
 
 enum class NodeKind : uint8_t {
 #define TUNEFARM_ENUM(N) k##N,
@@ -200,6 +202,19 @@ struct Broadcast : ExprNode {
   const Expr value;
 };
 
+// A device intrinsic, e.g. "tf_round_tf32": a function each code
+// generator that supports it defines (the others reject it). Its arguments
+// are passed by value, except that a Load of a register-buffer element is
+// the variable itself, which an intrinsic called through Evaluate may write
+// (e.g. the accumulators of a tensor-core multiply-accumulate).
+struct Call : ExprNode {
+  static constexpr NodeKind kKind = NodeKind::kCall;
+  Call(std::string n, std::vector<Expr> a, Type t) : ExprNode(kKind, t), name(std::move(n)), args(std::move(a)) {}
+  static Expr Make(std::string name, std::vector<Expr> args, Type t = Type::Float());
+  const std::string name;
+  const std::vector<Expr> args;
+};
+
 // ---- statements ----
 
 // Binds an immutable scalar for the body.
@@ -279,6 +294,14 @@ struct Barrier : StmtNode {
   static constexpr NodeKind kKind = NodeKind::kBarrier;
   Barrier() : StmtNode(kKind) {}
   static Stmt Make();
+};
+
+// Evaluates a Call for its effect.
+struct Evaluate : StmtNode {
+  static constexpr NodeKind kKind = NodeKind::kEvaluate;
+  explicit Evaluate(Expr c) : StmtNode(kKind), call(std::move(c)) {}
+  static Stmt Make(Expr call);
+  const Expr call;
 };
 
 // ---- building helpers ----
