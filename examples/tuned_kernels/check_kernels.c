@@ -22,7 +22,7 @@ static int check_matmul(long M, long N, long K, int bias, int relu) {
   float *A = random_buffer(M * K, &seed), *B = random_buffer(K * N, &seed), *b = random_buffer(N, &seed);
   float* C = malloc(sizeof(float) * (size_t)(M * N));
   void* args[4] = {A, B, bias ? (void*)b : (void*)C, C};
-  if (tunefarm_matmul(M, N, K, 0, bias, relu, args) != 0) {
+  if (tunefarm_matmul(M, N, K, 0, bias, relu, 0, args) != 0) {
     fprintf(stderr, "no kernel for matmul %ldx%ldx%ld\n", M, N, K);
     return 1;
   }

@@ -8,6 +8,8 @@
 // GEMM (gpu_gemm.h).
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -53,6 +55,17 @@ GemmSpec MatmulGemm(const MatmulProblem& p) {
   return g;
 }
 
+// Runs body(i0, i1) over row ranges covering [0, rows), on several threads
+// when the work (`terms` multiply-adds) is large enough to pay for them.
+void ParallelRows(int64_t rows, int64_t terms, const std::function<void(int64_t, int64_t)>& body) {
+  const int64_t threads =
+      std::min<int64_t>({rows, std::max(1u, std::thread::hardware_concurrency()), terms / (int64_t{1} << 24) + 1});
+  if (threads <= 1) return body(0, rows);
+  std::vector<std::thread> pool;
+  for (int64_t t = 0; t < threads; ++t) pool.emplace_back(body, rows * t / threads, rows * (t + 1) / threads);
+  for (std::thread& th : pool) th.join();
+}
+
 // Summed in double, with SumTolerance's bound per element.
 ReferenceOutput MatmulReference(const MatmulProblem& p, std::span<const std::span<const float>> in) {
   const int64_t m = p.M, n = p.N, k = p.K;
@@ -61,46 +74,52 @@ ReferenceOutput MatmulReference(const MatmulProblem& p, std::span<const std::spa
   out.expected.resize(p.batch * m * n);
   out.tolerance.resize(p.batch * m * n);
   for (int64_t bi = 0; bi < p.batch; ++bi) {
-  std::span<const float> a = in[0].subspan(bi * m * k, m * k), b = in[1].subspan(bi * k * n, k * n);
-  std::vector<float> b_rows;  // B as [K,N]
-  if (trans_b) {
-    b_rows.resize(k * n);
-    for (int64_t j = 0; j < n; ++j) {
-      for (int64_t p = 0; p < k; ++p) b_rows[p * n + j] = b[j * k + p];
-    }
-    b = b_rows;
-  }
-  // The bias is one more term of the sum; ReLU cannot grow an error.
-  const int64_t terms = k + (has_bias ? 1 : 0);
-  std::vector<double> acc(n), mag(n);
-  for (int64_t i = 0; i < m; ++i) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    std::fill(mag.begin(), mag.end(), 0.0);
-    for (int64_t p = 0; p < k; ++p) {
-      double av = a[i * k + p];
-      const float* brow = &b[p * n];
+    std::span<const float> a = in[0].subspan(bi * m * k, m * k), b = in[1].subspan(bi * k * n, k * n);
+    std::vector<float> b_rows;  // B as [K,N]
+    if (trans_b) {
+      b_rows.resize(k * n);
       for (int64_t j = 0; j < n; ++j) {
-        acc[j] += av * brow[j];
-        mag[j] += std::abs(av * brow[j]);
+        for (int64_t p = 0; p < k; ++p) b_rows[p * n + j] = b[j * k + p];
       }
+      b = b_rows;
     }
-    if (has_bias) {
-      for (int64_t j = 0; j < n; ++j) {
-        acc[j] += in[2][j];
-        mag[j] += std::abs(static_cast<double>(in[2][j]));
+    // The bias is one more term of the sum; ReLU cannot grow an error.
+    const int64_t terms = k + (has_bias ? 1 : 0);
+    // Rows are independent: large references (4096^3 is 7e10 terms) share
+    // them among the machine's cores.
+    auto rows = [&](int64_t i0, int64_t i1) {
+      std::vector<double> acc(n), mag(n);
+      for (int64_t i = i0; i < i1; ++i) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        std::fill(mag.begin(), mag.end(), 0.0);
+        for (int64_t p = 0; p < k; ++p) {
+          double av = a[i * k + p];
+          const float* brow = &b[p * n];
+          for (int64_t j = 0; j < n; ++j) {
+            acc[j] += av * brow[j];
+            mag[j] += std::abs(av * brow[j]);
+          }
+        }
+        if (has_bias) {
+          for (int64_t j = 0; j < n; ++j) {
+            acc[j] += in[2][j];
+            mag[j] += std::abs(static_cast<double>(in[2][j]));
+          }
+        }
+        if (relu) {
+          for (int64_t j = 0; j < n; ++j) acc[j] = std::max(acc[j], 0.0);
+        }
+        for (int64_t j = 0; j < n; ++j) {
+          out.expected[bi * m * n + i * n + j] = static_cast<float>(acc[j]);
+          // Inputs rounded to TF32 (unit roundoff 2^-11) put each product off
+          // by at most (2u + u^2) of its magnitude.
+          const double tf32 = p.tf32 ? std::ldexp(2.0, -11) + std::ldexp(1.0, -22) : 0.0;
+          out.tolerance[bi * m * n + i * n + j] =
+              SumTolerance(terms, mag[j]) + static_cast<float>(tf32 * mag[j] * 1.01);
+        }
       }
-    }
-    if (relu) {
-      for (int64_t j = 0; j < n; ++j) acc[j] = std::max(acc[j], 0.0);
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      out.expected[bi * m * n + i * n + j] = static_cast<float>(acc[j]);
-      // Inputs rounded to TF32 (unit roundoff 2^-11) put each product off
-      // by at most (2u + u^2) of its magnitude.
-      const double tf32 = p.tf32 ? std::ldexp(2.0, -11) + std::ldexp(1.0, -22) : 0.0;
-      out.tolerance[bi * m * n + i * n + j] = SumTolerance(terms, mag[j]) + static_cast<float>(tf32 * mag[j] * 1.01);
-    }
-  }
+    };
+    ParallelRows(m, m * n * k, rows);
   }
   return out;
 }

@@ -75,16 +75,20 @@ TEST(CudaBackendTest, SampledConfigsGiveTheReferenceAnswerOnTheGpu) {
                            "matmul(M=256,N=192,K=100,trans_b=1)",
                            "conv2d(N=2,C=32,H=14,W=14,K=64,R=3,S=3,stride=1,pad=1,layout=NHWC)",
                            "conv2d(N=1,C=16,H=15,W=13,K=24,R=3,S=3,stride=2,pad=1,dilation=1,bias=1,layout=NCHW)",
-                           "conv2d(N=1,C=64,H=28,W=28,K=32,R=1,S=1,stride=1,pad=0,layout=NCHW)"}) {
+                           "conv2d(N=1,C=64,H=28,W=28,K=32,R=1,S=1,stride=1,pad=0,layout=NCHW)",
+                           "matmul(M=200,N=136,K=72,bias=1,tf32=1)", "matmul(M=512,N=256,K=128,tf32=1)"}) {
     absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok()) << w.status();
     const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op, DeviceClass::kCuda);
     absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
     ASSERT_TRUE(space.ok());
     batch.push_back(Request(w->Key(), t->DefaultConfig(*w, *space).index));
-    for (int n = 0, tries = 0; n < 6 && tries < 2000; ++tries) {
+    // Six sampled configs; for tf32=1 workloads six more on the tensor cores.
+    const bool tf32 = w->param_or("tf32", 0) != 0;
+    for (int n = 0, tries = 0; n < (tf32 ? 12 : 6) && tries < 20000; ++tries) {
       uint64_t i = space->Sample(rng);
-      if (!t->Instantiate(*w, *space, space->FromIndex(i)).ok()) continue;
+      const kernels::Config c = space->FromIndex(i);
+      if ((n >= 6 && space->IntValue(c, "mma") != 1) || !t->Instantiate(*w, *space, c).ok()) continue;
       batch.push_back(Request(w->Key(), i));
       ++n;
     }

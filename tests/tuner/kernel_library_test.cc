@@ -169,13 +169,14 @@ TEST_F(KernelLibraryTest, FallbackChainProvenanceAndCorrectKernels) {
   }
   EXPECT_EQ(run("matmul(M=1,N=1,K=1,dtype=float32)", nullptr), -1);
   // The dispatcher by shape finds the matmul, and nothing for another shape.
-  using MatmulFn = int (*)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, void* const*);
+  // (M, N, K, trans_b, bias, relu, tf32, args)
+  using MatmulFn = int (*)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, void* const*);
   auto matmul = reinterpret_cast<MatmulFn>(dlsym(lib, "tunefarm_matmul"));
   ASSERT_NE(matmul, nullptr);
   std::vector<float> a(33 * 17), b(17 * 40), c(33 * 40);
   void* margs[3] = {a.data(), b.data(), c.data()};
-  EXPECT_EQ(matmul(33, 40, 17, 0, 0, 0, margs), 0);
-  EXPECT_EQ(matmul(33, 40, 18, 0, 0, 0, margs), -1);
+  EXPECT_EQ(matmul(33, 40, 17, 0, 0, 0, 0, margs), 0);
+  EXPECT_EQ(matmul(33, 40, 18, 0, 0, 0, 0, margs), -1);
   dlclose(lib);
 }
 
