@@ -295,8 +295,17 @@ int RunBest(const Common& common, const std::string& workload, const std::string
 
 // ---- target ----
 
-int RunTarget(const Common& common) {
-  v1::Target t = tunefarm::device_agents::DetectCpuTarget();
+// `device`: "cpu" (detected without starting a backend) or a device class
+// whose backend describes its device, e.g. "cuda".
+int RunTarget(const Common& common, const std::string& device) {
+  v1::Target t;
+  if (device == "cpu") {
+    t = tunefarm::device_agents::DetectCpuTarget();
+  } else {
+    auto backend = tunefarm::device_agents::NewBackend(device);
+    if (!backend.ok()) return StatusExit(backend.status());
+    t = (*backend)->target();
+  }
   if (common.json) {
     std::string s;
     google::protobuf::util::JsonPrintOptions o;
@@ -312,6 +321,7 @@ int RunTarget(const Common& common) {
   std::string f;
   for (const auto& x : t.features()) f += (f.empty() ? "" : " ") + x;
   std::printf("features:   %s\n", f.c_str());
+  if (!t.toolchain().empty()) std::printf("toolchain:  %s\n", t.toolchain().c_str());
   return 0;
 }
 
@@ -422,8 +432,12 @@ int main(int argc, char** argv) {
   best_cmd->add_option("-k,--top", best_top, "how many records")->default_val(1)->check(CLI::Range(1, 1000));
   add_common(best_cmd);
 
-  CLI::App* target_cmd = app.add_subcommand("target", "show what this machine's CPU is detected as");
+  std::string target_device = "cpu";
+  CLI::App* target_cmd = app.add_subcommand("target", "show what a device of this machine is detected as");
   target_cmd->add_flag("--json", common.json, "print JSON");
+  target_cmd->add_option("--device", target_device, "cpu, or cuda[:GPU] (an NVIDIA GPU)")
+      ->default_val("cpu")
+      ->check(DeviceClassValidator());
 
   std::string export_workload, export_device, export_out, import_file, export_format = "jsonl";
   bool import_atomic = false;
@@ -481,7 +495,7 @@ int main(int argc, char** argv) {
   int agent_workers = 0, agent_replay_ms = 0;
   CLI::App* agent_cmd = app.add_subcommand("agent", "attach this machine's device to a tuning server and measure for it");
   agent_cmd->add_option("--server", agent_server, "tuning server host:port (default: $TUNEFARM_SERVER)");
-  agent_cmd->add_option("--device", agent_device, "device class: cpu, or replay:LOG.db[#KEY]")
+  agent_cmd->add_option("--device", agent_device, "device class: cpu, cuda[:GPU], or replay:LOG.db[#KEY]")
       ->default_val("cpu")->check(DeviceClassValidator());
   agent_cmd->add_option("--key", agent_key, "device key to serve under (default: detected)");
   agent_cmd->add_option("--token-file", agent_token_file, "file holding the server's token");
@@ -591,6 +605,6 @@ int main(int argc, char** argv) {
   if (jobs_cmd->parsed()) return tunefarm::cli::RunJobs(client, jobs_all);
   if (watch_cmd->parsed()) return tunefarm::cli::RunWatch(client, job_id);
   if (cancel_cmd->parsed()) return tunefarm::cli::RunCancel(client, job_id);
-  if (target_cmd->parsed()) return RunTarget(common);
+  if (target_cmd->parsed()) return RunTarget(common, target_device);
   return kExitUsage;
 }

@@ -187,7 +187,13 @@ class Conv2dTemplate : public Template {
  public:
   std::string_view op() const override { return "conv2d"; }
   std::vector<std::string> ParamNames() const override { return ConvParamNames(false); }
-  std::vector<std::pair<std::string, int64_t>> OptionalParams() const override { return ConvOptionalParams(); }
+  // tf32=1: the inputs may be rounded to TF32 (the GPU space then offers
+  // tensor cores).
+  std::vector<std::pair<std::string, int64_t>> OptionalParams() const override {
+    std::vector<std::pair<std::string, int64_t>> p = ConvOptionalParams();
+    p.emplace_back("tf32", 0);
+    return p;
+  }
   std::vector<TextParamSpec> TextParams() const override { return ConvTextParams(); }
   absl::Status Validate(const Workload& w) const override { return ValidateConv(w, false); }
   std::string_view declared_version() const override { return "conv2d-cpu-1"; }
@@ -263,6 +269,7 @@ GpuGemmSpec ConvGpuGemm(const ConvShape& s) {
   }
   g.out = "out";
   g.relu = s.relu;
+  g.tf32 = s.tf32;
   return g;
 }
 

@@ -41,6 +41,7 @@ ConvShape ConvShapeOf(const Workload& w, bool depthwise) {
   s.dilation = w.param_or("dilation", 1);
   s.bias = w.param_or("bias", 0) != 0;
   s.relu = w.param_or("relu", 0) != 0;
+  s.tf32 = !depthwise && w.param_or("tf32", 0) != 0;
   s.nhwc = w.text("layout") == "NHWC";
   s.OH = (s.H + 2 * s.pad - (s.R - 1) * s.dilation - 1) / s.stride + 1;
   s.OW = (s.W + 2 * s.pad - (s.S - 1) * s.dilation - 1) / s.stride + 1;
@@ -62,7 +63,7 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
   if (absl::Status s = range("stride", w.param("stride"), 1, 1024); !s.ok()) return s;
   if (absl::Status s = range("pad", w.param("pad"), 0, kMaxDim); !s.ok()) return s;
   if (absl::Status s = range("dilation", w.param_or("dilation", 1), 1, 1024); !s.ok()) return s;
-  for (const char* flag : {"bias", "relu"}) {
+  for (const char* flag : {"bias", "relu", "tf32"}) {
     const int64_t v = w.param_or(flag, 0);
     if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", flag, " must be 0 or 1, got ", v));
   }
@@ -139,7 +140,7 @@ ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<cons
           if (s.relu) acc = std::max(acc, 0.0);
           const int64_t o = s.out_index(n, k, oh, ow);
           ref.expected[o] = static_cast<float>(acc);
-          ref.tolerance[o] = SumTolerance(terms, mag);
+          ref.tolerance[o] = SumTolerance(terms, mag) + (s.tf32 ? Tf32Tolerance(mag) : 0.0f);
         }
       }
     }

@@ -23,6 +23,8 @@ struct ConvShape {
   bool nhwc = false;
   bool depthwise = false;
   bool bias = false, relu = false;
+  // conv2d only: the inputs may be rounded to TF32 (tensor cores).
+  bool tf32 = false;
 
   int64_t data_index(int64_t n, int64_t c, int64_t h, int64_t w) const {
     return nhwc ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w;

@@ -37,6 +37,10 @@ Stmt TileLoop(const std::string& d, const std::string& b, const Expr& lo, const 
 
 }  // namespace
 
+float Tf32Tolerance(double magnitude) {
+  return static_cast<float>((std::ldexp(2.0, -11) + std::ldexp(1.0, -22)) * magnitude * 1.01);
+}
+
 float SumTolerance(int64_t terms, double magnitude) {
   // A correct float kernel, in any summation order and with or without FMA,
   // satisfies |c - exact| <= gamma_n * sum |terms| with gamma_n = n*u / (1 -

@@ -111,11 +111,8 @@ ReferenceOutput MatmulReference(const MatmulProblem& p, std::span<const std::spa
         }
         for (int64_t j = 0; j < n; ++j) {
           out.expected[bi * m * n + i * n + j] = static_cast<float>(acc[j]);
-          // Inputs rounded to TF32 (unit roundoff 2^-11) put each product off
-          // by at most (2u + u^2) of its magnitude.
-          const double tf32 = p.tf32 ? std::ldexp(2.0, -11) + std::ldexp(1.0, -22) : 0.0;
           out.tolerance[bi * m * n + i * n + j] =
-              SumTolerance(terms, mag[j]) + static_cast<float>(tf32 * mag[j] * 1.01);
+              SumTolerance(terms, mag[j]) + (p.tf32 ? Tf32Tolerance(mag[j]) : 0.0f);
         }
       }
     };

@@ -39,6 +39,8 @@ const char* const kWorkloads[] = {
     "conv2d(N=1,C=5,H=8,W=8,K=6,R=3,S=3,stride=1,pad=2,dilation=2,bias=1,relu=1,layout=NCHW)",
     "conv2d(N=2,C=8,H=6,W=6,K=16,R=1,S=1,stride=1,pad=0,layout=NCHW)",
     "conv2d(N=1,C=4,H=5,W=5,K=8,R=1,S=1,stride=1,pad=0,bias=1,layout=NHWC)",
+    "conv2d(N=2,C=8,H=7,W=6,K=24,R=3,S=3,stride=1,pad=1,relu=1,tf32=1,layout=NHWC)",
+    "conv2d(N=1,C=6,H=9,W=9,K=16,R=3,S=3,stride=2,pad=1,tf32=1,layout=NCHW)",
 };
 constexpr int kSampled = 4;
 
