@@ -38,20 +38,51 @@ absl::StatusOr<std::string> FindMeasureProgram(const BackendOptions& options) {
   return found;
 }
 
-absl::StatusOr<std::string> MakeWorkDir(const BackendOptions& options, bool* own) {
-  *own = options.work_dir.empty();
-  if (*own) {
+absl::StatusOr<std::unique_ptr<WorkDir>> WorkDir::Create(const BackendOptions& options) {
+  if (options.work_dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string tmpl = absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/tunefarm-XXXXXX");
     if (mkdtemp(tmpl.data()) == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat("cannot create a work directory from ", tmpl));
     }
-    return tmpl;
+    if (options.keep_files) spdlog::warn("keeping generated sources and binaries in {}", tmpl);
+    return std::unique_ptr<WorkDir>(new WorkDir(tmpl, !options.keep_files));
   }
   std::error_code ec;
   fs::create_directories(options.work_dir, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", options.work_dir, ": ", ec.message()));
-  return options.work_dir;
+  return std::unique_ptr<WorkDir>(new WorkDir(options.work_dir, false));
+}
+
+WorkDir::~WorkDir() {
+  if (!remove_) return;
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+absl::StatusOr<Instance> MeasureCache::Instantiate(const tunefarm::v1::MeasureRequest& req,
+                                                  kernels::DeviceClass device) {
+  auto fail = [](std::string e) { return absl::InvalidArgumentError(std::move(e)); };
+  absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(req.workload().key());
+  if (!w.ok()) return fail(std::string(w.status().message()));
+  const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op, device);
+  if (t == nullptr) {
+    return fail(absl::StrCat("no ", std::string(kernels::DeviceClassName(device)), " template for operator ", w->op));
+  }
+  absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
+  if (!space.ok()) return fail(std::string(space.status().message()));
+  absl::StatusOr<std::string> version = Version(*t, *w);
+  if (!version.ok()) return fail(std::string(version.status().message()));
+  if (!req.template_version().empty() && req.template_version() != *version) {
+    return fail(absl::StrCat("template version mismatch: request has ", req.template_version(), ", this agent has ",
+                             *version));
+  }
+  if (req.config().index() >= space->size()) {
+    return fail(absl::StrCat("config index ", req.config().index(), " is outside the space of ", space->size()));
+  }
+  absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, space->FromIndex(req.config().index()));
+  if (!k.ok()) return fail(std::string(k.status().message()));
+  return Instance{std::move(*w), t, std::move(*k)};
 }
 
 absl::StatusOr<std::string> MeasureCache::Version(const kernels::Template& t, const kernels::Workload& w) {

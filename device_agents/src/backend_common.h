@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -17,9 +18,27 @@ namespace tunefarm::device_agents {
 // none is executable.
 absl::StatusOr<std::string> FindMeasureProgram(const BackendOptions& options);
 
-// options.work_dir (created), or a fresh directory under $TMPDIR that the
-// caller owns (`*own` = true) and removes.
-absl::StatusOr<std::string> MakeWorkDir(const BackendOptions& options, bool* own);
+// options.work_dir (created), or a fresh directory under $TMPDIR that is
+// removed with this object unless options.keep_files.
+class WorkDir {
+ public:
+  static absl::StatusOr<std::unique_ptr<WorkDir>> Create(const BackendOptions& options);
+  ~WorkDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  WorkDir(std::string path, bool remove) : path_(std::move(path)), remove_(remove) {}
+  const std::string path_;
+  const bool remove_;
+};
+
+// A request's workload, the template of the backend's device class and
+// the kernel of the requested config.
+struct Instance {
+  kernels::Workload workload;
+  const kernels::Template* tmpl = nullptr;
+  kernels::Kernel kernel;
+};
 
 // Template versions and reference data files (inputs and expected outputs
 // for a workload and seed, in `work_dir`), each computed once. Not
@@ -27,6 +46,12 @@ absl::StatusOr<std::string> MakeWorkDir(const BackendOptions& options, bool* own
 class MeasureCache {
  public:
   explicit MeasureCache(std::string work_dir) : work_dir_(std::move(work_dir)) {}
+  // What every backend checks before generating code: the workload
+  // parses, `device` has a template for it, the request's template version
+  // (when it names one) is this build's, the config index is inside the
+  // space; then the config is instantiated. InvalidArgument, with the
+  // reason, is an instantiation error.
+  absl::StatusOr<Instance> Instantiate(const tunefarm::v1::MeasureRequest& req, kernels::DeviceClass device);
   absl::StatusOr<std::string> Version(const kernels::Template& t, const kernels::Workload& w);
   absl::StatusOr<std::string> DataFile(const kernels::Template& t, const kernels::Workload& w, uint64_t seed);
 

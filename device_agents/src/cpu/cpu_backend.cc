@@ -56,20 +56,12 @@ struct Candidate {
 class CpuBackend : public DeviceBackend {
  public:
   CpuBackend(BackendOptions options, v1::Target target, CpuToolchain toolchain,
-             std::string measure_program, std::string work_dir, bool own_work_dir)
+             std::string measure_program, std::unique_ptr<WorkDir> work_dir)
       : options_(std::move(options)),
         target_(std::move(target)),
         toolchain_(std::move(toolchain)),
         measure_program_(std::move(measure_program)),
-        work_dir_(std::move(work_dir)),
-        own_work_dir_(own_work_dir) {}
-
-  ~CpuBackend() override {
-    if (own_work_dir_ && !options_.keep_files) {
-      std::error_code ec;
-      fs::remove_all(work_dir_, ec);
-    }
-  }
+        work_dir_(std::move(work_dir)) {}
 
   const v1::Target& target() const override { return target_; }
 
@@ -106,22 +98,9 @@ class CpuBackend : public DeviceBackend {
   // Workload, template, version and config checks, then code generation.
   void Prepare(const v1::MeasureRequest& req, Candidate& c, v1::MeasureResult& r) {
     auto fail = [&](std::string e) { Finish(c, r, v1::MEASURE_STATUS_INSTANTIATION_ERROR, std::move(e)); };
-    absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(req.workload().key());
-    if (!w.ok()) return fail(std::string(w.status().message()));
-    const Template* t = kernels::TemplateRegistry::Global().Find(w->op);
-    absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
-    if (!space.ok()) return fail(std::string(space.status().message()));
-    absl::StatusOr<std::string> version = cache_.Version(*t, *w);
-    if (!version.ok()) return fail(std::string(version.status().message()));
-    if (!req.template_version().empty() && req.template_version() != *version) {
-      return fail(absl::StrCat("template version mismatch: request has ", req.template_version(), ", this agent has ",
-                               *version));
-    }
-    if (req.config().index() >= space->size()) {
-      return fail(absl::StrCat("config index ", req.config().index(), " is outside the space of ", space->size()));
-    }
-    absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, space->FromIndex(req.config().index()));
-    if (!k.ok()) return fail(std::string(k.status().message()));
+    absl::StatusOr<Instance> in = cache_.Instantiate(req, kernels::DeviceClass::kCpu);
+    if (!in.ok()) return fail(std::string(in.status().message()));
+    const kernels::Kernel* k = &in->kernel;
     if (auto cores = target_.limits().find("cores"); cores != target_.limits().end() && k->func.threads > cores->second) {
       return fail(absl::StrCat(k->func.threads, " threads exceed this device's ", cores->second, " cores"));
     }
@@ -130,12 +109,12 @@ class CpuBackend : public DeviceBackend {
     if (!toolchain_.compilers.count(k->compile.compiler)) {
       return fail(absl::StrCat("compiler '", k->compile.compiler, "' is not installed on this device"));
     }
-    absl::StatusOr<std::string> data = cache_.DataFile(*t, *w, req.options().seed());
+    absl::StatusOr<std::string> data = cache_.DataFile(*in->tmpl, in->workload, req.options().seed());
     if (!data.ok()) return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, std::string(data.status().message()));
     c.source = std::move(*src);
     c.spec = k->compile;
     c.data = *data;
-    c.stem = absl::StrCat(work_dir_, "/cand-", next_id_++);
+    c.stem = absl::StrCat(work_dir_->path(), "/cand-", next_id_++);
   }
 
   void CompileAll(const std::vector<v1::MeasureRequest>& batch, std::vector<Candidate>& cands,
@@ -223,10 +202,9 @@ class CpuBackend : public DeviceBackend {
   v1::Target target_;
   const CpuToolchain toolchain_;
   const std::string measure_program_;
-  const std::string work_dir_;
-  const bool own_work_dir_;
+  const std::unique_ptr<WorkDir> work_dir_;
   // Measure is not reentrant, so the cache needs no lock.
-  MeasureCache cache_{work_dir_};
+  MeasureCache cache_{work_dir_->path()};
   uint64_t next_id_ = 0;
 };
 
@@ -245,14 +223,12 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCpuBackend(const BackendOption
 
   absl::StatusOr<std::string> measure = FindMeasureProgram(options);
   if (!measure.ok()) return measure.status();
-  bool own = false;
-  absl::StatusOr<std::string> work_dir = MakeWorkDir(options, &own);
+  absl::StatusOr<std::unique_ptr<WorkDir>> work_dir = WorkDir::Create(options);
   if (!work_dir.ok()) return work_dir.status();
-  if (options.keep_files) spdlog::warn("keeping generated sources and binaries in {}", *work_dir);
   spdlog::info("cpu backend: {} ({}), key {}, {}", target.model(), target.arch(), target.device_key(),
                toolchain->fingerprint);
   return std::make_unique<CpuBackend>(std::move(options), std::move(target), std::move(*toolchain), std::move(*measure),
-                                      std::move(*work_dir), own);
+                                      std::move(*work_dir));
 }
 
 }  // namespace tunefarm::device_agents

@@ -83,23 +83,17 @@ absl::StatusOr<Server> StartServer(const std::string& program, int ordinal) {
 class CudaBackend : public DeviceBackend {
  public:
   CudaBackend(BackendOptions options, v1::Target target, Server server, std::unique_ptr<Nvrtc> nvrtc,
-              std::string program, int ordinal, std::string work_dir, bool own_work_dir)
+              std::string program, int ordinal, std::unique_ptr<WorkDir> work_dir)
       : options_(std::move(options)),
         target_(std::move(target)),
         server_(std::move(server)),
         nvrtc_(std::move(nvrtc)),
         program_(std::move(program)),
         ordinal_(ordinal),
-        work_dir_(std::move(work_dir)),
-        own_work_dir_(own_work_dir) {}
+        work_dir_(std::move(work_dir)) {}
 
-  ~CudaBackend() override {
-    server_.child.reset();
-    if (own_work_dir_ && !options_.keep_files) {
-      std::error_code ec;
-      fs::remove_all(work_dir_, ec);
-    }
-  }
+  // The server ends before its files go.
+  ~CudaBackend() override { server_.child.reset(); }
 
   const v1::Target& target() const override { return target_; }
 
@@ -134,24 +128,9 @@ class CudaBackend : public DeviceBackend {
 
   void Prepare(const v1::MeasureRequest& req, Candidate& c, v1::MeasureResult& r) {
     auto fail = [&](std::string e) { Finish(c, r, v1::MEASURE_STATUS_INSTANTIATION_ERROR, std::move(e)); };
-    absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(req.workload().key());
-    if (!w.ok()) return fail(std::string(w.status().message()));
-    const Template* t = kernels::TemplateRegistry::Global().Find(w->op, kernels::DeviceClass::kCuda);
-    if (t == nullptr) return fail(absl::StrCat("no CUDA template for operator ", w->op));
-    absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
-    if (!space.ok()) return fail(std::string(space.status().message()));
-    absl::StatusOr<std::string> version = cache_.Version(*t, *w);
-    if (!version.ok()) return fail(std::string(version.status().message()));
-    if (!req.template_version().empty() && req.template_version() != *version) {
-      return fail(absl::StrCat("template version mismatch: request has ", req.template_version(), ", this agent has ",
-                               *version));
-    }
-    if (req.config().index() >= space->size()) {
-      return fail(absl::StrCat("config index ", req.config().index(), " is outside the space of ", space->size()));
-    }
-    absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, space->FromIndex(req.config().index()));
-    if (!k.ok()) return fail(std::string(k.status().message()));
-    absl::StatusOr<kernels::CudaKernelSource> src = kernels::GenerateCuda(k->func);
+    absl::StatusOr<Instance> in = cache_.Instantiate(req, kernels::DeviceClass::kCuda);
+    if (!in.ok()) return fail(std::string(in.status().message()));
+    absl::StatusOr<kernels::CudaKernelSource> src = kernels::GenerateCuda(in->kernel.func);
     if (!src.ok()) return fail(std::string(src.status().message()));
     // The device's limits, before compiling.
     const int64_t threads = src->block[0] * src->block[1] * src->block[2];
@@ -163,7 +142,7 @@ class CudaBackend : public DeviceBackend {
       return fail(absl::StrCat(src->shared_bytes, " bytes of shared memory per block exceed this device's ",
                                target_.limits().at("shared_memory_bytes")));
     }
-    absl::StatusOr<std::string> data = cache_.DataFile(*t, *w, req.options().seed());
+    absl::StatusOr<std::string> data = cache_.DataFile(*in->tmpl, in->workload, req.options().seed());
     if (!data.ok()) return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, std::string(data.status().message()));
     c.kernel = std::move(*src);
     c.data = *data;
@@ -184,7 +163,7 @@ class CudaBackend : public DeviceBackend {
           Finish(cands[i], results[i], v1::MEASURE_STATUS_COMPILE_DEVICE, std::string(cubin.status().message()));
           continue;
         }
-        const std::string stem = absl::StrCat(work_dir_, "/cand-", id++);
+        const std::string stem = absl::StrCat(work_dir_->path(), "/cand-", id++);
         if (options_.keep_files) std::ofstream(stem + ".cu") << cands[i].kernel.source;
         cands[i].cubin = stem + ".cubin";
         std::ofstream f(cands[i].cubin, std::ios::binary);
@@ -270,9 +249,8 @@ class CudaBackend : public DeviceBackend {
   std::unique_ptr<Nvrtc> nvrtc_;
   const std::string program_;
   const int ordinal_;
-  const std::string work_dir_;
-  const bool own_work_dir_;
-  MeasureCache cache_{work_dir_};
+  const std::unique_ptr<WorkDir> work_dir_;
+  MeasureCache cache_{work_dir_->path()};
   uint64_t next_id_ = 0;
 };
 
@@ -285,8 +263,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCudaBackend(const BackendOptio
   if (!program.ok()) return program.status();
   absl::StatusOr<Server> server = StartServer(*program, ordinal);
   if (!server.ok()) return absl::FailedPreconditionError(server.status().message());
-  bool own = false;
-  absl::StatusOr<std::string> work_dir = MakeWorkDir(options, &own);
+  absl::StatusOr<std::unique_ptr<WorkDir>> work_dir = WorkDir::Create(options);
   if (!work_dir.ok()) return work_dir.status();
   v1::Target target = CudaTarget(server->info, (*nvrtc)->version());
   if (!options.device_key.empty()) target.set_device_key(options.device_key);
@@ -294,7 +271,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewCudaBackend(const BackendOptio
                server->info.sm_count, server->info.memory_bytes / double(1 << 30), target.device_key(),
                target.toolchain());
   return std::make_unique<CudaBackend>(options, std::move(target), std::move(*server), std::move(*nvrtc),
-                                       std::move(*program), ordinal, std::move(*work_dir), own);
+                                       std::move(*program), ordinal, std::move(*work_dir));
 }
 
 }  // namespace tunefarm::device_agents
