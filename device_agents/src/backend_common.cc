@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
+#include <vector>
 #include <cstdlib>
 #include <filesystem>
 
@@ -36,6 +39,17 @@ absl::StatusOr<std::string> FindMeasureProgram(const BackendOptions& options) {
         "tunefarm-measure not found (looked beside this program, in $TUNEFARM_MEASURE and on PATH)");
   }
   return found;
+}
+
+void ParallelFor(size_t n, int workers, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  std::vector<std::thread> threads;
+  for (int t = 1; t < workers && static_cast<size_t>(t) < n; ++t) threads.emplace_back(worker);
+  worker();
+  for (std::thread& t : threads) t.join();
 }
 
 absl::StatusOr<std::unique_ptr<WorkDir>> WorkDir::Create(const BackendOptions& options) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,6 +18,10 @@ namespace tunefarm::device_agents {
 // executable, else $TUNEFARM_MEASURE, else on PATH; FailedPrecondition when
 // none is executable.
 absl::StatusOr<std::string> FindMeasureProgram(const BackendOptions& options);
+
+// Calls fn(i) for every i in [0, n) on up to `workers` threads (the
+// calling one among them), each taking the next index as it is free.
+void ParallelFor(size_t n, int workers, const std::function<void(size_t)>& fn);
 
 // options.work_dir (created), or a fresh directory under $TMPDIR that is
 // removed with this object unless options.keep_files.

@@ -119,18 +119,11 @@ class CpuBackend : public DeviceBackend {
 
   void CompileAll(const std::vector<v1::MeasureRequest>& batch, std::vector<Candidate>& cands,
                   std::vector<v1::MeasureResult>& results) {
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-      for (size_t i = next++; i < cands.size(); i = next++) {
-        if (cands[i].pending) Compile(batch[i].options(), cands[i], results[i]);
-      }
-    };
-    int n = options_.compile_workers > 0 ? options_.compile_workers
-                                         : static_cast<int>(std::max<int64_t>(1, target_.limits().at("cores")));
-    std::vector<std::thread> threads;
-    for (int t = 1; t < n; ++t) threads.emplace_back(worker);
-    worker();
-    for (std::thread& t : threads) t.join();
+    const int n = options_.compile_workers > 0 ? options_.compile_workers
+                                               : static_cast<int>(std::max<int64_t>(1, target_.limits().at("cores")));
+    ParallelFor(cands.size(), n, [&](size_t i) {
+      if (cands[i].pending) Compile(batch[i].options(), cands[i], results[i]);
+    });
   }
 
   void Compile(const v1::MeasureOptions& opt, Candidate& c, v1::MeasureResult& r) {

@@ -150,33 +150,25 @@ class CudaBackend : public DeviceBackend {
 
   // NVRTC for the device's own architecture, several candidates at once.
   void CompileAll(std::vector<Candidate>& cands, std::vector<v1::MeasureResult>& results) {
-    std::atomic<size_t> next{0};
     std::atomic<uint64_t> id{next_id_};
-    auto worker = [&] {
-      for (size_t i = next++; i < cands.size(); i = next++) {
-        if (!cands[i].pending) continue;
-        auto t0 = std::chrono::steady_clock::now();
-        absl::StatusOr<std::string> cubin =
-            nvrtc_->CompileToCubin(cands[i].kernel.source, "candidate.cu", target_.arch());
-        results[i].set_compile_time_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        if (!cubin.ok()) {
-          Finish(cands[i], results[i], v1::MEASURE_STATUS_COMPILE_DEVICE, std::string(cubin.status().message()));
-          continue;
-        }
-        const std::string stem = absl::StrCat(work_dir_->path(), "/cand-", id++);
-        if (options_.keep_files) std::ofstream(stem + ".cu") << cands[i].kernel.source;
-        cands[i].cubin = stem + ".cubin";
-        std::ofstream f(cands[i].cubin, std::ios::binary);
-        f.write(cubin->data(), static_cast<std::streamsize>(cubin->size()));
-        if (!f) Finish(cands[i], results[i], v1::MEASURE_STATUS_UNKNOWN_ERROR, "cannot write " + cands[i].cubin);
-      }
-    };
     const int n = options_.compile_workers > 0 ? options_.compile_workers
                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> threads;
-    for (int t = 1; t < std::min<int>(n, static_cast<int>(cands.size())); ++t) threads.emplace_back(worker);
-    worker();
-    for (std::thread& t : threads) t.join();
+    ParallelFor(cands.size(), n, [&](size_t i) {
+      Candidate& c = cands[i];
+      if (!c.pending) return;
+      auto t0 = std::chrono::steady_clock::now();
+      absl::StatusOr<std::string> cubin = nvrtc_->CompileToCubin(c.kernel.source, "candidate.cu", target_.arch());
+      results[i].set_compile_time_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      if (!cubin.ok()) {
+        return Finish(c, results[i], v1::MEASURE_STATUS_COMPILE_DEVICE, std::string(cubin.status().message()));
+      }
+      const std::string stem = absl::StrCat(work_dir_->path(), "/cand-", id++);
+      if (options_.keep_files) std::ofstream(stem + ".cu") << c.kernel.source;
+      c.cubin = stem + ".cubin";
+      std::ofstream f(c.cubin, std::ios::binary);
+      f.write(cubin->data(), static_cast<std::streamsize>(cubin->size()));
+      if (!f) Finish(c, results[i], v1::MEASURE_STATUS_UNKNOWN_ERROR, "cannot write " + c.cubin);
+    });
     next_id_ = id;
   }
 
