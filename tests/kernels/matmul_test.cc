@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tunefarm/kernels/codegen_c.h"
+#include "tunefarm/kernels/codegen_cuda.h"
 #include "tunefarm/kernels/template.h"
 
 namespace tunefarm::kernels {
@@ -162,9 +163,10 @@ void ExpectGolden(const std::string& name, const std::string& text) {
   EXPECT_EQ(text, ss.str()) << "golden " << path;
 }
 
-std::string Generated(const std::string& workload, const std::vector<std::pair<std::string, KnobValue>>& values = {}) {
+std::string Generated(const std::string& workload, const std::vector<std::pair<std::string, KnobValue>>& values = {},
+                      DeviceClass device = DeviceClass::kCpu) {
   auto w = ParseWorkload(workload);
-  const Template& t = *TemplateRegistry::Global().Find(w->op);
+  const Template& t = *TemplateRegistry::Global().Find(w->op, device);
   auto space = t.Space(*w);
   Config c = t.DefaultConfig(*w, *space);
   if (!values.empty()) {
@@ -179,6 +181,12 @@ std::string Generated(const std::string& workload, const std::vector<std::pair<s
   }
   auto k = t.Instantiate(*w, *space, c);
   EXPECT_TRUE(k.ok()) << k.status();
+  if (!k.ok()) return "";
+  if (device == DeviceClass::kCuda) {
+    auto cuda = GenerateCuda(k->func);
+    EXPECT_TRUE(cuda.ok()) << cuda.status();
+    return cuda.ok() ? cuda->source : "";
+  }
   auto src = GenerateC(k->func);
   EXPECT_TRUE(src.ok()) << src.status();
   return src.ok() ? *src : "";
@@ -198,6 +206,18 @@ TEST(MatmulTemplateTest, GoldenKernels) {
   ExpectGolden("depthwise_conv2d_nhwc_19x9x11.c",
                Generated("depthwise_conv2d(N=1,C=19,H=9,W=11,R=3,S=3,stride=1,pad=1,layout=NHWC)",
                          {{"threads", int64_t{2}}}));
+}
+
+// The CUDA templates' default configs: bounds-checked tiles with scalar
+// loads, float4 loads with the tensor-core path, and an implicit-GEMM
+// convolution with its padding checks.
+TEST(MatmulTemplateTest, GoldenCudaKernels) {
+  ExpectGolden("cuda_matmul_77x129x61.cu", Generated("matmul(M=77,N=129,K=61)", {}, DeviceClass::kCuda));
+  ExpectGolden("cuda_matmul_64x72x40_bias_tf32.cu",
+               Generated("matmul(M=64,N=72,K=40,bias=1,tf32=1)", {}, DeviceClass::kCuda));
+  ExpectGolden("cuda_conv2d_nhwc_8x7x7_k16.cu",
+               Generated("conv2d(N=1,C=8,H=7,W=7,K=16,R=3,S=3,stride=1,pad=1,relu=1,layout=NHWC)", {},
+                         DeviceClass::kCuda));
 }
 
 TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {
