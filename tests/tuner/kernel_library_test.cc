@@ -210,6 +210,13 @@ TEST_F(KernelLibraryTest, ClientQueriesTheLog) {
   EXPECT_EQ((*best)[1].seconds, 2e-6);
   auto current = CurrentTemplateVersion(kNone);
   ASSERT_TRUE(current.ok());
+  // A GPU's records of the same workload come from the CUDA template.
+  auto on_cpu = CurrentTemplateVersion("matmul(M=33,N=40,K=17)", "cpu");
+  auto on_gpu = CurrentTemplateVersion("matmul(M=33,N=40,K=17)", "cuda");
+  ASSERT_TRUE(on_cpu.ok() && on_gpu.ok()) << on_gpu.status();
+  EXPECT_NE(*on_gpu, *on_cpu);
+  EXPECT_EQ(CurrentTemplateVersion(kNone, "gpu").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CurrentTemplateVersion(kNone, "cuda").status().code(), absl::StatusCode::kNotFound);
   auto none = (*log)->QueryBest(kNone, "lab-xeon-avx512", 1, *current);
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());

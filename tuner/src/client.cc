@@ -120,10 +120,19 @@ absl::StatusOr<std::unique_ptr<TuningLogClient>> TuningLogClient::Connect(const 
                                         v1::TuningService::NewStub(grpc::CreateChannel(address, creds)));
 }
 
-absl::StatusOr<std::string> CurrentTemplateVersion(std::string_view workload) {
+absl::StatusOr<std::string> CurrentTemplateVersion(std::string_view workload, std::string_view device_class) {
   absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(workload);
   if (!w.ok()) return w.status();
-  return kernels::TemplateVersion(*kernels::TemplateRegistry::Global().Find(w->op), *w);
+  for (kernels::DeviceClass d : {kernels::DeviceClass::kCpu, kernels::DeviceClass::kCuda}) {
+    if (device_class != kernels::DeviceClassName(d)) continue;
+    const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op, d);
+    if (t == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no ", std::string(device_class), " template for operator ", w->op));
+    }
+    return kernels::TemplateVersion(*t, *w);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown device class '", std::string(device_class), "' (cpu or cuda)"));
 }
 
 }  // namespace tunefarm::tuner

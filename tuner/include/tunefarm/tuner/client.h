@@ -58,7 +58,9 @@ class TuningLogClient {
                                                             int k = 1, std::string_view template_version = {}) = 0;
 };
 
-// The template version hash this build gives `workload`'s records.
-absl::StatusOr<std::string> CurrentTemplateVersion(std::string_view workload);
+// The template version hash this build gives `workload`'s records on
+// devices of `device_class`: "cpu" or "cuda" (records of the same workload
+// on a GPU come from another template and carry another version).
+absl::StatusOr<std::string> CurrentTemplateVersion(std::string_view workload, std::string_view device_class = "cpu");
 
 }  // namespace tunefarm::tuner
