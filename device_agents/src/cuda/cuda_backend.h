@@ -11,7 +11,7 @@ namespace tunefarm::device_agents {
 // parallel with NVRTC for the device's own architecture (in this process,
 // which never opens the device), then loaded, launched, checked against the
 // reference and timed with CUDA events by the CUDA measurement server
-// (tunefarm-measure --cuda, one context for the whole session). A kernel
+// (tunefarm-measure --cuda, one context for as long as it runs). A kernel
 // that faults is a runtime error and costs a server restart: the faulted
 // context dies with its process, and the next candidate gets a new one.
 // `ordinal` picks the GPU. FailedPrecondition, with the reason, where there
