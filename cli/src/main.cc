@@ -134,9 +134,10 @@ int RunTune(const Common& common, TuneArgs& a, int record_samples) {
   if (!pins.ok()) return StatusExit(pins.status());
   a.options.pins = *pins;
   if (record_samples > 0) {
+    // "cuda:1" measures with the CUDA templates; "cpu" and "replay:..." with the CPU ones.
+    const auto device = tunefarm::kernels::DeviceClassFromName(a.device.substr(0, a.device.find(':')));
     const auto* t = tunefarm::kernels::TemplateRegistry::Global().Find(
-        w->op, a.device.rfind("cuda", 0) == 0 ? tunefarm::kernels::DeviceClass::kCuda
-                                              : tunefarm::kernels::DeviceClass::kCpu);
+        w->op, device.value_or(tunefarm::kernels::DeviceClass::kCpu));
     if (t == nullptr) return Error(kExitUsage, "no template for operator " + w->op + " on device " + a.device);
     auto space = t->Space(*w);
     if (space.ok() && !pins->empty()) space = space->Pin(*pins);

@@ -27,6 +27,13 @@ std::string_view DeviceClassName(DeviceClass d) {
   return "?";
 }
 
+std::optional<DeviceClass> DeviceClassFromName(std::string_view name) {
+  for (DeviceClass d : {DeviceClass::kCpu, DeviceClass::kCuda}) {
+    if (name == DeviceClassName(d)) return d;
+  }
+  return std::nullopt;
+}
+
 std::optional<TextParamSpec> Template::TextParam(std::string_view name) const {
   for (TextParamSpec& p : TextParams()) {
     if (p.name == name) return std::move(p);

@@ -123,16 +123,16 @@ absl::StatusOr<std::unique_ptr<TuningLogClient>> TuningLogClient::Connect(const 
 absl::StatusOr<std::string> CurrentTemplateVersion(std::string_view workload, std::string_view device_class) {
   absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(workload);
   if (!w.ok()) return w.status();
-  for (kernels::DeviceClass d : {kernels::DeviceClass::kCpu, kernels::DeviceClass::kCuda}) {
-    if (device_class != kernels::DeviceClassName(d)) continue;
-    const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op, d);
-    if (t == nullptr) {
-      return absl::NotFoundError(absl::StrCat("no ", std::string(device_class), " template for operator ", w->op));
-    }
-    return kernels::TemplateVersion(*t, *w);
+  const std::optional<kernels::DeviceClass> d = kernels::DeviceClassFromName(device_class);
+  if (!d) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown device class '", std::string(device_class), "' (cpu or cuda)"));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown device class '", std::string(device_class), "' (cpu or cuda)"));
+  const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op, *d);
+  if (t == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no ", std::string(device_class), " template for operator ", w->op));
+  }
+  return kernels::TemplateVersion(*t, *w);
 }
 
 }  // namespace tunefarm::tuner

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "backend_common.h"
+#include "cuda/cuda_measure.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tunefarm/device_agents/cuda_driver.h"
@@ -63,20 +64,12 @@ absl::StatusOr<Server> StartServer(const std::string& program, int ordinal) {
     return absl::FailedPreconditionError(
         j.is_object() ? j.value("error", *line) : absl::StrCat("the CUDA measurement process said: ", *line));
   }
-  const json& i = j["info"];
   Server s{std::move(*child), {}};
-  s.info.name = i.value("name", "");
-  s.info.cc_major = i.value("cc_major", 0);
-  s.info.cc_minor = i.value("cc_minor", 0);
-  s.info.sm_count = i.value("sm_count", 0);
-  s.info.max_threads_per_block = i.value("max_threads_per_block", 0);
-  s.info.shared_bytes_per_block = i.value("shared_bytes_per_block", 0);
-  s.info.registers_per_block = i.value("registers_per_block", 0);
-  s.info.clock_khz = i.value("clock_khz", 0);
-  s.info.memory_clock_khz = i.value("memory_clock_khz", 0);
-  s.info.l2_bytes = i.value("l2_bytes", 0);
-  s.info.memory_bytes = i.value("memory_bytes", int64_t{0});
-  s.info.driver_version = i.value("driver_version", 0);
+  try {
+    s.info = CudaInfoFromJson(j["info"]);
+  } catch (const json::exception& e) {
+    return absl::FailedPreconditionError(absl::StrCat("the CUDA measurement process sent bad device info: ", e.what()));
+  }
   return s;
 }
 

@@ -167,21 +167,7 @@ int ServeCuda(int ordinal) {
     Emit({{"status", "unavailable"}, {"error", std::string(d.status().message())}});
     return 3;
   }
-  const CudaDeviceInfo& i = (*d)->info();
-  Emit({{"status", "ready"},
-        {"info",
-         {{"name", i.name},
-          {"cc_major", i.cc_major},
-          {"cc_minor", i.cc_minor},
-          {"sm_count", i.sm_count},
-          {"max_threads_per_block", i.max_threads_per_block},
-          {"shared_bytes_per_block", i.shared_bytes_per_block},
-          {"registers_per_block", i.registers_per_block},
-          {"clock_khz", i.clock_khz},
-          {"memory_clock_khz", i.memory_clock_khz},
-          {"l2_bytes", i.l2_bytes},
-          {"memory_bytes", i.memory_bytes},
-          {"driver_version", i.driver_version}}}});
+  Emit({{"status", "ready"}, {"info", CudaInfoToJson((*d)->info())}});
   Server server(**d);
   std::string line;
   while (std::getline(std::cin, line)) {

@@ -16,8 +16,16 @@
 // and exits 4 right after an answer with "fatal": true.
 #pragma once
 
+#include "nlohmann/json.hpp"
+#include "tunefarm/device_agents/cuda_driver.h"
+
 namespace tunefarm::device_agents {
 
 int ServeCuda(int ordinal);
+
+// The "info" object of the ready line, both ways; missing fields read as
+// their defaults.
+nlohmann::json CudaInfoToJson(const CudaDeviceInfo& info);
+CudaDeviceInfo CudaInfoFromJson(const nlohmann::json& j);
 
 }  // namespace tunefarm::device_agents

@@ -30,6 +30,8 @@ struct CompileSpec {
 enum class DeviceClass : uint8_t { kCpu, kCuda };
 // "cpu", "cuda".
 std::string_view DeviceClassName(DeviceClass d);
+// The inverse; nullopt for any other name.
+std::optional<DeviceClass> DeviceClassFromName(std::string_view name);
 
 struct Kernel {
   ir::LoweredFunc func;
