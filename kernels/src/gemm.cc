@@ -57,7 +57,7 @@ float SumTolerance(int64_t terms, double magnitude) {
 
 absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
   std::vector<Knob> knobs = {
-      {"mr", KnobKind::kSplit, IntValues({1, 2, 3, 4, 5, 6, 8, 12, 16})},  // register tile rows
+      {"mr", KnobKind::kSplit, IntValues({1, 2, 3, 4, 5, 6, 7, 8, 12, 14, 16})},  // register tile rows
       {"nv", KnobKind::kSplit, IntValues({1, 2, 3, 4})},                   // vectors per tile row
       {"vec", KnobKind::kAnnotate, IntValues({4, 8, 16})},                 // SIMD width in floats
       {"mc", KnobKind::kSplit, IntValues({8, 16, 32, 48, 64, 96, 128, 192, 256})},
@@ -66,7 +66,11 @@ absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
       {"order", KnobKind::kReorder,
        StringValues({"jc,pc,ic", "jc,ic,pc", "pc,jc,ic", "pc,ic,jc", "ic,jc,pc", "ic,pc,jc"})},
       {"inner", KnobKind::kReorder, StringValues({"jr,ir", "ir,jr"})},
-      {"pack_a", KnobKind::kChoice, spec.a_must_pack ? IntValues({1}) : IntValues({0, 1})},
+      // A packed per cache block: 1, k-major panels (the MR values of one k
+      // side by side, a transposing copy); 2, row-major panels (each row's
+      // run of k copied as it is, rows a little more than the block apart
+      // so that they do not share cache sets).
+      {"pack_a", KnobKind::kChoice, spec.a_must_pack ? IntValues({1, 2}) : IntValues({0, 1, 2})},
       // The micro-kernel reads B rows as vectors, which only a contiguous
       // B or its packed panel provides.
       {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1}) : IntValues({1})},
@@ -127,6 +131,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (spec.k_unit > 0 && K % spec.k_unit != 0) return absl::InternalError("K is not a multiple of the GEMM's k_unit");
   const int64_t U = space.IntValue(c, "unroll_k");
   const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
+  const bool a_rows = space.IntValue(c, "pack_a") == 2;
+  // Row stride of a row-major A panel: whole 64-byte lines, never a power
+  // of two (rows that far apart would fall into the same cache sets).
+  int64_t LDA = RoundUp(KC, 16) + 16;
+  if ((LDA & (LDA - 1)) == 0) LDA += 16;
   if (!pack_b && !spec.b_vector) return absl::InvalidArgumentError("this B operand must be packed");
   if (!pack_a && spec.a_must_pack) return absl::InvalidArgumentError("this A operand must be packed");
   // Batched outputs are strided by whole matrices; a single one has no
@@ -158,16 +167,15 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   };
   // A loop over the K block binding "kk" (and with units "kt"), `body` at
   // each k.
-  auto over_k = [&](const std::function<Stmt(const KPos&)>& body) -> Stmt {
-    return over_units([&](Expr k0, Expr q0, Expr n) {
-      return For::Make("kk", 0, n, ForKind::kSerial, body(k_at(k0, q0, V("kk"))));
-    });
+  auto over_k = [&](const std::function<Stmt(const KPos&)>& body, ForKind kind = ForKind::kSerial) -> Stmt {
+    return over_units([&](Expr k0, Expr q0, Expr n) { return For::Make("kk", 0, n, kind, body(k_at(k0, q0, V("kk")))); });
   };
 
   // Element accessors, relative to the current blocks and register tile.
   // With `clamp`, rows of A past the block read its last row instead (the
   // results of those rows are dropped).
   auto a_at = [&](Expr ii, const KPos& k, bool clamp = false) {
+    if (a_rows) return Load::Make("Ap", (ir_o * Expr(MR) + ii) * Expr(LDA) + k.kq);
     if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + k.kq * Expr(MR) + ii);
     return spec.a(clamp ? min(ic + ir + ii, ic + mb - Expr(1)) : ic + ir + ii, k.k0, k.kk);
   };
@@ -321,19 +329,38 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Expr jj = V("jj");
     auto dst = [&](const KPos& kk) { return jr_o * kb * Expr(NR) + kk.kq * Expr(NR) + jj; };
     auto src = [&](const KPos& kk) { return spec.b(kk.k0, kk.kk, jc + jr + jj); };
-    Stmt full = spec.b_pack_k_inner
-                    ? For::Make("jj", 0, NR, ForKind::kSerial,
-                                over_k([&](const KPos& kk) { return Store::Make("Bp", src(kk), dst(kk)); }))
-                    : over_k([&](const KPos& kk) {
-                        return For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
-                      });
-    Stmt edge = over_k([&](const KPos& kk) {
+    auto edge_row = [&](const KPos& kk) {
       return For::Make("jj", 0, NR, ForKind::kSerial,
                        Store::Make("Bp", Select::Make(jr + jj < nb, src(kk), FloatImm::Make(0)), dst(kk)));
-    });
-    pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, edge));
+    };
+    if (spec.b_pack_k_inner) {
+      // B^T: each panel column is a contiguous run of k.
+      Stmt full = For::Make("jj", 0, NR, ForKind::kSerial,
+                            over_k([&](const KPos& kk) { return Store::Make("Bp", src(kk), dst(kk)); }));
+      pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, over_k(edge_row)));
+    } else {
+      // Row by row, each row of the block read once from left to right
+      // into every panel: a panel at a time would walk the rows with a
+      // stride of N floats, which the hardware prefetchers do not follow.
+      pack_b_stmt = over_k([&](const KPos& kk) {
+        Stmt full = For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
+        return jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, edge_row(kk)));
+      });
+    }
   }
-  if (pack_a) {
+  if (a_rows) {
+    // Each row a straight copy of its runs of k; rows past the block zeros.
+    Expr ii = V("ii");
+    auto copy = [&](const KPos& kk) {
+      return Store::Make("Ap", spec.a(ic + ir + ii, kk.k0, kk.kk), (ir_o * Expr(MR) + ii) * Expr(LDA) + kk.kq);
+    };
+    auto zero = [&](const KPos& kk) {
+      return Store::Make("Ap", FloatImm::Make(0), (ir_o * Expr(MR) + ii) * Expr(LDA) + kk.kq);
+    };
+    pack_a_stmt = ir_loop(For::Make(
+        "ii", 0, MR, ForKind::kSerial,
+        IfThenElse::Make(ir + ii < mb, over_k(copy, ForKind::kVectorized), over_k(zero, ForKind::kVectorized))));
+  } else if (pack_a) {
     Expr ii = V("ii");
     auto dst = [&](const KPos& kk) { return ir_o * kb * Expr(MR) + kk.kq * Expr(MR) + ii; };
     auto src = [&](const KPos& kk) { return spec.a(ic + ir + ii, kk.k0, kk.kk); };
@@ -362,7 +389,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     if (d == "ic") body = TileLoop("ic", "mb", m_lo, m_end, MC, body);
   }
   auto allocate_panels = [&](Stmt s) {
-    if (pack_a) s = Allocate::Make("Ap", f32, MC * KC, MemoryScope::kHeap, s);
+    if (pack_a) s = Allocate::Make("Ap", f32, MC * (a_rows ? LDA : KC), MemoryScope::kHeap, s);
     if (pack_b) s = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, s);
     return s;
   };

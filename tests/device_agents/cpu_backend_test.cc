@@ -173,7 +173,8 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
 }
 
 // Every kind of tile of the GEMM schedule (full, short of rows, short of
-// columns, both), with and without each packed operand, with K blocks
+// columns, both), with and without each packed operand (A in k-major and
+// in row-major panels), with K blocks
 // inside a filter tap and over several taps, on shapes no tile divides;
 // conv2d NHWC at stride 1 also drops the padded-width rows in place.
 TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
@@ -186,9 +187,9 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
     auto space = t.Space(*w);
     ASSERT_TRUE(space.ok());
     std::vector<v1::MeasureRequest> batch;
-    for (int64_t pack_a : {0, 1}) {
+    for (int64_t pack_a : {0, 1, 2}) {
       for (int64_t pack_b : {0, 1}) {
-        for (int64_t mr : {4, 5}) {
+        for (int64_t mr : {4, 7}) {
           for (int64_t kc : {16, 128}) {
             auto c = space->FromValues({{"mr", mr}, {"nv", int64_t{2}}, {"vec", int64_t{8}}, {"mc", int64_t{8}},
                                         {"nc", int64_t{32}}, {"kc", kc}, {"pack_a", pack_a}, {"pack_b", pack_b},
