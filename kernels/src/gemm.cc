@@ -189,29 +189,30 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return batched ? V("c_off") + idx : idx;
   };
 
-  // --- micro-kernel for an MR x NR tile ---
-  auto k_step = [&](const KPos& kk, bool clamp) {
+  // --- micro-kernel for an MR x (nv*W) tile, nv = NV but for the last
+  // columns (see padded_tile) ---
+  auto k_step = [&](const KPos& kk, bool clamp, int64_t nv) {
     Expr ii = V("ii"), v = V("v");
-    Stmt load_b = For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t), v));
+    Stmt load_b = For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t), v));
     Stmt update = Store::Make(
         "acc",
-        Load::Make("acc", ii * Expr(NV) + v, vec_t) +
+        Load::Make("acc", ii * Expr(nv) + v, vec_t) +
             Broadcast::Make(Var::Make("a", f32), static_cast<int>(W)) * Load::Make("bv", v, vec_t),
-        ii * Expr(NV) + v);
+        ii * Expr(nv) + v);
     Stmt rows = For::Make("ii", 0, MR, ForKind::kUnrolled,
-                          LetStmt::Make("a", a_at(ii, kk, clamp), For::Make("v", 0, NV, ForKind::kUnrolled, update)));
-    return Allocate::Make("bv", vec_t, NV, MemoryScope::kRegister, Block::Make({load_b, rows}));
+                          LetStmt::Make("a", a_at(ii, kk, clamp), For::Make("v", 0, nv, ForKind::kUnrolled, update)));
+    return Allocate::Make("bv", vec_t, nv, MemoryScope::kRegister, Block::Make({load_b, rows}));
   };
   // The whole K block, each run's k steps unrolled by U.
-  auto k_loop = [&](bool clamp) -> Stmt {
+  auto k_loop = [&](bool clamp, int64_t nv) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
-      if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp));
+      if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, nv));
       Expr main_end = n / Expr(U) * Expr(U);
       return Block::Make({
           For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
-                    For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp))),
-          For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp)),
+                    For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp, nv))),
+          For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, nv)),
       });
     });
   };
@@ -224,15 +225,16 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // computed but neither read from nor written to `buf`; `clamp`: they read
   // A's last row (see a_at).
   auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
-                          bool clamp = false) {
+                          bool clamp = false, int64_t nv = 0) {
+    if (nv == 0) nv = NV;
     Expr ii = V("ii"), v = V("v");
     auto row = [&](Expr value) {
-      return For::Make("v", 0, NV, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(NV) + v));
+      return For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(nv) + v));
     };
     Stmt zeros = row(Broadcast::Make(FloatImm::Make(0), static_cast<int>(W)));
     Stmt loaded = row(Load::Make(buf, index(ii, v * Expr(W)), vec_t));
-    Stmt stored = For::Make("v", 0, NV, ForKind::kUnrolled,
-                            Store::Make(buf, Load::Make("acc", ii * Expr(NV) + v, vec_t), index(ii, v * Expr(W))));
+    Stmt stored = For::Make("v", 0, nv, ForKind::kUnrolled,
+                            Store::Make(buf, Load::Make("acc", ii * Expr(nv) + v, vec_t), index(ii, v * Expr(W))));
     if (rows.defined()) {
       loaded = IfThenElse::Make(ii < rows, loaded, zeros);
       stored = IfThenElse::Make(ii < rows, stored);
@@ -240,7 +242,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
-    return Allocate::Make("acc", vec_t, MR * NV, MemoryScope::kRegister, Block::Make({load, k_loop(clamp), store}));
+    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister, Block::Make({load, k_loop(clamp, nv), store}));
   };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
   // block has been accumulated into the output.
@@ -276,25 +278,28 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                             Store::Make(out, FloatImm::Make(0), c_index(ii, jj)))));
     edge_tile = Block::Make({zero, edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
   }
-  // --- edge tile through the micro-kernel: a zero-padded MR x NR copy of
-  // the tile on the stack. Columns past the block read the zero padding of
-  // the packed B panel, so only a packed B takes this path; rows past it
-  // read that of the packed A panel or A's last row. ---
+  // --- edge tile through the micro-kernel: a zero-padded copy of the tile
+  // on the stack, MR rows by as many vectors as the last columns need
+  // (every tile starts at a multiple of NR, so only the last N % NR columns
+  // form such a tile). Columns past the block read the zero padding of the
+  // packed B panel, so only a packed B takes this path; rows past it read
+  // that of the packed A panel or A's last row. ---
   Stmt padded_tile;
   {
+    const int64_t NVE = N % NR == 0 ? NV : (N % NR + W - 1) / W, NRE = NVE * W;
     Expr ii = V("ii"), jj = V("jj"), z = V("z");
-    Expr rows = min(Expr(MR), mb - ir), cols = min(Expr(NR), nb - jr);
-    auto tmp = [&](Expr i, Expr j) { return i * Expr(NR) + j; };
-    Stmt zero = For::Make("z", 0, MR * NR, ForKind::kVectorized, Store::Make("ct", FloatImm::Make(0), z));
+    Expr rows = min(Expr(MR), mb - ir), cols = min(Expr(NRE), nb - jr);
+    auto tmp = [&](Expr i, Expr j) { return i * Expr(NRE) + j; };
+    Stmt zero = For::Make("z", 0, MR * NRE, ForKind::kVectorized, Store::Make("ct", FloatImm::Make(0), z));
     Stmt in = For::Make("ii", 0, rows, ForKind::kSerial,
                         For::Make("jj", 0, cols, ForKind::kVectorized,
                                   Store::Make("ct", Load::Make(out, c_index(ii, jj)), tmp(ii, jj))));
     Stmt back = For::Make("ii", 0, rows, ForKind::kSerial,
                           For::Make("jj", 0, cols, ForKind::kVectorized,
                                     Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj))));
-    padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NR, MemoryScope::kStack,
+    padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NRE, MemoryScope::kStack,
                                               Block::Make({zero, IfThenElse::Make(Expr(0) < pc, in),
-                                                           micro_kernel("ct", tmp, Expr(), !pack_a), back})),
+                                                           micro_kernel("ct", tmp, Expr(), !pack_a, NVE), back})),
                                epilogue(rows, cols)});
   }
   // --- a tile short of rows only: the micro-kernel straight on the output,

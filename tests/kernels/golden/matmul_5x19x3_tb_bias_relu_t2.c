@@ -227,64 +227,51 @@ void tunefarm_kernel(void* const* args) {
                                   }
                                 } else {
                                   {
-                                    float ct[64] __attribute__((aligned(64)));
+                                    float ct[32] __attribute__((aligned(64)));
                                     #pragma omp simd
-                                    for (int64_t z = 0; z < 64; ++z) {
+                                    for (int64_t z = 0; z < 32; ++z) {
                                       ct[z] = 0.0f;
                                     }
                                     if ((0 < pc)) {
                                       for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                         #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          ct[((ii * 16) + jj)] = C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)];
+                                        for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
+                                          ct[((ii * 8) + jj)] = C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)];
                                         }
                                       }
                                     }
                                     {
-                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3;
                                       if ((pc == 0)) {
                                         acc_0 = tf_f32x8_splat(0.0f);
                                         acc_1 = tf_f32x8_splat(0.0f);
                                         acc_2 = tf_f32x8_splat(0.0f);
                                         acc_3 = tf_f32x8_splat(0.0f);
-                                        acc_4 = tf_f32x8_splat(0.0f);
-                                        acc_5 = tf_f32x8_splat(0.0f);
-                                        acc_6 = tf_f32x8_splat(0.0f);
-                                        acc_7 = tf_f32x8_splat(0.0f);
                                       } else {
                                         acc_0 = (*(const tf_f32x8_u*)(ct + 0));
                                         acc_1 = (*(const tf_f32x8_u*)(ct + 8));
                                         acc_2 = (*(const tf_f32x8_u*)(ct + 16));
                                         acc_3 = (*(const tf_f32x8_u*)(ct + 24));
-                                        acc_4 = (*(const tf_f32x8_u*)(ct + 32));
-                                        acc_5 = (*(const tf_f32x8_u*)(ct + 40));
-                                        acc_6 = (*(const tf_f32x8_u*)(ct + 48));
-                                        acc_7 = (*(const tf_f32x8_u*)(ct + 56));
                                       }
                                       for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
-                                          tf_f32x8 bv_0, bv_1;
+                                          tf_f32x8 bv_0;
                                           bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                          bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
                                           {
                                             const float a = A[(((tf_min((ic + ir), ((ic + mb) - 1)) * 3) + pc) + kk)];
                                             acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                           }
                                           {
                                             const float a = A[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_0));
                                           }
                                           {
                                             const float a = A[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                           }
                                           {
                                             const float a = A[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_0));
                                           }
                                         }
                                       }
@@ -292,22 +279,18 @@ void tunefarm_kernel(void* const* args) {
                                       *(tf_f32x8_u*)(ct + 8) = acc_1;
                                       *(tf_f32x8_u*)(ct + 16) = acc_2;
                                       *(tf_f32x8_u*)(ct + 24) = acc_3;
-                                      *(tf_f32x8_u*)(ct + 32) = acc_4;
-                                      *(tf_f32x8_u*)(ct + 40) = acc_5;
-                                      *(tf_f32x8_u*)(ct + 48) = acc_6;
-                                      *(tf_f32x8_u*)(ct + 56) = acc_7;
                                     }
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                       #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                        C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ct[((ii * 16) + jj)];
+                                      for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
+                                        C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ct[((ii * 8) + jj)];
                                       }
                                     }
                                   }
                                   if (((pc + kb) == 3)) {
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                       #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                      for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
                                         {
                                           const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
                                           C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
