@@ -2,8 +2,10 @@
 // pc over K, ic over M) in a tunable order, optional packing of B and A into
 // contiguous zero-padded panels, two register-tile loops (jr, ir), and a
 // micro-kernel that keeps an MR x (NV*W) tile of the output in vector
-// registers while walking the K block. Tiles need not divide the shape: edge
-// tiles take a scalar-indexed path with bounds, so primes work.
+// registers while walking the K block. Tiles need not divide the shape, so
+// primes work: a tile short of rows runs the micro-kernel on rows it then
+// drops, and the last columns' tile runs a narrower one on a zero-padded
+// copy, its B columns zero-padded in a panel.
 #include "gemm.h"
 
 #include <algorithm>
@@ -132,6 +134,12 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   const int64_t U = space.IntValue(c, "unroll_k");
   const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
   const bool a_rows = space.IntValue(c, "pack_a") == 2;
+  // Every register tile starts at a multiple of NR, so only the last N % NR
+  // columns form a tile short of columns; it is NVE vectors wide. Its B
+  // columns come zero-padded from the packed panel or, with B unpacked,
+  // from a panel of their own ("Be", packed per block like Bp).
+  const int64_t NVE = N % NR == 0 ? NV : (N % NR + W - 1) / W, NRE = NVE * W;
+  const bool edge_panel = !pack_b && N % NR != 0;
   // Row stride of a row-major A panel: whole 64-byte lines, never a power
   // of two (rows that far apart would fall into the same cache sets).
   int64_t LDA = RoundUp(KC, 16) + 16;
@@ -179,8 +187,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + k.kq * Expr(MR) + ii);
     return spec.a(clamp ? min(ic + ir + ii, ic + mb - Expr(1)) : ic + ir + ii, k.k0, k.kk);
   };
-  auto b_at = [&](const KPos& k, Expr j, Type t) {
+  auto b_at = [&](const KPos& k, Expr j, Type t, bool edge = false) {
     if (pack_b) return Load::Make("Bp", jr_o * kb * Expr(NR) + k.kq * Expr(NR) + j, t);
+    if (edge) return Load::Make("Be", k.kq * Expr(NRE) + j, t);
     return t.is_vector() ? spec.b_vector(k.k0, k.kk, jc + jr + j, t) : spec.b(k.k0, k.kk, jc + jr + j);
   };
   auto c_index = [&](Expr ii, Expr j) {
@@ -189,11 +198,12 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return batched ? V("c_off") + idx : idx;
   };
 
-  // --- micro-kernel for an MR x (nv*W) tile, nv = NV but for the last
-  // columns (see padded_tile) ---
-  auto k_step = [&](const KPos& kk, bool clamp, int64_t nv) {
+  // --- micro-kernel for an MR x NR tile or, with `edge`, the MR x NRE
+  // tile of the last columns (see padded_tile) ---
+  auto k_step = [&](const KPos& kk, bool clamp, bool edge) {
+    const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
-    Stmt load_b = For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t), v));
+    Stmt load_b = For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t, edge), v));
     Stmt update = Store::Make(
         "acc",
         Load::Make("acc", ii * Expr(nv) + v, vec_t) +
@@ -204,15 +214,15 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return Allocate::Make("bv", vec_t, nv, MemoryScope::kRegister, Block::Make({load_b, rows}));
   };
   // The whole K block, each run's k steps unrolled by U.
-  auto k_loop = [&](bool clamp, int64_t nv) -> Stmt {
+  auto k_loop = [&](bool clamp, bool edge) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
-      if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, nv));
+      if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, edge));
       Expr main_end = n / Expr(U) * Expr(U);
       return Block::Make({
           For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
-                    For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp, nv))),
-          For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, nv)),
+                    For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp, edge))),
+          For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, edge)),
       });
     });
   };
@@ -225,8 +235,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // computed but neither read from nor written to `buf`; `clamp`: they read
   // A's last row (see a_at).
   auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
-                          bool clamp = false, int64_t nv = 0) {
-    if (nv == 0) nv = NV;
+                          bool clamp = false, bool edge = false) {
+    const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
     auto row = [&](Expr value) {
       return For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(nv) + v));
@@ -242,7 +252,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
-    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister, Block::Make({load, k_loop(clamp, nv), store}));
+    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister, Block::Make({load, k_loop(clamp, edge), store}));
   };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
   // block has been accumulated into the output.
@@ -261,32 +271,12 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   };
   Stmt full_tile = Block::Make({micro_kernel(out, c_index), epilogue(Expr(MR), Expr(NR))});
 
-  // --- edge tile: bounds from the block, scalar A, compiler-vectorised j ---
-  Stmt edge_tile;
-  {
-    Expr ii = V("ii"), jj = V("jj");
-    auto step = [&](const KPos& kk) {
-      Stmt upd = Store::Make(out, Load::Make(out, c_index(ii, jj)) + Var::Make("a", f32) * b_at(kk, jj, f32),
-                             c_index(ii, jj));
-      return LetStmt::Make("a", a_at(ii, kk), For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized, upd));
-    };
-    edge_tile = For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial, over_k(step));
-    Stmt zero = IfThenElse::Make(
-        first_k_block,
-        For::Make("ii", 0, min(Expr(MR), mb - ir), ForKind::kSerial,
-                  For::Make("jj", 0, min(Expr(NR), nb - jr), ForKind::kVectorized,
-                            Store::Make(out, FloatImm::Make(0), c_index(ii, jj)))));
-    edge_tile = Block::Make({zero, edge_tile, epilogue(min(Expr(MR), mb - ir), min(Expr(NR), nb - jr))});
-  }
-  // --- edge tile through the micro-kernel: a zero-padded copy of the tile
-  // on the stack, MR rows by as many vectors as the last columns need
-  // (every tile starts at a multiple of NR, so only the last N % NR columns
-  // form such a tile). Columns past the block read the zero padding of the
-  // packed B panel, so only a packed B takes this path; rows past it read
-  // that of the packed A panel or A's last row. ---
+  // --- the last columns' tile: the micro-kernel on a zero-padded MR x NRE
+  // copy of the tile on the stack. Columns past the block read the zero
+  // padding of the B panel; rows past it that of the packed A panel or A's
+  // last row. ---
   Stmt padded_tile;
   {
-    const int64_t NVE = N % NR == 0 ? NV : (N % NR + W - 1) / W, NRE = NVE * W;
     Expr ii = V("ii"), jj = V("jj"), z = V("z");
     Expr rows = min(Expr(MR), mb - ir), cols = min(Expr(NRE), nb - jr);
     auto tmp = [&](Expr i, Expr j) { return i * Expr(NRE) + j; };
@@ -299,7 +289,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                     Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj))));
     padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NRE, MemoryScope::kStack,
                                               Block::Make({zero, IfThenElse::Make(Expr(0) < pc, in),
-                                                           micro_kernel("ct", tmp, Expr(), !pack_a, NVE), back})),
+                                                           micro_kernel("ct", tmp, Expr(), !pack_a, true), back})),
                                epilogue(rows, cols)});
   }
   // --- a tile short of rows only: the micro-kernel straight on the output,
@@ -311,8 +301,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     short_tile = Block::Make({micro_kernel(out, c_index, rows, !pack_a), epilogue(rows, Expr(NR))});
   }
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
-  Stmt tile = IfThenElse::Make(cols_full, IfThenElse::Make(rows_full, full_tile, short_tile),
-                               pack_b ? padded_tile : edge_tile);
+  Stmt tile = IfThenElse::Make(rows_full, full_tile, short_tile);
+  if (N % NR != 0) tile = IfThenElse::Make(cols_full, tile, padded_tile);
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
@@ -352,6 +342,16 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
         return jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, edge_row(kk)));
       });
     }
+  } else if (edge_panel) {
+    // B unpacked: only the block's last columns, when it has them, as one
+    // zero-padded kb x NRE panel.
+    Expr jj = V("jj"), je = nb / Expr(NR) * Expr(NR);
+    pack_b_stmt = IfThenElse::Make(je < nb, over_k([&](const KPos& kk) {
+                                     Expr b = Select::Make(je + jj < nb, spec.b(kk.k0, kk.kk, jc + je + jj),
+                                                           FloatImm::Make(0));
+                                     return For::Make("jj", 0, NRE, ForKind::kSerial,
+                                                      Store::Make("Be", b, kk.kq * Expr(NRE) + jj));
+                                   }));
   }
   if (a_rows) {
     // Each row a straight copy of its runs of k; rows past the block zeros.
@@ -396,6 +396,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   auto allocate_panels = [&](Stmt s) {
     if (pack_a) s = Allocate::Make("Ap", f32, MC * (a_rows ? LDA : KC), MemoryScope::kHeap, s);
     if (pack_b) s = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, s);
+    if (edge_panel) s = Allocate::Make("Be", f32, KC * NRE, MemoryScope::kHeap, s);
     return s;
   };
   // Each part writes only its own rows / columns of the output and packs

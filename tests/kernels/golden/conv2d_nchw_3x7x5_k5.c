@@ -22,264 +22,336 @@ void tunefarm_kernel(void* const* args) {
       {
         float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(189) * sizeof(float) + 63) & ~(size_t)63);
         if (!dpad) abort();
-        for (int64_t n = 0; n < 1; ++n) {
-          for (int64_t c = 0; c < 3; ++c) {
-            for (int64_t py = 0; py < 1; ++py) {
-              for (int64_t px = 0; px < 1; ++px) {
-                for (int64_t hq = 0; hq < 9; ++hq) {
-                  if (((0 <= ((hq + py) - 1)) && (((hq + py) - 1) < 7))) {
-                    #pragma omp simd
-                    for (int64_t wq = 0; wq < tf_min(7, (1 - px)); ++wq) {
-                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
-                    }
-                    #pragma omp simd
-                    for (int64_t wq = tf_min(7, (1 - px)); wq < tf_min(7, (1 - px)) + (tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))) - tf_min(7, (1 - px))); ++wq) {
-                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = data[((((((((n * 3) + c) * 7) + ((hq + py) - 1)) * 5) + wq) + px) - 1)];
-                    }
-                    #pragma omp simd
-                    for (int64_t wq = tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))); wq < tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))) + (7 - tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px)))); ++wq) {
-                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
-                    }
-                  } else {
-                    #pragma omp simd
-                    for (int64_t wq = 0; wq < 7; ++wq) {
-                      dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
+        {
+          float* restrict Be = (float*)aligned_alloc(64, ((size_t)(432) * sizeof(float) + 63) & ~(size_t)63);
+          if (!Be) abort();
+          for (int64_t n = 0; n < 1; ++n) {
+            for (int64_t c = 0; c < 3; ++c) {
+              for (int64_t py = 0; py < 1; ++py) {
+                for (int64_t px = 0; px < 1; ++px) {
+                  for (int64_t hq = 0; hq < 9; ++hq) {
+                    if (((0 <= ((hq + py) - 1)) && (((hq + py) - 1) < 7))) {
+                      #pragma omp simd
+                      for (int64_t wq = 0; wq < tf_min(7, (1 - px)); ++wq) {
+                        dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
+                      }
+                      #pragma omp simd
+                      for (int64_t wq = tf_min(7, (1 - px)); wq < tf_min(7, (1 - px)) + (tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))) - tf_min(7, (1 - px))); ++wq) {
+                        dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = data[((((((((n * 3) + c) * 7) + ((hq + py) - 1)) * 5) + wq) + px) - 1)];
+                      }
+                      #pragma omp simd
+                      for (int64_t wq = tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))); wq < tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px))) + (7 - tf_max(tf_min(7, (1 - px)), tf_min(7, (6 - px)))); ++wq) {
+                        dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
+                      }
+                    } else {
+                      #pragma omp simd
+                      for (int64_t wq = 0; wq < 7; ++wq) {
+                        dpad[((((((((n * 3) + c) + py) + px) * 9) + hq) * 7) + wq)] = 0.0f;
+                      }
                     }
                   }
                 }
               }
             }
           }
-        }
-        for (int64_t k = 0; k < 5; ++k) {
-          for (int64_t t = 0; t < 9; ++t) {
-            for (int64_t c = 0; c < 3; ++c) {
-              wt[((((k * 9) + t) * 3) + c)] = weight[((((k * 3) + c) * 9) + t)];
+          for (int64_t k = 0; k < 5; ++k) {
+            for (int64_t t = 0; t < 9; ++t) {
+              for (int64_t c = 0; c < 3; ++c) {
+                wt[((((k * 9) + t) * 3) + c)] = weight[((((k * 3) + c) * 9) + t)];
+              }
             }
           }
-        }
-        for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
-          {
-            const int64_t jc = (jc_o * 48);
+          for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
             {
-              const int64_t nb = tf_min(48, (47 - jc));
-              for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
-                {
-                  const int64_t pc = (pc_o * 27);
+              const int64_t jc = (jc_o * 48);
+              {
+                const int64_t nb = tf_min(48, (47 - jc));
+                for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
                   {
-                    const int64_t kb = tf_min(27, (27 - pc));
-                    for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
-                      {
-                        const int64_t ic = (ic_o * 8);
+                    const int64_t pc = (pc_o * 27);
+                    {
+                      const int64_t kb = tf_min(27, (27 - pc));
+                      if ((((nb / 16) * 16) < nb)) {
+                        for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                          for (int64_t kk = 0; kk < 3; ++kk) {
+                            for (int64_t jj = 0; jj < 16; ++jj) {
+                              Be[((((kt * 3) + kk) * 16) + jj)] = (((((nb / 16) * 16) + jj) < nb) ? dpad[((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + ((nb / 16) * 16)) + jj))] : 0.0f);
+                            }
+                          }
+                        }
+                      }
+                      for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                         {
-                          const int64_t mb = tf_min(8, (5 - ic));
-                          for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
-                            {
-                              const int64_t jr = (jr_o * 16);
-                              for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
-                                {
-                                  const int64_t ir = (ir_o * 4);
-                                  if (((jr + 16) <= nb)) {
-                                    if (((ir + 4) <= mb)) {
-                                      {
-                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                        if ((pc == 0)) {
-                                          acc_0 = tf_f32x8_splat(0.0f);
-                                          acc_1 = tf_f32x8_splat(0.0f);
-                                          acc_2 = tf_f32x8_splat(0.0f);
-                                          acc_3 = tf_f32x8_splat(0.0f);
-                                          acc_4 = tf_f32x8_splat(0.0f);
-                                          acc_5 = tf_f32x8_splat(0.0f);
-                                          acc_6 = tf_f32x8_splat(0.0f);
-                                          acc_7 = tf_f32x8_splat(0.0f);
-                                        } else {
-                                          acc_0 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))));
-                                          acc_1 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))));
-                                          acc_2 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))));
-                                          acc_3 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))));
-                                          acc_4 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))));
-                                          acc_5 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))));
-                                          acc_6 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))));
-                                          acc_7 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))));
+                          const int64_t ic = (ic_o * 8);
+                          {
+                            const int64_t mb = tf_min(8, (5 - ic));
+                            for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
+                              {
+                                const int64_t jr = (jr_o * 16);
+                                for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
+                                  {
+                                    const int64_t ir = (ir_o * 4);
+                                    if (((jr + 16) <= nb)) {
+                                      if (((ir + 4) <= mb)) {
+                                        {
+                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                          if ((pc == 0)) {
+                                            acc_0 = tf_f32x8_splat(0.0f);
+                                            acc_1 = tf_f32x8_splat(0.0f);
+                                            acc_2 = tf_f32x8_splat(0.0f);
+                                            acc_3 = tf_f32x8_splat(0.0f);
+                                            acc_4 = tf_f32x8_splat(0.0f);
+                                            acc_5 = tf_f32x8_splat(0.0f);
+                                            acc_6 = tf_f32x8_splat(0.0f);
+                                            acc_7 = tf_f32x8_splat(0.0f);
+                                          } else {
+                                            acc_0 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))));
+                                            acc_1 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))));
+                                            acc_2 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))));
+                                            acc_3 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))));
+                                            acc_4 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))));
+                                            acc_5 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))));
+                                            acc_6 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))));
+                                            acc_7 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))));
+                                          }
+                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                            for (int64_t kk = 0; kk < 3; ++kk) {
+                                              {
+                                                tf_f32x8 bv_0, bv_1;
+                                                bv_0 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + (jc + jr))));
+                                                bv_1 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + 8))));
+                                                {
+                                                  const float a = wt[((((ic + ir) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((((ic + ir) + 1) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((((ic + ir) + 2) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((((ic + ir) + 3) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                              }
+                                            }
+                                          }
+                                          *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))) = acc_0;
+                                          *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))) = acc_1;
+                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))) = acc_2;
+                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))) = acc_3;
+                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))) = acc_4;
+                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))) = acc_5;
+                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))) = acc_6;
+                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))) = acc_7;
                                         }
-                                        for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                          for (int64_t kk = 0; kk < 3; ++kk) {
-                                            {
-                                              tf_f32x8 bv_0, bv_1;
-                                              bv_0 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + (jc + jr))));
-                                              bv_1 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + 8))));
+                                        if (((pc + kb) == 27)) {
+                                          for (int64_t ii = 0; ii < 4; ++ii) {
+                                            #pragma omp simd
+                                            for (int64_t jj = 0; jj < 16; ++jj) {
                                               {
-                                                const float a = wt[((((ic + ir) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = wt[(((((ic + ir) + 1) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = wt[(((((ic + ir) + 2) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = wt[(((((ic + ir) + 3) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                const float e = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
+                                                otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
                                               }
                                             }
                                           }
                                         }
-                                        *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))) = acc_0;
-                                        *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))) = acc_1;
-                                        *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))) = acc_2;
-                                        *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))) = acc_3;
-                                        *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))) = acc_4;
-                                        *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))) = acc_5;
-                                        *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))) = acc_6;
-                                        *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))) = acc_7;
-                                      }
-                                      if (((pc + kb) == 27)) {
-                                        for (int64_t ii = 0; ii < 4; ++ii) {
-                                          #pragma omp simd
-                                          for (int64_t jj = 0; jj < 16; ++jj) {
-                                            {
-                                              const float e = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
-                                              otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
+                                      } else {
+                                        {
+                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                          if ((pc == 0)) {
+                                            acc_0 = tf_f32x8_splat(0.0f);
+                                            acc_1 = tf_f32x8_splat(0.0f);
+                                            acc_2 = tf_f32x8_splat(0.0f);
+                                            acc_3 = tf_f32x8_splat(0.0f);
+                                            acc_4 = tf_f32x8_splat(0.0f);
+                                            acc_5 = tf_f32x8_splat(0.0f);
+                                            acc_6 = tf_f32x8_splat(0.0f);
+                                            acc_7 = tf_f32x8_splat(0.0f);
+                                          } else {
+                                            if ((0 < tf_min(4, (mb - ir)))) {
+                                              acc_0 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))));
+                                              acc_1 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))));
+                                            } else {
+                                              acc_0 = tf_f32x8_splat(0.0f);
+                                              acc_1 = tf_f32x8_splat(0.0f);
+                                            }
+                                            if ((1 < tf_min(4, (mb - ir)))) {
+                                              acc_2 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))));
+                                              acc_3 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))));
+                                            } else {
+                                              acc_2 = tf_f32x8_splat(0.0f);
+                                              acc_3 = tf_f32x8_splat(0.0f);
+                                            }
+                                            if ((2 < tf_min(4, (mb - ir)))) {
+                                              acc_4 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))));
+                                              acc_5 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))));
+                                            } else {
+                                              acc_4 = tf_f32x8_splat(0.0f);
+                                              acc_5 = tf_f32x8_splat(0.0f);
+                                            }
+                                            if ((3 < tf_min(4, (mb - ir)))) {
+                                              acc_6 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))));
+                                              acc_7 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))));
+                                            } else {
+                                              acc_6 = tf_f32x8_splat(0.0f);
+                                              acc_7 = tf_f32x8_splat(0.0f);
+                                            }
+                                          }
+                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                            for (int64_t kk = 0; kk < 3; ++kk) {
+                                              {
+                                                tf_f32x8 bv_0, bv_1;
+                                                bv_0 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + (jc + jr))));
+                                                bv_1 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + 8))));
+                                                {
+                                                  const float a = wt[(((tf_min((ic + ir), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                              }
+                                            }
+                                          }
+                                          if ((0 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))) = acc_0;
+                                            *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))) = acc_1;
+                                          }
+                                          if ((1 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))) = acc_2;
+                                            *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))) = acc_3;
+                                          }
+                                          if ((2 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))) = acc_4;
+                                            *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))) = acc_5;
+                                          }
+                                          if ((3 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))) = acc_6;
+                                            *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))) = acc_7;
+                                          }
+                                        }
+                                        if (((pc + kb) == 27)) {
+                                          for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                            #pragma omp simd
+                                            for (int64_t jj = 0; jj < 16; ++jj) {
+                                              {
+                                                const float e = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
+                                                otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
+                                              }
                                             }
                                           }
                                         }
                                       }
                                     } else {
                                       {
-                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                        if ((pc == 0)) {
-                                          acc_0 = tf_f32x8_splat(0.0f);
-                                          acc_1 = tf_f32x8_splat(0.0f);
-                                          acc_2 = tf_f32x8_splat(0.0f);
-                                          acc_3 = tf_f32x8_splat(0.0f);
-                                          acc_4 = tf_f32x8_splat(0.0f);
-                                          acc_5 = tf_f32x8_splat(0.0f);
-                                          acc_6 = tf_f32x8_splat(0.0f);
-                                          acc_7 = tf_f32x8_splat(0.0f);
-                                        } else {
-                                          if ((0 < tf_min(4, (mb - ir)))) {
-                                            acc_0 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))));
-                                            acc_1 = (*(const tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))));
-                                          } else {
-                                            acc_0 = tf_f32x8_splat(0.0f);
-                                            acc_1 = tf_f32x8_splat(0.0f);
-                                          }
-                                          if ((1 < tf_min(4, (mb - ir)))) {
-                                            acc_2 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))));
-                                            acc_3 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))));
-                                          } else {
-                                            acc_2 = tf_f32x8_splat(0.0f);
-                                            acc_3 = tf_f32x8_splat(0.0f);
-                                          }
-                                          if ((2 < tf_min(4, (mb - ir)))) {
-                                            acc_4 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))));
-                                            acc_5 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))));
-                                          } else {
-                                            acc_4 = tf_f32x8_splat(0.0f);
-                                            acc_5 = tf_f32x8_splat(0.0f);
-                                          }
-                                          if ((3 < tf_min(4, (mb - ir)))) {
-                                            acc_6 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))));
-                                            acc_7 = (*(const tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))));
-                                          } else {
-                                            acc_6 = tf_f32x8_splat(0.0f);
-                                            acc_7 = tf_f32x8_splat(0.0f);
-                                          }
+                                        float ct[64] __attribute__((aligned(64)));
+                                        #pragma omp simd
+                                        for (int64_t z = 0; z < 64; ++z) {
+                                          ct[z] = 0.0f;
                                         }
-                                        for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                          for (int64_t kk = 0; kk < 3; ++kk) {
-                                            {
-                                              tf_f32x8 bv_0, bv_1;
-                                              bv_0 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + (jc + jr))));
-                                              bv_1 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + 8))));
-                                              {
-                                                const float a = wt[(((tf_min((ic + ir), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = wt[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = wt[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = wt[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
-                                                acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                              }
+                                        if ((0 < pc)) {
+                                          for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                            #pragma omp simd
+                                            for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                              ct[((ii * 16) + jj)] = otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))];
                                             }
                                           }
                                         }
-                                        if ((0 < tf_min(4, (mb - ir)))) {
-                                          *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + (jc + jr))) = acc_0;
-                                          *(tf_f32x8_u*)(otmp + (((ic + ir) * 47) + ((jc + jr) + 8))) = acc_1;
+                                        {
+                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                          if ((pc == 0)) {
+                                            acc_0 = tf_f32x8_splat(0.0f);
+                                            acc_1 = tf_f32x8_splat(0.0f);
+                                            acc_2 = tf_f32x8_splat(0.0f);
+                                            acc_3 = tf_f32x8_splat(0.0f);
+                                            acc_4 = tf_f32x8_splat(0.0f);
+                                            acc_5 = tf_f32x8_splat(0.0f);
+                                            acc_6 = tf_f32x8_splat(0.0f);
+                                            acc_7 = tf_f32x8_splat(0.0f);
+                                          } else {
+                                            acc_0 = (*(const tf_f32x8_u*)(ct + 0));
+                                            acc_1 = (*(const tf_f32x8_u*)(ct + 8));
+                                            acc_2 = (*(const tf_f32x8_u*)(ct + 16));
+                                            acc_3 = (*(const tf_f32x8_u*)(ct + 24));
+                                            acc_4 = (*(const tf_f32x8_u*)(ct + 32));
+                                            acc_5 = (*(const tf_f32x8_u*)(ct + 40));
+                                            acc_6 = (*(const tf_f32x8_u*)(ct + 48));
+                                            acc_7 = (*(const tf_f32x8_u*)(ct + 56));
+                                          }
+                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                            for (int64_t kk = 0; kk < 3; ++kk) {
+                                              {
+                                                tf_f32x8 bv_0, bv_1;
+                                                bv_0 = (*(const tf_f32x8_u*)(Be + (((kt * 3) + kk) * 16)));
+                                                bv_1 = (*(const tf_f32x8_u*)(Be + ((((kt * 3) + kk) * 16) + 8)));
+                                                {
+                                                  const float a = wt[(((tf_min((ic + ir), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = wt[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                              }
+                                            }
+                                          }
+                                          *(tf_f32x8_u*)(ct + 0) = acc_0;
+                                          *(tf_f32x8_u*)(ct + 8) = acc_1;
+                                          *(tf_f32x8_u*)(ct + 16) = acc_2;
+                                          *(tf_f32x8_u*)(ct + 24) = acc_3;
+                                          *(tf_f32x8_u*)(ct + 32) = acc_4;
+                                          *(tf_f32x8_u*)(ct + 40) = acc_5;
+                                          *(tf_f32x8_u*)(ct + 48) = acc_6;
+                                          *(tf_f32x8_u*)(ct + 56) = acc_7;
                                         }
-                                        if ((1 < tf_min(4, (mb - ir)))) {
-                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + (jc + jr))) = acc_2;
-                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 1) * 47) + ((jc + jr) + 8))) = acc_3;
-                                        }
-                                        if ((2 < tf_min(4, (mb - ir)))) {
-                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + (jc + jr))) = acc_4;
-                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 2) * 47) + ((jc + jr) + 8))) = acc_5;
-                                        }
-                                        if ((3 < tf_min(4, (mb - ir)))) {
-                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + (jc + jr))) = acc_6;
-                                          *(tf_f32x8_u*)(otmp + ((((ic + ir) + 3) * 47) + ((jc + jr) + 8))) = acc_7;
+                                        for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                          #pragma omp simd
+                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
+                                            otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ct[((ii * 16) + jj)];
+                                          }
                                         }
                                       }
                                       if (((pc + kb) == 27)) {
                                         for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                           #pragma omp simd
-                                          for (int64_t jj = 0; jj < 16; ++jj) {
+                                          for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
                                             {
                                               const float e = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
                                               otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
                                             }
-                                          }
-                                        }
-                                      }
-                                    }
-                                  } else {
-                                    if ((pc == 0)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = 0.0f;
-                                        }
-                                      }
-                                    }
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                        for (int64_t kk = 0; kk < 3; ++kk) {
-                                          {
-                                            const float a = wt[(((((ic + ir) + ii) * 27) + (pc + (kt * 3))) + kk)];
-                                            #pragma omp simd
-                                            for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                              otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + (a * dpad[((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + jj))]));
-                                            }
-                                          }
-                                        }
-                                      }
-                                    }
-                                    if (((pc + kb) == 27)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          {
-                                            const float e = (otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] + bias[((ic + ir) + ii)]);
-                                            otmp[((((ic + ir) + ii) * 47) + ((jc + jr) + jj))] = ((0.0f < e) ? e : 0.0f);
                                           }
                                         }
                                       }
@@ -297,14 +369,15 @@ void tunefarm_kernel(void* const* args) {
               }
             }
           }
-        }
-        for (int64_t k = 0; k < 5; ++k) {
-          for (int64_t oh = 0; oh < 7; ++oh) {
-            #pragma omp simd
-            for (int64_t ow = 0; ow < 5; ++ow) {
-              out[((((k * 7) + oh) * 5) + ow)] = otmp[(((k * 47) + (oh * 7)) + ow)];
+          for (int64_t k = 0; k < 5; ++k) {
+            for (int64_t oh = 0; oh < 7; ++oh) {
+              #pragma omp simd
+              for (int64_t ow = 0; ow < 5; ++ow) {
+                out[((((k * 7) + oh) * 5) + ow)] = otmp[(((k * 47) + (oh * 7)) + ow)];
+              }
             }
           }
+          free(Be);
         }
         free(dpad);
       }

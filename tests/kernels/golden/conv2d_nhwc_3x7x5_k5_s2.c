@@ -15,221 +15,276 @@ void tunefarm_kernel(void* const* args) {
   {
     float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(378) * sizeof(float) + 63) & ~(size_t)63);
     if (!dpad) abort();
-    for (int64_t n = 0; n < 2; ++n) {
-      for (int64_t hp = 0; hp < 9; ++hp) {
-        if (((0 <= (hp - 1)) && ((hp - 1) < 7))) {
-          #pragma omp simd
-          for (int64_t e = 0; e < 3; ++e) {
-            dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
-          }
-          #pragma omp simd
-          for (int64_t e = 3; e < 3 + 15; ++e) {
-            dpad[((((n * 9) + hp) * 21) + e)] = data[(((((n * 7) + (hp - 1)) * 15) + e) - 3)];
-          }
-          #pragma omp simd
-          for (int64_t e = 18; e < 18 + 3; ++e) {
-            dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
-          }
-        } else {
-          #pragma omp simd
-          for (int64_t e = 0; e < 21; ++e) {
-            dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
+    {
+      float* restrict Be = (float*)aligned_alloc(64, ((size_t)(216) * sizeof(float) + 63) & ~(size_t)63);
+      if (!Be) abort();
+      for (int64_t n = 0; n < 2; ++n) {
+        for (int64_t hp = 0; hp < 9; ++hp) {
+          if (((0 <= (hp - 1)) && ((hp - 1) < 7))) {
+            #pragma omp simd
+            for (int64_t e = 0; e < 3; ++e) {
+              dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
+            }
+            #pragma omp simd
+            for (int64_t e = 3; e < 3 + 15; ++e) {
+              dpad[((((n * 9) + hp) * 21) + e)] = data[(((((n * 7) + (hp - 1)) * 15) + e) - 3)];
+            }
+            #pragma omp simd
+            for (int64_t e = 18; e < 18 + 3; ++e) {
+              dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
+            }
+          } else {
+            #pragma omp simd
+            for (int64_t e = 0; e < 21; ++e) {
+              dpad[((((n * 9) + hp) * 21) + e)] = 0.0f;
+            }
           }
         }
       }
-    }
-    for (int64_t bi = 0; bi < 2; ++bi) {
-      {
-        const int64_t c_off = (bi * 60);
-        for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
-          {
-            const int64_t jc = (jc_o * 16);
+      for (int64_t bi = 0; bi < 2; ++bi) {
+        {
+          const int64_t c_off = (bi * 60);
+          for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
             {
-              const int64_t nb = tf_min(16, (5 - jc));
-              for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
-                {
-                  const int64_t pc = (pc_o * 27);
+              const int64_t jc = (jc_o * 16);
+              {
+                const int64_t nb = tf_min(16, (5 - jc));
+                for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
                   {
-                    const int64_t kb = tf_min(27, (27 - pc));
-                    for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
-                      {
-                        const int64_t ic = (ic_o * 12);
+                    const int64_t pc = (pc_o * 27);
+                    {
+                      const int64_t kb = tf_min(27, (27 - pc));
+                      if ((((nb / 16) * 16) < nb)) {
+                        for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                          for (int64_t kk = 0; kk < 3; ++kk) {
+                            for (int64_t jj = 0; jj < 8; ++jj) {
+                              Be[((((kt * 3) + kk) * 8) + jj)] = (((((nb / 16) * 16) + jj) < nb) ? weight[((((pc + (kt * 3)) + kk) * 5) + ((jc + ((nb / 16) * 16)) + jj))] : 0.0f);
+                            }
+                          }
+                        }
+                      }
+                      for (int64_t ic_o = 0; ic_o < 1; ++ic_o) {
                         {
-                          const int64_t mb = tf_min(12, (12 - ic));
-                          for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
-                            {
-                              const int64_t jr = (jr_o * 16);
-                              for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
-                                {
-                                  const int64_t ir = (ir_o * 4);
-                                  if (((jr + 16) <= nb)) {
-                                    if (((ir + 4) <= mb)) {
-                                      {
-                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                        if ((pc == 0)) {
-                                          acc_0 = tf_f32x8_splat(0.0f);
-                                          acc_1 = tf_f32x8_splat(0.0f);
-                                          acc_2 = tf_f32x8_splat(0.0f);
-                                          acc_3 = tf_f32x8_splat(0.0f);
-                                          acc_4 = tf_f32x8_splat(0.0f);
-                                          acc_5 = tf_f32x8_splat(0.0f);
-                                          acc_6 = tf_f32x8_splat(0.0f);
-                                          acc_7 = tf_f32x8_splat(0.0f);
-                                        } else {
-                                          acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
-                                          acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
-                                          acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
-                                          acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
-                                          acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
-                                          acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
-                                          acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
-                                          acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
-                                        }
-                                        for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                          for (int64_t kk = 0; kk < 3; ++kk) {
-                                            {
-                                              tf_f32x8 bv_0, bv_1;
-                                              bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
-                                              bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
-                                              {
-                                                const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                            }
-                                          }
-                                        }
-                                        *(tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))) = acc_0;
-                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))) = acc_1;
-                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))) = acc_2;
-                                        *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))) = acc_3;
-                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))) = acc_4;
-                                        *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))) = acc_5;
-                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))) = acc_6;
-                                        *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))) = acc_7;
-                                      }
-                                    } else {
-                                      {
-                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                        if ((pc == 0)) {
-                                          acc_0 = tf_f32x8_splat(0.0f);
-                                          acc_1 = tf_f32x8_splat(0.0f);
-                                          acc_2 = tf_f32x8_splat(0.0f);
-                                          acc_3 = tf_f32x8_splat(0.0f);
-                                          acc_4 = tf_f32x8_splat(0.0f);
-                                          acc_5 = tf_f32x8_splat(0.0f);
-                                          acc_6 = tf_f32x8_splat(0.0f);
-                                          acc_7 = tf_f32x8_splat(0.0f);
-                                        } else {
-                                          if ((0 < tf_min(4, (mb - ir)))) {
-                                            acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
-                                            acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
-                                          } else {
+                          const int64_t ic = (ic_o * 12);
+                          {
+                            const int64_t mb = tf_min(12, (12 - ic));
+                            for (int64_t jr_o = 0; jr_o < ((nb + 15) / 16); ++jr_o) {
+                              {
+                                const int64_t jr = (jr_o * 16);
+                                for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
+                                  {
+                                    const int64_t ir = (ir_o * 4);
+                                    if (((jr + 16) <= nb)) {
+                                      if (((ir + 4) <= mb)) {
+                                        {
+                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                          if ((pc == 0)) {
                                             acc_0 = tf_f32x8_splat(0.0f);
                                             acc_1 = tf_f32x8_splat(0.0f);
-                                          }
-                                          if ((1 < tf_min(4, (mb - ir)))) {
-                                            acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
-                                            acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
-                                          } else {
                                             acc_2 = tf_f32x8_splat(0.0f);
                                             acc_3 = tf_f32x8_splat(0.0f);
-                                          }
-                                          if ((2 < tf_min(4, (mb - ir)))) {
-                                            acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
-                                            acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
-                                          } else {
                                             acc_4 = tf_f32x8_splat(0.0f);
                                             acc_5 = tf_f32x8_splat(0.0f);
-                                          }
-                                          if ((3 < tf_min(4, (mb - ir)))) {
-                                            acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
-                                            acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
-                                          } else {
                                             acc_6 = tf_f32x8_splat(0.0f);
                                             acc_7 = tf_f32x8_splat(0.0f);
+                                          } else {
+                                            acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
+                                            acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
+                                            acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
+                                            acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
+                                            acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
+                                            acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
+                                            acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
+                                            acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
                                           }
-                                        }
-                                        for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                          for (int64_t kk = 0; kk < 3; ++kk) {
-                                            {
-                                              tf_f32x8 bv_0, bv_1;
-                                              bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
-                                              bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                            for (int64_t kk = 0; kk < 3; ++kk) {
                                               {
-                                                const float a = dpad[(((((((bi * 9) + ((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                              }
-                                              {
-                                                const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                                acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                tf_f32x8 bv_0, bv_1;
+                                                bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
+                                                bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                }
                                               }
                                             }
                                           }
-                                        }
-                                        if ((0 < tf_min(4, (mb - ir)))) {
                                           *(tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))) = acc_0;
                                           *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))) = acc_1;
-                                        }
-                                        if ((1 < tf_min(4, (mb - ir)))) {
                                           *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))) = acc_2;
                                           *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))) = acc_3;
-                                        }
-                                        if ((2 < tf_min(4, (mb - ir)))) {
                                           *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))) = acc_4;
                                           *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))) = acc_5;
-                                        }
-                                        if ((3 < tf_min(4, (mb - ir)))) {
                                           *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))) = acc_6;
                                           *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))) = acc_7;
                                         }
-                                      }
-                                    }
-                                  } else {
-                                    if ((pc == 0)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                          out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = 0.0f;
+                                      } else {
+                                        {
+                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                          if ((pc == 0)) {
+                                            acc_0 = tf_f32x8_splat(0.0f);
+                                            acc_1 = tf_f32x8_splat(0.0f);
+                                            acc_2 = tf_f32x8_splat(0.0f);
+                                            acc_3 = tf_f32x8_splat(0.0f);
+                                            acc_4 = tf_f32x8_splat(0.0f);
+                                            acc_5 = tf_f32x8_splat(0.0f);
+                                            acc_6 = tf_f32x8_splat(0.0f);
+                                            acc_7 = tf_f32x8_splat(0.0f);
+                                          } else {
+                                            if ((0 < tf_min(4, (mb - ir)))) {
+                                              acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
+                                              acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
+                                            } else {
+                                              acc_0 = tf_f32x8_splat(0.0f);
+                                              acc_1 = tf_f32x8_splat(0.0f);
+                                            }
+                                            if ((1 < tf_min(4, (mb - ir)))) {
+                                              acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
+                                              acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
+                                            } else {
+                                              acc_2 = tf_f32x8_splat(0.0f);
+                                              acc_3 = tf_f32x8_splat(0.0f);
+                                            }
+                                            if ((2 < tf_min(4, (mb - ir)))) {
+                                              acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
+                                              acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
+                                            } else {
+                                              acc_4 = tf_f32x8_splat(0.0f);
+                                              acc_5 = tf_f32x8_splat(0.0f);
+                                            }
+                                            if ((3 < tf_min(4, (mb - ir)))) {
+                                              acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
+                                              acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
+                                            } else {
+                                              acc_6 = tf_f32x8_splat(0.0f);
+                                              acc_7 = tf_f32x8_splat(0.0f);
+                                            }
+                                          }
+                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                            for (int64_t kk = 0; kk < 3; ++kk) {
+                                              {
+                                                tf_f32x8 bv_0, bv_1;
+                                                bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
+                                                bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                                  acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                }
+                                              }
+                                            }
+                                          }
+                                          if ((0 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))) = acc_0;
+                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))) = acc_1;
+                                          }
+                                          if ((1 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))) = acc_2;
+                                            *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))) = acc_3;
+                                          }
+                                          if ((2 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))) = acc_4;
+                                            *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))) = acc_5;
+                                          }
+                                          if ((3 < tf_min(4, (mb - ir)))) {
+                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))) = acc_6;
+                                            *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))) = acc_7;
+                                          }
                                         }
                                       }
-                                    }
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                        for (int64_t kk = 0; kk < 3; ++kk) {
-                                          {
-                                            const float a = dpad[(((((((bi * 9) + ((((ic + ir) + ii) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + ii) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                    } else {
+                                      {
+                                        float ct[32] __attribute__((aligned(64)));
+                                        #pragma omp simd
+                                        for (int64_t z = 0; z < 32; ++z) {
+                                          ct[z] = 0.0f;
+                                        }
+                                        if ((0 < pc)) {
+                                          for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                             #pragma omp simd
-                                            for (int64_t jj = 0; jj < tf_min(16, (nb - jr)); ++jj) {
-                                              out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = (out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] + (a * weight[((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + jj))]));
+                                            for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
+                                              ct[((ii * 8) + jj)] = out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))];
                                             }
+                                          }
+                                        }
+                                        {
+                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3;
+                                          if ((pc == 0)) {
+                                            acc_0 = tf_f32x8_splat(0.0f);
+                                            acc_1 = tf_f32x8_splat(0.0f);
+                                            acc_2 = tf_f32x8_splat(0.0f);
+                                            acc_3 = tf_f32x8_splat(0.0f);
+                                          } else {
+                                            acc_0 = (*(const tf_f32x8_u*)(ct + 0));
+                                            acc_1 = (*(const tf_f32x8_u*)(ct + 8));
+                                            acc_2 = (*(const tf_f32x8_u*)(ct + 16));
+                                            acc_3 = (*(const tf_f32x8_u*)(ct + 24));
+                                          }
+                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                            for (int64_t kk = 0; kk < 3; ++kk) {
+                                              {
+                                                tf_f32x8 bv_0;
+                                                bv_0 = (*(const tf_f32x8_u*)(Be + (((kt * 3) + kk) * 8)));
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_0));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                }
+                                                {
+                                                  const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                  acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_0));
+                                                }
+                                              }
+                                            }
+                                          }
+                                          *(tf_f32x8_u*)(ct + 0) = acc_0;
+                                          *(tf_f32x8_u*)(ct + 8) = acc_1;
+                                          *(tf_f32x8_u*)(ct + 16) = acc_2;
+                                          *(tf_f32x8_u*)(ct + 24) = acc_3;
+                                        }
+                                        for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
+                                          #pragma omp simd
+                                          for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
+                                            out[(c_off + ((((((ic + ir) + ii) * 5) + jc) + jr) + jj))] = ct[((ii * 8) + jj)];
                                           }
                                         }
                                       }
@@ -249,6 +304,7 @@ void tunefarm_kernel(void* const* args) {
           }
         }
       }
+      free(Be);
     }
     free(dpad);
   }
