@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Records the spaces bench_search_efficiency replays: three matmul shapes,
-# each over the same pinned sub-space (1,728 configs), measured in full on
+# each over the same pinned sub-space (2,112 configs), measured in full on
 # this machine's CPU. Takes roughly 15-25 minutes on 2 cores.
 #   bench/record_spaces.sh [OUT_DIR] [TUNEFARM_BIN]
 set -euo pipefail

@@ -202,6 +202,9 @@ class Conv2dTemplate : public Template {
   Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
     return GemmDefaultConfig(Gemm(w), space);
   }
+  std::vector<Config> SeedConfigs(const Workload& w, const ConfigSpace& space) const override {
+    return GemmSeedConfigs(Gemm(w), space);
+  }
   absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
     return LowerGemm(Gemm(w), Buffers(w), space, c);
   }
@@ -281,6 +284,7 @@ class CudaConv2dTemplate : public Conv2dTemplate {
   Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
     return GpuGemmDefaultConfig(Gemm(w), space);
   }
+  std::vector<Config> SeedConfigs(const Workload&, const ConfigSpace&) const override { return {}; }
   absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
     return LowerGpuGemm(Gemm(w), Buffers(w), space, c);
   }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_split.h"
@@ -102,6 +103,47 @@ Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space) {
                                                            {"parallel", std::string("rows")}};
   for (auto& v : CpuBuildDefaults()) values.push_back(std::move(v));
   return *space.FromValues(values);  // the values above are in the space by construction
+}
+
+std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& space) {
+  // The register-tile height that pads M least, earlier candidates first
+  // among equals.
+  int64_t mr = 1, waste = spec.M;
+  for (int64_t m : {6, 8, 7, 14, 12, 16, 5, 4, 3, 2, 1}) {
+    const int64_t w = RoundUp(spec.M, m) - spec.M;
+    if (w < waste) mr = m, waste = w;
+  }
+  int64_t nv = 4;
+  while (nv > 1 && mr * nv + nv + 1 > 32) --nv;
+  const Config d = GemmDefaultConfig(spec, space);
+  auto seed = [&](bool pack_b, int64_t pack_a, const char* inner, int64_t kc) -> std::optional<Config> {
+    std::vector<std::pair<std::string, KnobValue>> values;
+    for (size_t k = 0; k < space.knobs().size(); ++k) {
+      values.emplace_back(space.knobs()[k].name, space.knobs()[k].values[d.choices[k]]);
+    }
+    for (auto& [name, value] : values) {
+      if (name == "mr") value = mr;
+      if (name == "nv") value = nv;
+      if (name == "vec") value = int64_t{16};
+      if (name == "mc") value = int64_t{128};
+      if (name == "nc") value = int64_t{1024};
+      if (name == "kc") value = kc;
+      if (name == "inner") value = std::string(inner);
+      if (name == "pack_b") value = int64_t{pack_b || !spec.b_vector ? 1 : 0};
+      if (name == "pack_a") value = spec.a_must_pack && pack_a == 0 ? int64_t{1} : pack_a;
+    }
+    absl::StatusOr<Config> c = space.FromValues(values);
+    return c.ok() ? std::optional<Config>(*c) : std::nullopt;
+  };
+  std::vector<Config> out;
+  for (const std::optional<Config>& c :
+       {seed(true, 0, "jr,ir", 256), seed(false, 0, "ir,jr", 256), seed(true, 2, "jr,ir", 64)}) {
+    if (c && c->index != d.index &&
+        std::none_of(out.begin(), out.end(), [&](const Config& o) { return o.index == c->index; })) {
+      out.push_back(*c);
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg> args, const ConfigSpace& space,

@@ -131,6 +131,10 @@ Config MatmulFamilyTemplate::DefaultConfig(const Workload& w, const ConfigSpace&
   return GemmDefaultConfig(MatmulGemm(Problem(w)), space);
 }
 
+std::vector<Config> MatmulFamilyTemplate::SeedConfigs(const Workload& w, const ConfigSpace& space) const {
+  return GemmSeedConfigs(MatmulGemm(Problem(w)), space);
+}
+
 std::vector<BufferArg> MatmulFamilyTemplate::Buffers(const Workload& w) const {
   const MatmulProblem p = Problem(w);
   std::vector<BufferArg> out = {{"A", Type::Float(), p.batch * p.M * p.K, false},
@@ -237,6 +241,7 @@ class CudaMatmulTemplate : public MatmulTemplate {
   Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
     return GpuGemmDefaultConfig(MatmulGpuGemm(Problem(w)), space);
   }
+  std::vector<Config> SeedConfigs(const Workload&, const ConfigSpace&) const override { return {}; }
   absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
     return LowerGpuGemm(MatmulGpuGemm(Problem(w)), Buffers(w), space, c);
   }

@@ -33,6 +33,7 @@ class MatmulFamilyTemplate : public Template {
  public:
   absl::StatusOr<ConfigSpace> Space(const Workload& w) const override;
   Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override;
+  std::vector<Config> SeedConfigs(const Workload& w, const ConfigSpace& space) const override;
   std::vector<ir::BufferArg> Buffers(const Workload& w) const override;
   double Flops(const Workload& w) const override;
   std::vector<ReferenceOutput> Reference(const Workload& w,

@@ -148,18 +148,18 @@ TEST_F(CliTest, RecordThenReplay) {
   ProcessResult r = Run(record);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json rj = nlohmann::json::parse(r.out);
-  EXPECT_EQ(rj["space_size"], 9);  // only mr is free
-  EXPECT_EQ(rj["trials"], 9);
+  EXPECT_EQ(rj["space_size"], 11);  // only mr is free
+  EXPECT_EQ(rj["trials"], 11);
   const std::string key = rj["device_key"];
 
-  std::vector<std::string> tune = {"tune", w, "--device", "replay:" + recorded, "--trials", "9", "--db", replayed,
+  std::vector<std::string> tune = {"tune", w, "--device", "replay:" + recorded, "--trials", "11", "--db", replayed,
                                    "--json", "--strategy", "random"};
   tune.insert(tune.end(), pins.begin(), pins.end());
   ProcessResult t = Run(tune);
   ASSERT_EQ(t.exit_code, 0) << t.err;
   nlohmann::json tj = nlohmann::json::parse(t.out);
   EXPECT_EQ(tj["device_key"], "replay-" + key);
-  EXPECT_EQ(tj["trials"], 9);
+  EXPECT_EQ(tj["trials"], 11);
   EXPECT_EQ(tj["errors"], 0);
   ProcessResult rb = Run({"best", w, "--db", recorded, "--json"});
   nlohmann::json rbj = nlohmann::json::parse(rb.out);

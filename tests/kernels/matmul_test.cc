@@ -33,6 +33,37 @@ TEST(MatmulTemplateTest, SpaceIsRichAndDefaultIsInIt) {
 
 // Every sampled config of several shapes lowers and prints; the printed C
 // keeps no unexpanded unrolled loop.
+// The GEMM templates' seed configs fit the register tile to the shape
+// (M = 49 and 196 output positions: 7 rows, 3 vectors; M = 1024: 8 rows),
+// differ from the default and from each other, and instantiate.
+TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
+  const std::vector<std::pair<std::string, int64_t>> cases = {
+      {"matmul(M=1024,N=1024,K=1024)", 8},
+      {"matmul(M=77,N=129,K=61)", 7},
+      {"conv2d(N=1,C=512,H=7,W=7,K=512,R=3,S=3,stride=1,pad=1,layout=NHWC)", 7},
+      {"conv2d(N=1,C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0,layout=NHWC)", 7}};
+  for (const auto& [text, mr] : cases) {
+    auto w = ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    const Template& t = *TemplateRegistry::Global().Find(w->op);
+    auto s = t.Space(*w);
+    ASSERT_TRUE(s.ok());
+    const std::vector<Config> seeds = t.SeedConfigs(*w, *s);
+    ASSERT_EQ(seeds.size(), 3u) << text;
+    std::set<uint64_t> seen = {t.DefaultConfig(*w, *s).index};
+    for (const Config& c : seeds) {
+      EXPECT_TRUE(seen.insert(c.index).second) << text << ": " << s->ToString(c);
+      EXPECT_EQ(s->IntValue(c, "mr"), mr) << text;
+      EXPECT_EQ(s->IntValue(c, "nv"), 3) << text;
+      EXPECT_EQ(s->IntValue(c, "vec"), 16) << text;
+      EXPECT_TRUE(t.Instantiate(*w, *s, c).ok()) << text << ": " << s->ToString(c);
+    }
+  }
+  auto cuda = ParseWorkload("matmul(M=64,N=64,K=64)");
+  const Template& gpu = *TemplateRegistry::Global().Find("matmul", DeviceClass::kCuda);
+  EXPECT_TRUE(gpu.SeedConfigs(*cuda, *gpu.Space(*cuda)).empty());
+}
+
 TEST(MatmulTemplateTest, SampledConfigsGenerateC) {
   std::mt19937_64 rng(11);
   for (const char* text : {"matmul(M=1,N=1,K=1)", "matmul(M=77,N=129,K=61)", "matmul(M=256,N=64,K=300)"}) {

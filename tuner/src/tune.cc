@@ -171,17 +171,10 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       break;
     }
   }
-  // The fastest configs measured outside the search space, moved into it
-  // (each pinned or limited knob set to its first allowed value where the
-  // record's value is not allowed): with the threads knob pinned to 2, the
-  // best one-thread configs with two threads. They are measured first, so
-  // a pinned run starts from what the log knows instead of cold.
-  std::vector<uint64_t> seeds;
-  constexpr size_t kMaxSeeds = 4;
-  for (const database::Record& r : *prior_ok) {
-    if (seeds.size() >= kMaxSeeds) break;
-    if (search.FromParentIndex(r.config_index)) continue;
-    const kernels::Config c = full->FromIndex(r.config_index);
+  // A config of the full space moved into the search space: each pinned or
+  // limited knob set to its first allowed value where the config's value is
+  // not allowed.
+  auto move_in = [&](const kernels::Config& c) -> std::optional<uint64_t> {
     std::vector<std::pair<std::string, kernels::KnobValue>> values;
     for (size_t k = 0; k < full->knobs().size(); ++k) {
       const kernels::Knob& knob = full->knobs()[k];
@@ -192,10 +185,23 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       values.emplace_back(knob.name, v);
     }
     absl::StatusOr<kernels::Config> moved = full->FromValues(values);
-    if (!moved.ok()) continue;
-    const std::optional<uint64_t> j = search.FromParentIndex(moved->index);
+    return moved.ok() ? search.FromParentIndex(moved->index) : std::nullopt;
+  };
+  std::vector<uint64_t> seeds;
+  auto add_seed = [&](std::optional<uint64_t> j) {
     if (j && !visited.count(*j) && std::find(seeds.begin(), seeds.end(), *j) == seeds.end()) seeds.push_back(*j);
+  };
+  // The fastest configs measured outside the search space, moved into it:
+  // with the threads knob pinned to 2, the best one-thread configs with two
+  // threads. They are measured first, so a pinned run starts from what the
+  // log knows instead of cold.
+  constexpr size_t kMaxSeeds = 4;
+  for (const database::Record& r : *prior_ok) {
+    if (seeds.size() >= kMaxSeeds) break;
+    if (!search.FromParentIndex(r.config_index)) add_seed(move_in(full->FromIndex(r.config_index)));
   }
+  // Then the template's configs for this shape, chosen by rule.
+  for (const kernels::Config& c : tmpl->SeedConfigs(workload, *full)) add_seed(move_in(c));
 
   StrategyContext context;
   context.tmpl = tmpl;

@@ -77,6 +77,9 @@ class Template {
 
   virtual absl::StatusOr<ConfigSpace> Space(const Workload& w) const = 0;
   virtual Config DefaultConfig(const Workload& w, const ConfigSpace& space) const = 0;
+  // A few configs of `space` worth measuring early for this shape (after the
+  // default), chosen by rule rather than by search; none by default.
+  virtual std::vector<Config> SeedConfigs(const Workload&, const ConfigSpace&) const { return {}; }
   // Lowers one config to IR. Fails with InvalidArgument for a config that
   // cannot be instantiated (recorded as an instantiation error).
   virtual absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space,
