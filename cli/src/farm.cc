@@ -450,6 +450,10 @@ int RunExportLibrary(const ClientArgs& a, const std::string& db_path, const Libr
   std::ifstream in(l.workloads_file);
   if (!in) return Error(kExitUsage, "cannot read " + l.workloads_file);
   tuner::LibraryOptions o;
+  if (!l.device_class.empty()) {
+    o.device_class = kernels::DeviceClassFromName(l.device_class);
+    if (!o.device_class) return Error(kExitUsage, "--device-class must be cpu or cuda, got '" + l.device_class + "'");
+  }
   o.device_key = l.device_key;
   o.output_dir = l.output_dir;
   o.prefix = l.prefix;

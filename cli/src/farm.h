@@ -40,7 +40,8 @@ struct LibraryArgs {
   std::string workloads_file;  // one workload per line; '#' starts a comment
   std::string output_dir;
   std::string prefix = "tunefarm";
-  bool strict = false;  // exit 1 when any workload fell back
+  std::string device_class;  // "cpu" or "cuda"; empty: from the log's records of device_key
+  bool strict = false;       // exit 1 when any workload fell back
 };
 int RunExportLibrary(const ClientArgs& c, const std::string& db_path, const LibraryArgs& l);
 int RunImport(const ClientArgs& c, const std::string& db_path, const std::string& in_file, bool atomic);

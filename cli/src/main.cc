@@ -451,6 +451,9 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--device", export_device, "jsonl: only this device key; library: the device (required)");
   export_cmd->add_option("--workloads", library.workloads_file, "library: file with one workload per line (required)");
   export_cmd->add_option("--prefix", library.prefix, "library: prefix of its C symbols and header")->default_val("tunefarm");
+  export_cmd->add_option("--device-class", library.device_class,
+                         "library: cpu (C kernels) or cuda (CUDA kernels with host launchers, for nvcc); "
+                         "default: what the log's records of --device were measured on");
   export_cmd->add_flag("--strict", library.strict, "library: exit 1 when a workload was not tuned on --device");
   export_cmd->add_option("-o,--output", export_out, "jsonl: file to write (default: stdout); library: directory");
   export_cmd->footer(

@@ -180,6 +180,102 @@ TEST_F(KernelLibraryTest, FallbackChainProvenanceAndCorrectKernels) {
   dlclose(lib);
 }
 
+// A GPU's records give a CUDA library: for each workload the __global__
+// kernel and a host function that launches it on a stream, built with nvcc
+// for the measured GPU's compute capability; a record of another GPU of the
+// same capability stands in for a missing one. The sources are compiled
+// and linked with nvcc when the CUDA toolkit is present (no GPU needed).
+TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
+  const char* mm = "matmul(M=64,N=72,K=40,bias=1)";
+  const char* conv = "conv2d(N=1,C=16,H=8,W=8,K=32,R=3,S=3,stride=1,pad=1,layout=NHWC)";
+  auto gpu_row = [&](const char* text, const char* key) {
+    auto w = kernels::ParseWorkload(text);
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op, kernels::DeviceClass::kCuda);
+    auto space = t.Space(*w);
+    database::RecordRow r;
+    r.workload_key = w->Key();
+    r.device_key = key;
+    r.target_json = std::string("{\"kind\":\"DEVICE_KIND_CUDA\",\"arch\":\"sm_90\",\"device_key\":\"") + key + "\"}";
+    r.toolchain = "NVRTC 13.0; CUDA driver 13.0";
+    r.template_name = w->op;
+    r.template_version = *kernels::TemplateVersion(t, *w);
+    r.config_index = t.DefaultConfig(*w, *space).index;
+    r.config_json = "{}";
+    r.costs = {1e-5};
+    r.agent_id = "test";
+    return r;
+  };
+  {
+    auto db = database::Database::Open((dir_ / "log.db").string());
+    ASSERT_TRUE(db.ok());
+    auto added = (*db)->AddRecords({gpu_row(mm, "lab-h100"), gpu_row(conv, "lab-h200")});
+    ASSERT_TRUE(added.ok()) << added.status();
+  }
+  auto log = TuningLogClient::OpenFile((dir_ / "log.db").string());
+  ASSERT_TRUE(log.ok());
+  LibraryOptions o;
+  o.device_key = "lab-h100";
+  o.workloads = {mm, conv};
+  o.output_dir = (dir_ / "gpu").string();
+  auto entries = WriteKernelLibrary(**log, o);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[0].level, FallbackLevel::kExactDevice);
+  EXPECT_EQ((*entries)[0].source, "kernel_0.cu");
+  EXPECT_EQ((*entries)[1].level, FallbackLevel::kArchFamily) << (*entries)[1].why;
+  ASSERT_TRUE((*entries)[1].record);
+  EXPECT_EQ((*entries)[1].record->device_key, "lab-h200");
+
+  const std::string k0 = ReadAll(dir_ / "gpu" / "kernel_0.cu");
+  EXPECT_NE(k0.find("__global__"), std::string::npos);
+  EXPECT_NE(k0.find("extern \"C\" int tunefarm_matmul_M64_N72_K40_bias1(const float* A, const float* B, "
+                    "const float* bias, float* C, void* stream) {"),
+            std::string::npos)
+      << k0;
+  EXPECT_NE(k0.find("(cudaStream_t)stream>>>(A, B, bias, C);"), std::string::npos) << k0;
+  EXPECT_EQ(ReadAll(dir_ / "gpu" / "kernel_1.flags"), "-O3 -arch=sm_90\n");
+  const std::string header = ReadAll(dir_ / "gpu" / "tunefarm_kernels.h");
+  EXPECT_NE(header.find("int tunefarm_run(const char* workload_key, void* const* args, void* stream);"),
+            std::string::npos)
+      << header;
+  EXPECT_NE(header.find("int tunefarm_conv2d("), std::string::npos);
+
+  // The same log read for a CPU, and an operator the GPU has no template for.
+  o.device_class = kernels::DeviceClass::kCpu;
+  o.output_dir = (dir_ / "cpu").string();
+  auto cpu = WriteKernelLibrary(**log, o);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ((*cpu)[0].source, "kernel_0.c");
+  EXPECT_EQ((*cpu)[0].level, FallbackLevel::kDefault);
+  o.device_class.reset();
+  o.workloads = {mm, "batch_matmul(B=2,M=8,N=8,K=8)"};
+  auto none = WriteKernelLibrary(**log, o);
+  EXPECT_NE(std::string(none.status().message()).find("batch_matmul has no cuda template"), std::string::npos)
+      << none.status();
+
+  std::string nvcc;
+  for (const char* c : {"/usr/local/cuda/bin/nvcc", "/usr/bin/nvcc"}) {
+    if (std::filesystem::exists(c)) nvcc = c;
+  }
+  if (nvcc.empty()) GTEST_SKIP() << "no nvcc (tried /usr/local/cuda/bin/nvcc, /usr/bin/nvcc): sources not compiled";
+  std::string objects;
+  for (int i = 0; i < 2; ++i) {
+    const std::filesystem::path lib = dir_ / "gpu";
+    const std::string obj = (dir_ / ("g" + std::to_string(i) + ".o")).string();
+    const std::string cmd = nvcc + " -c -Xcompiler -fPIC --options-file " +
+                            (lib / ("kernel_" + std::to_string(i) + ".flags")).string() + " " +
+                            (lib / ("kernel_" + std::to_string(i) + ".cu")).string() + " -o " + obj;
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    objects += " " + obj;
+  }
+  const std::string dispatch = (dir_ / "dispatch.o").string();
+  const std::string cc = "cc -c -fPIC -std=gnu11 -I" + (dir_ / "gpu").string() + " " +
+                         (dir_ / "gpu" / "tunefarm_dispatch.c").string() + " -o " + dispatch;
+  ASSERT_EQ(std::system(cc.c_str()), 0) << cc;
+  const std::string link = nvcc + " -shared " + dispatch + objects + " -o " + (dir_ / "libgpu.so").string();
+  ASSERT_EQ(std::system(link.c_str()), 0) << link;
+}
+
 TEST_F(KernelLibraryTest, BadRequests) {
   auto log = TuningLogClient::OpenFile((dir_ / "log.db").string());
   ASSERT_TRUE(log.ok());

@@ -12,6 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 #include "tunefarm/kernels/codegen_c.h"
+#include "tunefarm/kernels/codegen_cuda.h"
 #include "tunefarm/kernels/template.h"
 
 namespace tunefarm::tuner {
@@ -30,11 +31,14 @@ std::string FamilyOfKey(const std::string& key) {
   return dash == std::string::npos ? key : key.substr(dash + 1);
 }
 
-std::string FamilyOfTarget(const std::string& target_json) {
+// A string field of a target's JSON, "" when it has none.
+std::string TargetField(const std::string& target_json, const char* field) {
   nlohmann::json j = nlohmann::json::parse(target_json, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("arch") || !j["arch"].is_string()) return "";
-  return FamilyOfArch(j["arch"].get<std::string>());
+  if (!j.is_object() || !j.contains(field) || !j[field].is_string()) return "";
+  return j[field].get<std::string>();
 }
+
+std::string FamilyOfTarget(const std::string& target_json) { return FamilyOfArch(TargetField(target_json, "arch")); }
 
 std::string OneLine(std::string s) {
   for (char& c : s) {
@@ -74,10 +78,12 @@ struct Built {
   std::vector<kernels::ir::BufferArg> buffers;
 };
 
-// C parameter list of a workload's buffers: inputs const.
-std::string TypedParams(const std::vector<kernels::ir::BufferArg>& bufs) {
+// C parameter list of a workload's buffers: inputs const; a CUDA kernel's
+// host function also takes the stream.
+std::string TypedParams(const std::vector<kernels::ir::BufferArg>& bufs, bool cuda) {
   std::vector<std::string> p;
   for (const auto& b : bufs) p.push_back(absl::StrCat(b.is_output ? "float* " : "const float* ", b.name));
+  if (cuda) p.push_back("void* stream");
   return absl::StrJoin(p, ", ");
 }
 
@@ -130,12 +136,33 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
   std::filesystem::create_directories(o.output_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", o.output_dir, ": ", ec.message()));
   const std::filesystem::path dir(o.output_dir);
-  const std::string family = FamilyOfKey(o.device_key);
+  // The device class (unless given) and the architecture of the key from
+  // its own records: the first listed workload it has one for.
+  kernels::DeviceClass cls = o.device_class.value_or(kernels::DeviceClass::kCpu);
+  std::string key_arch;
+  for (const kernels::Workload& w : workloads) {
+    absl::StatusOr<std::vector<BestConfig>> own = log.QueryBest(w.Key(), o.device_key, 1, "");
+    if (!own.ok()) return own.status();
+    if (own->empty()) continue;
+    if (!o.device_class && TargetField(own->front().target_json, "kind") == "DEVICE_KIND_CUDA") {
+      cls = kernels::DeviceClass::kCuda;
+    }
+    key_arch = TargetField(own->front().target_json, "arch");
+    break;
+  }
+  const bool cuda = cls == kernels::DeviceClass::kCuda;
+  // A GPU's family is its compute capability, known only from its records.
+  const std::string family = cuda ? key_arch : FamilyOfKey(o.device_key);
 
   std::vector<Built> built;
   for (size_t i = 0; i < workloads.size(); ++i) {
     const kernels::Workload& w = workloads[i];
-    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w.op);
+    const kernels::Template* found = kernels::TemplateRegistry::Global().Find(w.op, cls);
+    if (found == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(w.op, " has no ", std::string(kernels::DeviceClassName(cls)), " template (", w.Key(), ")"));
+    }
+    const kernels::Template& t = *found;
     absl::StatusOr<kernels::ConfigSpace> space = t.Space(w);
     if (!space.ok()) return space.status();
     absl::StatusOr<std::string> version = kernels::TemplateVersion(t, w);
@@ -145,7 +172,7 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
     LibraryEntry& e = b.entry;
     e.workload = w.Key();
     e.function = KernelFunctionName(o.prefix, e.workload);
-    e.source = absl::StrCat("kernel_", i, ".c");
+    e.source = absl::StrCat("kernel_", i, cuda ? ".cu" : ".c");
     absl::StatusOr<std::vector<BestConfig>> exact = log.QueryBest(e.workload, o.device_key, 1, *version);
     if (!exact.ok()) return exact.status();
     if (!exact->empty()) {
@@ -159,14 +186,17 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
       absl::StatusOr<std::vector<BestConfig>> any = log.QueryBest(e.workload, "", 1000, *version);
       if (!any.ok()) return any.status();
       for (const BestConfig& r : *any) {
-        if (r.device_key != o.device_key && FamilyOfTarget(r.target_json) == family) {
+        if (r.device_key != o.device_key && !family.empty() && FamilyOfTarget(r.target_json) == family) {
           e.level = FallbackLevel::kArchFamily;
           e.record = r;
           absl::StrAppend(&e.why, "; using ", r.device_key, " (", family, ")");
           break;
         }
       }
-      if (!e.record) absl::StrAppend(&e.why, "; none on another ", family, " device either");
+      if (!e.record) {
+        absl::StrAppend(&e.why, family.empty() ? absl::StrCat("; no record says what architecture ", o.device_key, " is")
+                                               : absl::StrCat("; none on another ", family, " device either"));
+      }
     }
     if (e.record && e.record->config_index >= space->size()) {
       return absl::DataLossError(absl::StrCat("record ", e.record->record_id, " has a config index outside the space"));
@@ -178,12 +208,34 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
     if (!kernel.ok()) return kernel.status();
     const std::string impl = e.function + "_impl";
     kernel->func.name = impl;
-    absl::StatusOr<std::string> src = kernels::GenerateC(kernel->func);
-    if (!src.ok()) return src.status();
-    // The entry point stays inside its file; the typed wrapper is public.
-    std::string code = absl::StrReplaceAll(*src, {{absl::StrCat("\nvoid ", impl, "("), absl::StrCat("\nstatic void ", impl, "(")}});
-    const std::string flags =
-        absl::StrCat("-std=gnu11 -march=native ", kernel->compile.flags);
+    std::string code, flags, wrapper;
+    if (!cuda) {
+      absl::StatusOr<std::string> src = kernels::GenerateC(kernel->func);
+      if (!src.ok()) return src.status();
+      // The entry point stays inside its file; the typed wrapper is public.
+      code = absl::StrReplaceAll(*src, {{absl::StrCat("\nvoid ", impl, "("), absl::StrCat("\nstatic void ", impl, "(")}});
+      flags = absl::StrCat("-std=gnu11 -march=native ", kernel->compile.flags);
+      wrapper = absl::StrCat("\nvoid ", e.function, "(", TypedParams(b.buffers, false), ") {\n  void* args[",
+                             b.buffers.size(), "] = {");
+      for (size_t k = 0; k < b.buffers.size(); ++k) absl::StrAppend(&wrapper, k ? ", " : "", "(void*)", b.buffers[k].name);
+      absl::StrAppend(&wrapper, "};\n  ", impl, "(args);\n}\n");
+    } else {
+      absl::StatusOr<kernels::CudaKernelSource> src = kernels::GenerateCuda(kernel->func);
+      if (!src.ok()) return src.status();
+      // The source is written for NVRTC, which has no system headers, so it
+      // defines its own int64_t; a namespace keeps that from meeting the
+      // one nvcc's headers declare.
+      const std::string ns = absl::StrCat(e.function, "_ns");
+      code = absl::StrCat("namespace ", ns, " {\n", src->source, "}  // namespace ", ns, "\n");
+      // For the GPU the record was measured on, or one of the key's family.
+      const std::string arch = e.record ? TargetField(e.record->target_json, "arch") : family;
+      flags = absl::StrCat("-O3 -arch=", arch.empty() ? "native" : arch);
+      wrapper = absl::StrCat("\nextern \"C\" int ", e.function, "(", TypedParams(b.buffers, true), ") {\n  ", ns, "::", src->entry,
+                             "<<<dim3(", absl::StrJoin(src->grid, ", "), "), dim3(", absl::StrJoin(src->block, ", "),
+                             "), 0, (cudaStream_t)stream>>>(");
+      for (size_t k = 0; k < b.buffers.size(); ++k) absl::StrAppend(&wrapper, k ? ", " : "", b.buffers[k].name);
+      absl::StrAppend(&wrapper, ");\n  return (int)cudaGetLastError();\n}\n");
+    }
 
     std::string head = absl::StrCat("// tunefarm kernel for ", e.workload, "\n// device key:  ", o.device_key, "\n",
                                     "// source:      ", FallbackLevelName(e.level),
@@ -195,11 +247,9 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
                       r.gflops, " GFLOP/s)\n", "// toolchain:   ", OneLine(r.toolchain), "\n");
     }
     absl::StrAppend(&head, "// template:    ", std::string(t.op()), " version ", *version, " (", std::string(t.declared_version()), ")\n",
-                    "// config:      ", e.config, "\n", "// tuned with:  ", kernel->compile.compiler, " ", flags, "\n");
-    std::string wrapper = absl::StrCat("\nvoid ", e.function, "(", TypedParams(b.buffers), ") {\n  void* args[",
-                                       b.buffers.size(), "] = {");
-    for (size_t k = 0; k < b.buffers.size(); ++k) absl::StrAppend(&wrapper, k ? ", " : "", "(void*)", b.buffers[k].name);
-    absl::StrAppend(&wrapper, "};\n  ", impl, "(args);\n}\n");
+                    "// config:      ", e.config, "\n",
+                    cuda ? absl::StrCat("// build with:  nvcc ", flags, "\n")
+                         : absl::StrCat("// tuned with:  ", kernel->compile.compiler, " ", flags, "\n"));
     if (absl::Status s = WriteFile(dir / e.source, head + code + wrapper); !s.ok()) return s;
     if (absl::Status s = WriteFile(dir / absl::StrCat("kernel_", i, ".flags"), flags + "\n"); !s.ok()) return s;
     built.push_back(std::move(b));
@@ -223,26 +273,30 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
     for (const auto& buf : b.buffers) {
       absl::StrAppend(&h, " ", buf.name, "[", buf.elements, "]", buf.is_output ? " (out)" : "");
     }
-    absl::StrAppend(&h, "\nvoid ", e.function, "(", TypedParams(b.buffers), ");\n\n");
+    absl::StrAppend(&h, cuda ? "\nint " : "\nvoid ", e.function, "(", TypedParams(b.buffers, cuda), ");\n\n");
     by_op[b.workload.op].push_back(&b);
   }
   absl::StrAppend(&h, "// Dispatchers by shape: run the library's kernel for the given parameters\n",
-                  "// (buffers in the order above) and return 0, or return -1 when the\n",
-                  "// library has no kernel for them.\n");
-  auto call = [](const Built& b) {
+                  cuda ? "// (device buffers in the order above, on `stream`) and return what it\n"
+                         "// returns, or return -1 when the library has no kernel for them.\n"
+                       : "// (buffers in the order above) and return 0, or return -1 when the\n"
+                         "// library has no kernel for them.\n");
+  // The statement that runs a kernel and returns from a dispatcher.
+  auto call = [&](const Built& b) {
     std::string c = absl::StrCat(b.entry.function, "(");
     for (size_t k = 0; k < b.buffers.size(); ++k) {
       absl::StrAppend(&c, k ? ", " : "", b.buffers[k].is_output ? "(float*)" : "(const float*)", "args[", k, "]");
     }
-    return c + ")";
+    return cuda ? absl::StrCat("return ", c, ", stream);") : absl::StrCat(c, ");\n    return 0;");
   };
   for (const auto& [op, list] : by_op) {
-    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(op);
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(op, cls);
     std::vector<std::string> params;
     for (const std::string& p : t.ParamNames()) params.push_back("int64_t " + p);
     for (const auto& [p, _] : t.OptionalParams()) params.push_back("int64_t " + p);
     for (const kernels::TextParamSpec& p : t.TextParams()) params.push_back("const char* " + p.name);
     params.push_back("void* const* args");
+    if (cuda) params.push_back("void* stream");
     const std::string sig = absl::StrCat("int ", o.prefix, "_", op, "(", absl::StrJoin(params, ", "), ")");
     absl::StrAppend(&h, sig, ";\n");
     absl::StrAppend(&d, sig, " {\n");
@@ -253,19 +307,19 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
       for (const kernels::TextParamSpec& p : t.TextParams()) {
         conds.push_back(absl::StrCat("strcmp(", p.name, ", \"", b->workload.text(p.name), "\") == 0"));
       }
-      absl::StrAppend(&d, "  if (", absl::StrJoin(conds, " && "), ") {\n    ", call(*b), ";\n    return 0;\n  }\n");
+      absl::StrAppend(&d, "  if (", absl::StrJoin(conds, " && "), ") {\n    ", call(*b), "\n  }\n");
     }
     absl::StrAppend(&d, "  return -1;\n}\n\n");
   }
-  const std::string run_sig = absl::StrCat("int ", o.prefix, "_run(const char* workload_key, void* const* args)");
+  const std::string run_sig = absl::StrCat("int ", o.prefix, "_run(const char* workload_key, void* const* args",
+                                           cuda ? ", void* stream)" : ")");
   absl::StrAppend(&h, "// The same by canonical workload key, e.g. \"", built.front().entry.workload, "\".\n", run_sig,
                   ";\n\n// The workloads of this library, in list order.\nextern const int ", o.prefix,
                   "_kernel_count;\nextern const char* const ", o.prefix, "_kernel_workloads[];\n\n",
                   "#ifdef __cplusplus\n}  // extern \"C\"\n#endif\n#endif  // ", guard, "\n");
   absl::StrAppend(&d, run_sig, " {\n");
   for (const Built& b : built) {
-    absl::StrAppend(&d, "  if (strcmp(workload_key, \"", b.entry.workload, "\") == 0) {\n    ", call(b),
-                    ";\n    return 0;\n  }\n");
+    absl::StrAppend(&d, "  if (strcmp(workload_key, \"", b.entry.workload, "\") == 0) {\n    ", call(b), "\n  }\n");
   }
   absl::StrAppend(&d, "  return -1;\n}\n\nconst int ", o.prefix, "_kernel_count = ", built.size(), ";\n",
                   "const char* const ", o.prefix, "_kernel_workloads[] = {\n");
