@@ -356,7 +356,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // With parallel=tiles, the outer register-tile loop is shared out: each
   // tile writes its own part of the output and only reads the packed
   // panels, and the packing happens before the loop, so there is nothing to
-  // race on.
+  // race on. The packing of each block is shared out too, a panel per
+  // iteration (each writes only its own panel).
   const ForKind outer = T > 1 && parallel == "tiles" ? ForKind::kParallel : ForKind::kSerial;
   Stmt inner = jr_outer ? jr_loop(ir_loop(tile), outer) : ir_loop(jr_loop(tile), outer);
 
@@ -374,7 +375,12 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
       // B^T: each panel column is a contiguous run of k.
       Stmt full = For::Make("jj", 0, NR, ForKind::kSerial,
                             over_k([&](const KPos& kk) { return Store::Make("Bp", src(kk), dst(kk)); }));
-      pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, over_k(edge_row)));
+      pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, over_k(edge_row)), outer);
+    } else if (outer == ForKind::kParallel) {
+      Stmt full = over_k([&](const KPos& kk) {
+        return For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
+      });
+      pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, over_k(edge_row)), outer);
     } else {
       // Row by row, each row of the block read once from left to right
       // into every panel: a panel at a time would walk the rows with a
@@ -404,9 +410,10 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     auto zero = [&](const KPos& kk) {
       return Store::Make("Ap", FloatImm::Make(0), (ir_o * Expr(MR) + ii) * Expr(LDA) + kk.kq);
     };
-    pack_a_stmt = ir_loop(For::Make(
-        "ii", 0, MR, ForKind::kSerial,
-        IfThenElse::Make(ir + ii < mb, over_k(copy, ForKind::kVectorized), over_k(zero, ForKind::kVectorized))));
+    pack_a_stmt = ir_loop(For::Make("ii", 0, MR, ForKind::kSerial,
+                                    IfThenElse::Make(ir + ii < mb, over_k(copy, ForKind::kVectorized),
+                                                     over_k(zero, ForKind::kVectorized))),
+                          outer);
   } else if (pack_a) {
     Expr ii = V("ii");
     auto dst = [&](const KPos& kk) { return ir_o * kb * Expr(MR) + kk.kq * Expr(MR) + ii; };
@@ -416,7 +423,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt edge = For::Make("ii", 0, MR, ForKind::kSerial, over_k([&](const KPos& kk) {
                             return Store::Make("Ap", Select::Make(ir + ii < mb, src(kk), FloatImm::Make(0)), dst(kk));
                           }));
-    pack_a_stmt = ir_loop(IfThenElse::Make(ir + Expr(MR) <= mb, full, edge));
+    pack_a_stmt = ir_loop(IfThenElse::Make(ir + Expr(MR) <= mb, full, edge), outer);
   }
 
   // --- cache-tile loops in the chosen order; each pack sits just inside the

@@ -176,6 +176,20 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
     EXPECT_EQ(src.find("for (int64_t", pragma), src.find(loop, pragma)) << parallel;
     EXPECT_NE(k4->compile.flags.find("-fopenmp"), std::string::npos);
   }
+  // With tiles, each block's packing is shared out too: a parallel loop over
+  // B's panels, one over A's, then the one over the tiles.
+  for (int64_t pack_a : {1, 2}) {
+    Config c4 = *space->FromValues({{"threads", int64_t{4}}, {"parallel", std::string("tiles")}, {"pack_a", pack_a},
+                                    {"pack_b", int64_t{1}}, {"order", std::string("jc,pc,ic")}});
+    const std::string src = *GenerateC(Matmul().Instantiate(*w, *space, c4)->func);
+    std::vector<size_t> at;
+    for (size_t p = src.find("#pragma omp parallel"); p != std::string::npos; p = src.find("#pragma omp parallel", p + 1)) {
+      at.push_back(p);
+    }
+    ASSERT_EQ(at.size(), 3u) << src;
+    EXPECT_LT(src.find("Bp[", at[0]), src.find("Ap[", at[0]));
+    EXPECT_LT(src.find("Ap[", at[1]), src.find("acc_0", at[1]));
+  }
 }
 
 // Golden text of one generated kernel per template: the template's default
