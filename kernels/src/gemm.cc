@@ -221,16 +221,22 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return over_units([&](Expr k0, Expr q0, Expr n) { return For::Make("kk", 0, n, kind, body(k_at(k0, q0, V("kk")))); });
   };
 
+  // Where row ii of register tile ir_o and offset kq of the K block sit in
+  // the packed A panel (row-major or k-major), and column j of tile jr_o in
+  // the packed B panel.
+  auto ap_index = [&](Expr ii, Expr kq) {
+    return a_rows ? (ir_o * Expr(MR) + ii) * Expr(LDA) + kq : ir_o * kb * Expr(MR) + kq * Expr(MR) + ii;
+  };
+  auto bp_index = [&](Expr kq, Expr j) { return jr_o * kb * Expr(NR) + kq * Expr(NR) + j; };
   // Element accessors, relative to the current blocks and register tile.
   // With `clamp`, rows of A past the block read its last row instead (the
   // results of those rows are dropped).
   auto a_at = [&](Expr ii, const KPos& k, bool clamp = false) {
-    if (a_rows) return Load::Make("Ap", (ir_o * Expr(MR) + ii) * Expr(LDA) + k.kq);
-    if (pack_a) return Load::Make("Ap", ir_o * kb * Expr(MR) + k.kq * Expr(MR) + ii);
+    if (pack_a) return Load::Make("Ap", ap_index(ii, k.kq));
     return spec.a(clamp ? min(ic + ir + ii, ic + mb - Expr(1)) : ic + ir + ii, k.k0, k.kk);
   };
   auto b_at = [&](const KPos& k, Expr j, Type t, bool edge = false) {
-    if (pack_b) return Load::Make("Bp", jr_o * kb * Expr(NR) + k.kq * Expr(NR) + j, t);
+    if (pack_b) return Load::Make("Bp", bp_index(k.kq, j), t);
     if (edge) return Load::Make("Be", k.kq * Expr(NRE) + j, t);
     return t.is_vector() ? spec.b_vector(k.k0, k.kk, jc + jr + j, t) : spec.b(k.k0, k.kk, jc + jr + j);
   };
@@ -365,21 +371,21 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   Stmt pack_b_stmt, pack_a_stmt;
   if (pack_b) {
     Expr jj = V("jj");
-    auto dst = [&](const KPos& kk) { return jr_o * kb * Expr(NR) + kk.kq * Expr(NR) + jj; };
+    auto dst = [&](const KPos& kk) { return bp_index(kk.kq, jj); };
     auto src = [&](const KPos& kk) { return spec.b(kk.k0, kk.kk, jc + jr + jj); };
     auto edge_row = [&](const KPos& kk) {
       return For::Make("jj", 0, NR, ForKind::kSerial,
                        Store::Make("Bp", Select::Make(jr + jj < nb, src(kk), FloatImm::Make(0)), dst(kk)));
     };
-    if (spec.b_pack_k_inner) {
-      // B^T: each panel column is a contiguous run of k.
-      Stmt full = For::Make("jj", 0, NR, ForKind::kSerial,
-                            over_k([&](const KPos& kk) { return Store::Make("Bp", src(kk), dst(kk)); }));
-      pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, over_k(edge_row)), outer);
-    } else if (outer == ForKind::kParallel) {
-      Stmt full = over_k([&](const KPos& kk) {
-        return For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
-      });
+    if (spec.b_pack_k_inner || outer == ForKind::kParallel) {
+      // A panel at a time (shared out with parallel=tiles): for B^T each
+      // panel column is a contiguous run of k.
+      Stmt full = spec.b_pack_k_inner
+                      ? For::Make("jj", 0, NR, ForKind::kSerial,
+                                  over_k([&](const KPos& kk) { return Store::Make("Bp", src(kk), dst(kk)); }))
+                      : over_k([&](const KPos& kk) {
+                          return For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
+                        });
       pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, over_k(edge_row)), outer);
     } else {
       // Row by row, each row of the block read once from left to right
@@ -404,19 +410,15 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (a_rows) {
     // Each row a straight copy of its runs of k; rows past the block zeros.
     Expr ii = V("ii");
-    auto copy = [&](const KPos& kk) {
-      return Store::Make("Ap", spec.a(ic + ir + ii, kk.k0, kk.kk), (ir_o * Expr(MR) + ii) * Expr(LDA) + kk.kq);
-    };
-    auto zero = [&](const KPos& kk) {
-      return Store::Make("Ap", FloatImm::Make(0), (ir_o * Expr(MR) + ii) * Expr(LDA) + kk.kq);
-    };
+    auto copy = [&](const KPos& kk) { return Store::Make("Ap", spec.a(ic + ir + ii, kk.k0, kk.kk), ap_index(ii, kk.kq)); };
+    auto zero = [&](const KPos& kk) { return Store::Make("Ap", FloatImm::Make(0), ap_index(ii, kk.kq)); };
     pack_a_stmt = ir_loop(For::Make("ii", 0, MR, ForKind::kSerial,
                                     IfThenElse::Make(ir + ii < mb, over_k(copy, ForKind::kVectorized),
                                                      over_k(zero, ForKind::kVectorized))),
                           outer);
   } else if (pack_a) {
     Expr ii = V("ii");
-    auto dst = [&](const KPos& kk) { return ir_o * kb * Expr(MR) + kk.kq * Expr(MR) + ii; };
+    auto dst = [&](const KPos& kk) { return ap_index(ii, kk.kq); };
     auto src = [&](const KPos& kk) { return spec.a(ic + ir + ii, kk.k0, kk.kk); };
     Stmt full = For::Make("ii", 0, MR, ForKind::kSerial,
                           over_k([&](const KPos& kk) { return Store::Make("Ap", src(kk), dst(kk)); }));
