@@ -4,8 +4,9 @@
 // micro-kernel that keeps an MR x (NV*W) tile of the output in vector
 // registers while walking the K block. Tiles need not divide the shape, so
 // primes work: a tile short of rows runs the micro-kernel on rows it then
-// drops, and the last columns' tile runs a narrower one on a zero-padded
-// copy, its B columns zero-padded in a panel.
+// drops, and the last columns' tile runs a narrower one, on the output when
+// those columns are whole vectors and on a zero-padded copy otherwise, its
+// B columns zero-padded in a panel.
 #include "gemm.h"
 
 #include <algorithm>
@@ -20,6 +21,10 @@ namespace tunefarm::kernels {
 namespace {
 
 using namespace ir;  // NOLINT: this file builds IR
+
+// The most floats of packed panels a kernel keeps on the stack (per
+// thread with rows / cols): 128 KiB, far below any thread's stack.
+constexpr int64_t kStackPanelFloats = 32768;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 Expr CeilDiv(const Expr& a, int64_t b) { return (a + Expr(b - 1)) / Expr(b); }
@@ -350,7 +355,17 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   }
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
   Stmt tile = IfThenElse::Make(rows_full, full_tile, short_tile);
-  if (N % NR != 0) tile = IfThenElse::Make(cols_full, tile, padded_tile);
+  if (N % NR != 0 && N % NR == NRE) {
+    // The last columns are whole vectors: their narrow tile runs straight
+    // on the output, like the full ones.
+    Expr rows = min(Expr(MR), mb - ir);
+    Stmt edge_tile = IfThenElse::Make(
+        rows_full, Block::Make({micro_kernel(out, c_index, Expr(), false, true), epilogue(Expr(MR), Expr(NRE))}),
+        Block::Make({micro_kernel(out, c_index, rows, !pack_a, true), epilogue(rows, Expr(NRE))}));
+    tile = IfThenElse::Make(cols_full, tile, edge_tile);
+  } else if (N % NR != 0) {
+    tile = IfThenElse::Make(cols_full, tile, padded_tile);
+  }
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
@@ -444,10 +459,15 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     if (d == "pc") body = TileLoop("pc", "kb", Expr(0), Expr(K), KC, body);
     if (d == "ic") body = TileLoop("ic", "mb", m_lo, m_end, MC, body);
   }
+  // Panels of small products live on the stack: a heap allocation and its
+  // first touch cost a few percent of a kernel that runs for microseconds.
+  const int64_t ap_size = pack_a ? MC * (a_rows ? LDA : KC) : 0, bp_size = pack_b ? KC * NC : 0;
+  const int64_t be_size = edge_panel ? KC * NRE : 0;
+  const MemoryScope panels = ap_size + bp_size + be_size <= kStackPanelFloats ? MemoryScope::kStack : MemoryScope::kHeap;
   auto allocate_panels = [&](Stmt s) {
-    if (pack_a) s = Allocate::Make("Ap", f32, MC * (a_rows ? LDA : KC), MemoryScope::kHeap, s);
-    if (pack_b) s = Allocate::Make("Bp", f32, KC * NC, MemoryScope::kHeap, s);
-    if (edge_panel) s = Allocate::Make("Be", f32, KC * NRE, MemoryScope::kHeap, s);
+    if (pack_a) s = Allocate::Make("Ap", f32, ap_size, panels, s);
+    if (pack_b) s = Allocate::Make("Bp", f32, bp_size, panels, s);
+    if (edge_panel) s = Allocate::Make("Be", f32, be_size, panels, s);
     return s;
   };
   // Each part writes only its own rows / columns of the output and packs

@@ -13,8 +13,7 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict B = (const float*)args[1];
   float* restrict C = (float*)args[2];
   {
-    float* restrict Be = (float*)aligned_alloc(64, ((size_t)(24) * sizeof(float) + 63) & ~(size_t)63);
-    if (!Be) abort();
+    float Be[24] __attribute__((aligned(64)));
     for (int64_t bi = 0; bi < 2; ++bi) {
       {
         const int64_t c_off = (bi * 95);
@@ -270,6 +269,5 @@ void tunefarm_kernel(void* const* args) {
         }
       }
     }
-    free(Be);
   }
 }

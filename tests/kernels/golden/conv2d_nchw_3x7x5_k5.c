@@ -23,8 +23,7 @@ void tunefarm_kernel(void* const* args) {
         float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(189) * sizeof(float) + 63) & ~(size_t)63);
         if (!dpad) abort();
         {
-          float* restrict Be = (float*)aligned_alloc(64, ((size_t)(432) * sizeof(float) + 63) & ~(size_t)63);
-          if (!Be) abort();
+          float Be[432] __attribute__((aligned(64)));
           for (int64_t n = 0; n < 1; ++n) {
             for (int64_t c = 0; c < 3; ++c) {
               for (int64_t py = 0; py < 1; ++py) {
@@ -377,7 +376,6 @@ void tunefarm_kernel(void* const* args) {
               }
             }
           }
-          free(Be);
         }
         free(dpad);
       }

@@ -16,8 +16,7 @@ void tunefarm_kernel(void* const* args) {
     float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(378) * sizeof(float) + 63) & ~(size_t)63);
     if (!dpad) abort();
     {
-      float* restrict Be = (float*)aligned_alloc(64, ((size_t)(216) * sizeof(float) + 63) & ~(size_t)63);
-      if (!Be) abort();
+      float Be[216] __attribute__((aligned(64)));
       for (int64_t n = 0; n < 2; ++n) {
         for (int64_t hp = 0; hp < 9; ++hp) {
           if (((0 <= (hp - 1)) && ((hp - 1) < 7))) {
@@ -304,7 +303,6 @@ void tunefarm_kernel(void* const* args) {
           }
         }
       }
-      free(Be);
     }
     free(dpad);
   }

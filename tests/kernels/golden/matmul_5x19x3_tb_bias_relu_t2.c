@@ -16,8 +16,7 @@ void tunefarm_kernel(void* const* args) {
   #pragma omp parallel for num_threads(2)
   for (int64_t tp = 0; tp < 2; ++tp) {
     {
-      float* restrict Bp = (float*)aligned_alloc(64, ((size_t)(96) * sizeof(float) + 63) & ~(size_t)63);
-      if (!Bp) abort();
+      float Bp[96] __attribute__((aligned(64)));
       for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
         {
           const int64_t jc = (jc_o * 32);
@@ -312,7 +311,6 @@ void tunefarm_kernel(void* const* args) {
           }
         }
       }
-      free(Bp);
     }
   }
 }
