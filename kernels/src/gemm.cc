@@ -121,7 +121,8 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
   int64_t nv = 4;
   while (nv > 1 && mr * nv + nv + 1 > 32) --nv;
   const Config d = GemmDefaultConfig(spec, space);
-  auto seed = [&](bool pack_b, int64_t pack_a, const char* inner, int64_t kc) -> std::optional<Config> {
+  auto seed = [&](int64_t mr, int64_t nv, bool pack_b, int64_t pack_a, const char* inner,
+                  int64_t kc) -> std::optional<Config> {
     std::vector<std::pair<std::string, KnobValue>> values;
     for (size_t k = 0; k < space.knobs().size(); ++k) {
       values.emplace_back(space.knobs()[k].name, space.knobs()[k].values[d.choices[k]]);
@@ -140,9 +141,14 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
     absl::StatusOr<Config> c = space.FromValues(values);
     return c.ok() ? std::optional<Config>(*c) : std::nullopt;
   };
+  // The tile that fits the shape, and 6 x 4 vectors: 24 accumulators, the
+  // fewest loads per multiply-add that leave room for the B row and a
+  // broadcast, and on this kind of core often the fastest whatever the
+  // padding.
   std::vector<Config> out;
   for (const std::optional<Config>& c :
-       {seed(true, 0, "jr,ir", 256), seed(false, 0, "ir,jr", 256), seed(true, 2, "jr,ir", 64)}) {
+       {seed(mr, nv, true, 0, "jr,ir", 256), seed(6, 4, true, 0, "jr,ir", 256), seed(mr, nv, false, 0, "ir,jr", 256),
+        seed(6, 4, true, 0, "jr,ir", 128), seed(mr, nv, true, 2, "jr,ir", 64)}) {
     if (c && c->index != d.index &&
         std::none_of(out.begin(), out.end(), [&](const Config& o) { return o.index == c->index; })) {
       out.push_back(*c);

@@ -63,10 +63,11 @@ struct GemmSpec {
 // spec requires packing.
 absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec);
 Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space);
-// Template::SeedConfigs of a GEMM space: register tiles that fit the shape
-// and a 32-register AVX-512 file (MR rows with no or the least padding,
-// NV as large as MR*NV accumulators + NV + 1 registers allow), with B
-// packed or not, A as it is or in row panels.
+// Template::SeedConfigs of a GEMM space: the register tile that fits the
+// shape and a 32-register AVX-512 file (MR rows with no or the least
+// padding, NV as large as MR*NV accumulators + NV + 1 registers allow) and
+// the 6 x 4-vector tile, with B packed or not, A as it is or in row
+// panels, K blocks of 64 to 256.
 std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& space);
 // Lowers one config; `args` are the function's buffers in argument order.
 absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg> args, const ConfigSpace& space,

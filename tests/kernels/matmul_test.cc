@@ -49,15 +49,18 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
     auto s = t.Space(*w);
     ASSERT_TRUE(s.ok());
     const std::vector<Config> seeds = t.SeedConfigs(*w, *s);
-    ASSERT_EQ(seeds.size(), 3u) << text;
+    ASSERT_EQ(seeds.size(), 5u) << text;
     std::set<uint64_t> seen = {t.DefaultConfig(*w, *s).index};
+    std::multiset<std::pair<int64_t, int64_t>> tiles;
     for (const Config& c : seeds) {
       EXPECT_TRUE(seen.insert(c.index).second) << text << ": " << s->ToString(c);
-      EXPECT_EQ(s->IntValue(c, "mr"), mr) << text;
-      EXPECT_EQ(s->IntValue(c, "nv"), 3) << text;
+      tiles.insert({s->IntValue(c, "mr"), s->IntValue(c, "nv")});
       EXPECT_EQ(s->IntValue(c, "vec"), 16) << text;
       EXPECT_TRUE(t.Instantiate(*w, *s, c).ok()) << text << ": " << s->ToString(c);
     }
+    // Three with the tile that fits (MR rows, 3 vectors), two with 6 x 4.
+    EXPECT_EQ(tiles.count({mr, 3}), 3u) << text;
+    EXPECT_EQ(tiles.count({6, 4}), 2u) << text;
   }
   auto cuda = ParseWorkload("matmul(M=64,N=64,K=64)");
   const Template& gpu = *TemplateRegistry::Global().Find("matmul", DeviceClass::kCuda);
