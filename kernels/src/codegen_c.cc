@@ -57,10 +57,23 @@ class CodeGenC : public CLikePrinter {
     switch (op->for_kind) {
       case ForKind::kVectorized: Line() << "#pragma omp simd\n"; break;
       case ForKind::kParallel:
-        Line() << "#pragma omp parallel for";
-        if (threads_ > 1) *out_ << " num_threads(" << threads_ << ")";
+        // Inside a team, a work-sharing loop (with its closing barrier).
+        Line() << (team_depth_ > 0 ? "#pragma omp for" : "#pragma omp parallel for");
+        if (team_depth_ == 0 && threads_ > 1) *out_ << " num_threads(" << threads_ << ")";
         *out_ << "\n";
         break;
+      case ForKind::kTeam:
+        Line() << "#pragma omp parallel";
+        if (threads_ > 1) *out_ << " num_threads(" << threads_ << ")";
+        *out_ << "\n";
+        Line() << "{\n";
+        ++indent_;
+        ++team_depth_;
+        Visit(op->body);
+        --team_depth_;
+        --indent_;
+        Line() << "}\n";
+        return;
       default: Fail("GPU loops cannot be printed as C"); return;
     }
     // OpenMP's canonical loop form: the bound is an expression, not a
@@ -94,6 +107,7 @@ class CodeGenC : public CLikePrinter {
     }
   };
   int threads_ = 1;
+  int team_depth_ = 0;  // kTeam loops around the statement being printed
   std::set<Type, TypeLess> vector_types_;
 };
 

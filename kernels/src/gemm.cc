@@ -84,9 +84,9 @@ absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
       {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1}) : IntValues({1})},
       {"unroll_k", KnobKind::kAnnotate, IntValues({1, 2, 4, 8})},
       // How threads share the work (with threads > 1): "tiles", the outer
-      // register-tile loop of each cache block; "rows" / "cols", one
-      // contiguous part of M / N per thread, each running the whole blocked
-      // product on its part with its own packed panels.
+      // register-tile loop of each cache block, and its packing; "rows" /
+      // "cols", one contiguous part of M / N per thread, each running the
+      // whole blocked product on its part with its own packed panels.
       {"parallel", KnobKind::kAnnotate, StringValues({"tiles", "rows", "cols"})},
   };
   for (Knob& k : CpuBuildKnobs()) knobs.push_back(std::move(k));
@@ -380,12 +380,16 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   auto jr_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
     return For::Make("jr_o", 0, CeilDiv(nb, NR), kind, LetStmt::Make("jr", jr_o * Expr(NR), body));
   };
-  // With parallel=tiles, the outer register-tile loop is shared out: each
+  // --- threads ---
+  // With parallel=tiles, one team of threads runs the whole blocked
+  // product: each block's packing is shared out among them, a panel each,
+  // then its outer register-tile loop; each phase ends in a barrier. Each
   // tile writes its own part of the output and only reads the packed
-  // panels, and the packing happens before the loop, so there is nothing to
-  // race on. The packing of each block is shared out too, a panel per
-  // iteration (each writes only its own panel).
+  // panels, so there is nothing to race on. (With rows, a team packing B
+  // together was slower than each thread packing all of it: half of the
+  // panels then sit in the other core's cache.)
   const ForKind outer = T > 1 && parallel == "tiles" ? ForKind::kParallel : ForKind::kSerial;
+  const bool team = outer == ForKind::kParallel;
   Stmt inner = jr_outer ? jr_loop(ir_loop(tile), outer) : ir_loop(jr_loop(tile), outer);
 
   // --- packing ---
@@ -398,9 +402,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
       return For::Make("jj", 0, NR, ForKind::kSerial,
                        Store::Make("Bp", Select::Make(jr + jj < nb, src(kk), FloatImm::Make(0)), dst(kk)));
     };
-    if (spec.b_pack_k_inner || outer == ForKind::kParallel) {
-      // A panel at a time (shared out with parallel=tiles): for B^T each
-      // panel column is a contiguous run of k.
+    if (spec.b_pack_k_inner || team) {
+      // A panel at a time, for B^T because each panel column is a
+      // contiguous run of k, and in a team because each thread packs the
+      // panels it then multiplies by (both loops share out the same
+      // panels), into its own core's cache.
       Stmt full = spec.b_pack_k_inner
                       ? For::Make("jj", 0, NR, ForKind::kSerial,
                                   over_k([&](const KPos& kk) { return Store::Make("Bp", src(kk), dst(kk)); }))
@@ -421,12 +427,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     // B unpacked: only the block's last columns, when it has them, as one
     // zero-padded kb x NRE panel.
     Expr jj = V("jj"), je = nb / Expr(NR) * Expr(NR);
-    pack_b_stmt = IfThenElse::Make(je < nb, over_k([&](const KPos& kk) {
-                                     Expr b = Select::Make(je + jj < nb, spec.b(kk.k0, kk.kk, jc + je + jj),
-                                                           FloatImm::Make(0));
-                                     return For::Make("jj", 0, NRE, ForKind::kSerial,
-                                                      Store::Make("Be", b, kk.kq * Expr(NRE) + jj));
-                                   }));
+    pack_b_stmt = IfThenElse::Make(je < nb, over_k(
+                                                [&](const KPos& kk) {
+                                                  Expr b = Select::Make(je + jj < nb, spec.b(kk.k0, kk.kk, jc + je + jj),
+                                                                        FloatImm::Make(0));
+                                                  return For::Make("jj", 0, NRE, ForKind::kSerial,
+                                                                   Store::Make("Be", b, kk.kq * Expr(NRE) + jj));
+                                                },
+                                                outer));
   }
   if (a_rows) {
     // Each row a straight copy of its runs of k; rows past the block zeros.
@@ -476,9 +484,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     if (edge_panel) s = Allocate::Make("Be", f32, be_size, panels, s);
     return s;
   };
-  // Each part writes only its own rows / columns of the output and packs
-  // into its own panels.
-  if (split_rows || split_cols) {
+  // A team shares all panels. Otherwise each part writes only its own rows
+  // / columns of the output and packs into its own panels.
+  if (team) {
+    body = For::Make("team", 0, T, ForKind::kTeam, body);
+  } else if (split_rows || split_cols) {
     const int64_t parts = split_rows ? (M + part_m - 1) / part_m : (N + part_n - 1) / part_n;
     body = For::Make("tp", 0, parts, ForKind::kParallel, allocate_panels(body));
   }

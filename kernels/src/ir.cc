@@ -15,6 +15,7 @@ const char* ForKindName(ForKind k) {
     case ForKind::kUnrolled: return "unrolled";
     case ForKind::kGpuBlock: return "gpu_block";
     case ForKind::kGpuThread: return "gpu_thread";
+    case ForKind::kTeam: return "team";
   }
   return "?";
 }

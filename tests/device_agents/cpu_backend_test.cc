@@ -215,8 +215,9 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
 // Threaded kernels are run many times (warm-up plus repeats), and the
 // measurement process checks the output after the first and the last run, so
 // a race shows up as a wrong answer; every way of sharing the work
-// (`parallel`, where the space has it) is among them. More threads than
-// cores is refused before compiling.
+// (`parallel`, where the space has it) is among them, and the GEMM
+// schedule's team of threads. More threads than cores is refused before
+// compiling.
 TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
   const int64_t cores = backend_->target().limits().at("cores");
   std::mt19937_64 rng(7);
@@ -239,6 +240,11 @@ TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
       auto split = space->Pin({{"threads", int64_t{2}}, {"parallel", std::string(parallel)}});
       if (split.ok()) configs.push_back(split->ToParentIndex(split->Sample(rng)));
     }
+    // The GEMM schedule's team (tiles), whose threads pack each block's
+    // panels together and meet at barriers, over several K blocks.
+    auto team = space->Pin({{"threads", int64_t{2}}, {"parallel", std::string("tiles")}, {"pack_b", int64_t{1}},
+                            {"pack_a", int64_t{2}}, {"kc", int64_t{16}}});
+    if (team.ok()) configs.push_back(team->ToParentIndex(team->Sample(rng)));
     std::vector<v1::MeasureRequest> batch;
     for (uint64_t c : configs) {
       batch.push_back(Request(text, c));

@@ -158,8 +158,9 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
   EXPECT_EQ(k1->func.threads, 1);
   EXPECT_EQ(GenerateC(k1->func)->find("omp parallel"), std::string::npos);
   EXPECT_EQ(k1->compile.flags.find("-fopenmp"), std::string::npos);
-  // tiles: the register-tile loop of each block is shared; rows / cols:
-  // one loop over the threads' parts of M / N, around the whole product.
+  // Without packing, tiles: one team of threads, the register-tile loop of
+  // each block shared among them; rows / cols: one loop over the threads'
+  // parts of M / N, around the whole product.
   for (const auto& [parallel, loop] : std::vector<std::pair<std::string, std::string>>{
            {"tiles", "for (int64_t jr_o = 0;"}, {"rows", "for (int64_t tp = 0; tp < 4;"},
            {"cols", "for (int64_t tp = 0; tp < 4;"}}) {
@@ -173,25 +174,36 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
     ASSERT_TRUE(k4.ok());
     EXPECT_EQ(k4->func.threads, 4);
     const std::string src = *GenerateC(k4->func);
-    const size_t pragma = src.find("#pragma omp parallel for num_threads(4)");
+    const bool team = parallel == "tiles";
+    const size_t pragma = src.find(team ? "#pragma omp for" : "#pragma omp parallel for num_threads(4)");
     ASSERT_NE(pragma, std::string::npos) << parallel;
-    EXPECT_EQ(src.find("#pragma omp parallel", pragma + 1), std::string::npos) << parallel;
+    EXPECT_EQ(src.find("#pragma omp parallel num_threads(4)") < pragma, team) << src;
+    EXPECT_EQ(src.find("#pragma omp", pragma + 1), std::string::npos) << parallel;
     EXPECT_EQ(src.find("for (int64_t", pragma), src.find(loop, pragma)) << parallel;
     EXPECT_NE(k4->compile.flags.find("-fopenmp"), std::string::npos);
   }
-  // With tiles, each block's packing is shared out too: a parallel loop over
-  // B's panels, one over A's, then the one over the tiles.
+  // With packing, the tiles team shares out each block's packing too: B's
+  // panels, then A's, then the tiles, each a work-sharing loop that ends in
+  // a barrier. The panels are shared: declared outside the team.
+  auto decl = [](const std::string& src, const std::string& name) {
+    return std::min(src.find("float " + name + "["), src.find("float* restrict " + name + " "));
+  };
   for (int64_t pack_a : {1, 2}) {
     Config c4 = *space->FromValues({{"threads", int64_t{4}}, {"parallel", std::string("tiles")}, {"pack_a", pack_a},
                                     {"pack_b", int64_t{1}}, {"order", std::string("jc,pc,ic")}});
     const std::string src = *GenerateC(Matmul().Instantiate(*w, *space, c4)->func);
     std::vector<size_t> at;
-    for (size_t p = src.find("#pragma omp parallel"); p != std::string::npos; p = src.find("#pragma omp parallel", p + 1)) {
-      at.push_back(p);
+    for (size_t p = src.find("#pragma omp"); p != std::string::npos; p = src.find("#pragma omp", p + 1)) {
+      if (src.compare(p, 16, "#pragma omp simd") != 0) at.push_back(p);
     }
-    ASSERT_EQ(at.size(), 3u) << src;
-    EXPECT_LT(src.find("Bp[", at[0]), src.find("Ap[", at[0]));
-    EXPECT_LT(src.find("Ap[", at[1]), src.find("acc_0", at[1]));
+    ASSERT_EQ(at.size(), 4u) << src;
+    EXPECT_EQ(src.compare(at[0], 36, "#pragma omp parallel num_threads(4)\n"), 0) << src;
+    EXPECT_LT(decl(src, "Bp"), at[0]);
+    EXPECT_LT(decl(src, "Ap"), at[0]);
+    for (size_t i = 1; i < 4; ++i) EXPECT_EQ(src.compare(at[i], 16, "#pragma omp for\n"), 0) << src;
+    EXPECT_LT(src.find("Bp[", at[1]), at[2]);
+    EXPECT_LT(src.find("Ap[", at[2]), at[3]);
+    EXPECT_NE(src.find("acc_0", at[3]), std::string::npos);
   }
 }
 

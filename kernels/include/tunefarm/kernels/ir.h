@@ -227,7 +227,15 @@ struct LetStmt : StmtNode {
   const Stmt body;
 };
 
-enum class ForKind : uint8_t { kSerial, kParallel, kVectorized, kUnrolled, kGpuBlock, kGpuThread };
+// kTeam: a team of up to `extent` CPU threads each runs the body once (the
+// loop variable is not bound): kParallel loops inside share their
+// iterations among the team and end with a barrier, so one phase of a
+// computation (packing a panel) is done before the next (reading it)
+// starts; anything else in the body runs on every thread and must write
+// only buffers allocated inside it (private to each thread). The
+// iterations of a kParallel loop outside a team run at once, each on some
+// thread.
+enum class ForKind : uint8_t { kSerial, kParallel, kVectorized, kUnrolled, kGpuBlock, kGpuThread, kTeam };
 const char* ForKindName(ForKind k);
 
 // for (var = min; var < min + extent; ++var). An unrolled loop must have a
