@@ -110,6 +110,19 @@ Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space) {
   return *space.FromValues(values);  // the values above are in the space by construction
 }
 
+namespace {
+
+// Whether threads had better split N than M: each thread of a split packs
+// all of the other operand, so the split goes along the longer of M and N,
+// unless halves of N in whole tiles of `nr` columns are far from equal
+// (N=129 in tiles of 48: 96 and 33).
+bool SplitColumns(const GemmSpec& spec, int64_t nr) {
+  const int64_t half = RoundUp((spec.N + 1) / 2, nr);
+  return spec.M < spec.N && 2 * half * 4 <= spec.N * 5;
+}
+
+}  // namespace
+
 std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& space) {
   // The register-tile height that pads M least, earlier candidates first
   // among equals.
@@ -121,15 +134,15 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
   int64_t nv = 4;
   while (nv > 1 && mr * nv + nv + 1 > 32) --nv;
   const Config d = GemmDefaultConfig(spec, space);
-  auto seed = [&](int64_t mr, int64_t nv, bool pack_b, int64_t pack_a, const char* inner,
+  auto seed = [&](int64_t rows, int64_t vectors, bool pack_b, int64_t pack_a, const char* inner,
                   int64_t kc) -> std::optional<Config> {
     std::vector<std::pair<std::string, KnobValue>> values;
     for (size_t k = 0; k < space.knobs().size(); ++k) {
       values.emplace_back(space.knobs()[k].name, space.knobs()[k].values[d.choices[k]]);
     }
     for (auto& [name, value] : values) {
-      if (name == "mr") value = mr;
-      if (name == "nv") value = nv;
+      if (name == "mr") value = rows;
+      if (name == "nv") value = vectors;
       if (name == "vec") value = int64_t{16};
       if (name == "mc") value = int64_t{128};
       if (name == "nc") value = int64_t{1024};
@@ -137,6 +150,7 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
       if (name == "inner") value = std::string(inner);
       if (name == "pack_b") value = int64_t{pack_b || !spec.b_vector ? 1 : 0};
       if (name == "pack_a") value = spec.a_must_pack && pack_a == 0 ? int64_t{1} : pack_a;
+      if (name == "parallel") value = std::string(SplitColumns(spec, vectors * 16) ? "cols" : "rows");
     }
     absl::StatusOr<Config> c = space.FromValues(values);
     return c.ok() ? std::optional<Config>(*c) : std::nullopt;
@@ -427,14 +441,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     // B unpacked: only the block's last columns, when it has them, as one
     // zero-padded kb x NRE panel.
     Expr jj = V("jj"), je = nb / Expr(NR) * Expr(NR);
-    pack_b_stmt = IfThenElse::Make(je < nb, over_k(
-                                                [&](const KPos& kk) {
-                                                  Expr b = Select::Make(je + jj < nb, spec.b(kk.k0, kk.kk, jc + je + jj),
-                                                                        FloatImm::Make(0));
-                                                  return For::Make("jj", 0, NRE, ForKind::kSerial,
-                                                                   Store::Make("Be", b, kk.kq * Expr(NRE) + jj));
-                                                },
-                                                outer));
+    auto row = [&](const KPos& kk) {
+      Expr b = Select::Make(je + jj < nb, spec.b(kk.k0, kk.kk, jc + je + jj), FloatImm::Make(0));
+      return For::Make("jj", 0, NRE, ForKind::kSerial, Store::Make("Be", b, kk.kq * Expr(NRE) + jj));
+    };
+    pack_b_stmt = IfThenElse::Make(je < nb, over_k(row, outer));
   }
   if (a_rows) {
     // Each row a straight copy of its runs of k; rows past the block zeros.

@@ -67,7 +67,9 @@ Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space);
 // shape and a 32-register AVX-512 file (MR rows with no or the least
 // padding, NV as large as MR*NV accumulators + NV + 1 registers allow) and
 // the 6 x 4-vector tile, with B packed or not, A as it is or in row
-// panels, K blocks of 64 to 256.
+// panels, K blocks of 64 to 256; with threads, each packing all of the
+// smaller operand (rows for M >= N, else cols when halves of N are nearly
+// equal).
 std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& space);
 // Lowers one config; `args` are the function's buffers in argument order.
 absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg> args, const ConfigSpace& space,

@@ -37,12 +37,18 @@ TEST(MatmulTemplateTest, SpaceIsRichAndDefaultIsInIt) {
 // (M = 49 and 196 output positions: 7 rows, 3 vectors; M = 1024: 8 rows),
 // differ from the default and from each other, and instantiate.
 TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
-  const std::vector<std::pair<std::string, int64_t>> cases = {
-      {"matmul(M=1024,N=1024,K=1024)", 8},
-      {"matmul(M=77,N=129,K=61)", 7},
-      {"conv2d(N=1,C=512,H=7,W=7,K=512,R=3,S=3,stride=1,pad=1,layout=NHWC)", 7},
-      {"conv2d(N=1,C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0,layout=NHWC)", 7}};
-  for (const auto& [text, mr] : cases) {
+  // Threads split the longer of M and N, unless N's halves are unequal.
+  struct Case {
+    std::string text;
+    int64_t mr;
+    std::string parallel;
+  };
+  const std::vector<Case> cases = {
+      {"matmul(M=1024,N=1024,K=1024)", 8, "rows"},
+      {"matmul(M=77,N=129,K=61)", 7, "rows"},
+      {"conv2d(N=1,C=512,H=7,W=7,K=512,R=3,S=3,stride=1,pad=1,layout=NHWC)", 7, "cols"},
+      {"conv2d(N=1,C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0,layout=NHWC)", 7, "cols"}};
+  for (const auto& [text, mr, parallel] : cases) {
     auto w = ParseWorkload(text);
     ASSERT_TRUE(w.ok());
     const Template& t = *TemplateRegistry::Global().Find(w->op);
@@ -56,6 +62,7 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
       EXPECT_TRUE(seen.insert(c.index).second) << text << ": " << s->ToString(c);
       tiles.insert({s->IntValue(c, "mr"), s->IntValue(c, "nv")});
       EXPECT_EQ(s->IntValue(c, "vec"), 16) << text;
+      EXPECT_EQ(s->StrValue(c, "parallel"), parallel) << text;
       EXPECT_TRUE(t.Instantiate(*w, *s, c).ok()) << text << ": " << s->ToString(c);
     }
     // Three with the tile that fits (MR rows, 3 vectors), two with 6 x 4.
