@@ -30,6 +30,15 @@ int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 Expr CeilDiv(const Expr& a, int64_t b) { return (a + Expr(b - 1)) / Expr(b); }
 Expr V(const char* name) { return Var::Make(name); }
 
+// Whether threads had better split N than M: each thread of a split packs
+// all of the other operand, so the split goes along the longer of M and N,
+// unless halves of N in whole tiles of `nr` columns are far from equal
+// (N=129 in tiles of 48: 96 and 33).
+bool SplitColumns(const GemmSpec& spec, int64_t nr) {
+  const int64_t half = RoundUp((spec.N + 1) / 2, nr);
+  return spec.M < spec.N && 2 * half * 4 <= spec.N * 5;
+}
+
 // A loop over one cache-tile dimension of the range [lo, end): binds <d>_o,
 // <d> = lo + <d>_o * tile and <size> = min(tile, end - <d>) (the block's
 // size) around `body`.
@@ -109,19 +118,6 @@ Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space) {
   for (auto& v : CpuBuildDefaults()) values.push_back(std::move(v));
   return *space.FromValues(values);  // the values above are in the space by construction
 }
-
-namespace {
-
-// Whether threads had better split N than M: each thread of a split packs
-// all of the other operand, so the split goes along the longer of M and N,
-// unless halves of N in whole tiles of `nr` columns are far from equal
-// (N=129 in tiles of 48: 96 and 33).
-bool SplitColumns(const GemmSpec& spec, int64_t nr) {
-  const int64_t half = RoundUp((spec.N + 1) / 2, nr);
-  return spec.M < spec.N && 2 * half * 4 <= spec.N * 5;
-}
-
-}  // namespace
 
 std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& space) {
   // The register-tile height that pads M least, earlier candidates first
@@ -342,7 +338,6 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                      LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj)))));
     return IfThenElse::Make(EQ::Make(pc + kb, Expr(K)), apply, Stmt());
   };
-  Stmt full_tile = Block::Make({micro_kernel(out, c_index), epilogue(Expr(MR), Expr(NR))});
 
   // --- the last columns' tile: the micro-kernel on a zero-padded MR x NRE
   // copy of the tile on the stack. Columns past the block read the zero
@@ -365,27 +360,19 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                                            micro_kernel("ct", tmp, Expr(), !pack_a, true), back})),
                                epilogue(rows, cols)});
   }
-  // --- a tile short of rows only: the micro-kernel straight on the output,
-  // its rows past the block computed from zero padding or A's last row and
-  // dropped. ---
-  Stmt short_tile;
-  {
-    Expr rows = min(Expr(MR), mb - ir);
-    short_tile = Block::Make({micro_kernel(out, c_index, rows, !pack_a), epilogue(rows, Expr(NR))});
-  }
+  // --- a tile straight on the output, NR columns wide or, with `edge`,
+  // the NRE of the last columns when those are whole vectors. A tile short
+  // of rows computes its rows past the block from zero padding or A's last
+  // row and drops them. ---
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
-  Stmt tile = IfThenElse::Make(rows_full, full_tile, short_tile);
-  if (N % NR != 0 && N % NR == NRE) {
-    // The last columns are whole vectors: their narrow tile runs straight
-    // on the output, like the full ones.
-    Expr rows = min(Expr(MR), mb - ir);
-    Stmt edge_tile = IfThenElse::Make(
-        rows_full, Block::Make({micro_kernel(out, c_index, Expr(), false, true), epilogue(Expr(MR), Expr(NRE))}),
-        Block::Make({micro_kernel(out, c_index, rows, !pack_a, true), epilogue(rows, Expr(NRE))}));
-    tile = IfThenElse::Make(cols_full, tile, edge_tile);
-  } else if (N % NR != 0) {
-    tile = IfThenElse::Make(cols_full, tile, padded_tile);
-  }
+  auto output_tile = [&](bool edge) {
+    Expr rows = min(Expr(MR), mb - ir), cols = Expr(edge ? NRE : NR);
+    return IfThenElse::Make(rows_full,
+                            Block::Make({micro_kernel(out, c_index, Expr(), false, edge), epilogue(Expr(MR), cols)}),
+                            Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge), epilogue(rows, cols)}));
+  };
+  Stmt tile = output_tile(false);
+  if (N % NR != 0) tile = IfThenElse::Make(cols_full, tile, N % NR == NRE ? output_tile(true) : padded_tile);
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
