@@ -36,7 +36,10 @@ struct Case {
   bool skinny = false;
 };
 
-std::vector<Case> Cases(const std::string& layout) {
+// `wblock` > 0: the conv2d workloads take their weights blocked by that
+// many output channels, done once outside the timing (as oneDNN's weights
+// are reordered to its blocked format once).
+std::vector<Case> Cases(const std::string& layout, int wblock) {
   std::vector<Case> out;
   for (const char* m : {"M=1024,N=1024,K=1024", "M=512,N=512,K=512"}) out.push_back({"matmul", absl::StrCat("matmul(", m, ")")});
   for (const char* m : {"M=128,N=3072,K=768", "M=64,N=64,K=4096", "M=1,N=4096,K=4096", "M=77,N=129,K=61"}) {
@@ -48,7 +51,8 @@ std::vector<Case> Cases(const std::string& layout) {
                         "C=256,H=14,W=14,K=256,R=3,S=3,stride=1,pad=1", "C=512,H=7,W=7,K=512,R=3,S=3,stride=1,pad=1",
                         "C=256,H=56,W=56,K=64,R=1,S=1,stride=1,pad=0", "C=512,H=28,W=28,K=128,R=1,S=1,stride=1,pad=0",
                         "C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0", "C=2048,H=7,W=7,K=512,R=1,S=1,stride=1,pad=0"}) {
-    out.push_back({"conv2d", absl::StrCat("conv2d(N=1,", c, ",layout=", layout, ")")});
+    const std::string block = wblock > 0 ? absl::StrCat(",wblock=", wblock) : "";
+    out.push_back({"conv2d", absl::StrCat("conv2d(N=1,", c, block, ",layout=", layout, ")")});
   }
   // MobileNet v1: the first two depthwise layers.
   for (const char* c : {"C=32,H=112,W=112,R=3,S=3,stride=1,pad=1", "C=64,H=112,W=112,R=3,S=3,stride=2,pad=1"}) {
@@ -63,6 +67,19 @@ tb::AlignedFloats Random(int64_t n, uint32_t seed) {
   std::uniform_real_distribution<float> d(-1, 1);
   for (float& x : v) x = d(rng);
   return v;
+}
+
+// conv2d weights in the plain layout (OIHW with NCHW, HWIO with NHWC) ->
+// blocked by `b` output channels: [ceil(K/b)][the plain layout without
+// K][b], the unused channels of the last block zero.
+tb::AlignedFloats BlockWeights(const tb::AlignedFloats& plain, const Workload& w, int64_t b) {
+  const int64_t K = w.param("K"), rest = w.param("C") * w.param("R") * w.param("S");
+  const bool nhwc = w.text("layout") == "NHWC";
+  tb::AlignedFloats out((K + b - 1) / b * b * rest);
+  for (int64_t k = 0; k < K; ++k) {
+    for (int64_t t = 0; t < rest; ++t) out[((k / b) * rest + t) * b + k % b] = plain[nhwc ? t * K + k : k * rest + t];
+  }
+  return out;
 }
 
 // The vendor side of one workload: runs into `out` (the tuned kernel's
@@ -162,7 +179,7 @@ double Geomean(const std::vector<double>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int trials = 96, batch = 16, rounds = 11;
+  int trials = 96, batch = 16, rounds = 11, wblock = 16;
   std::vector<int> thread_counts = {1, 2};
   std::string strategy = "xgb", layout = "NCHW", only, db_dir;
   uint64_t seed = 1;
@@ -174,6 +191,11 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "alternating timing rounds")->default_val(rounds);
   app.add_option("--threads", thread_counts, "thread counts to compare at")->default_str("1 2");
   app.add_option("--layout", layout, "layout of the convolutions")->check(CLI::IsMember({"NCHW", "NHWC"}))->default_val(layout);
+  app.add_option("--wblock", wblock,
+                 "conv2d weights blocked by this many output channels, once before timing as oneDNN's are "
+                 "reordered (0: plain weights, which the kernel packs in every call)")
+      ->check(CLI::IsMember({0, 16, 32, 48, 64}))
+      ->default_val(wblock);
   app.add_option("--only", only, "run only workloads whose text contains this");
   app.add_option("--db-dir", db_dir, "keep the tuning log here (log.db; default: temporary)");
   std::vector<std::string> pin_texts;
@@ -207,7 +229,7 @@ int main(int argc, char** argv) {
     }
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);
-    for (const Case& c : Cases(layout)) {
+    for (const Case& c : Cases(layout, wblock)) {
       if (!only.empty() && c.text.find(only) == std::string::npos) continue;
       auto w = tunefarm::kernels::ParseWorkload(c.text);
       if (!w.ok()) return std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str()), 1;
@@ -242,13 +264,18 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < args.size(); ++i) {
         bufs.push_back(args[i].is_output ? tb::AlignedFloats(args[i].elements) : Random(args[i].elements, 7 + i));
       }
+      // The vendor's weights in the plain layout; ours blocked from them.
+      const int64_t block = w->param_or("wblock", 0);
+      const tb::AlignedFloats plain_weight =
+          block > 0 ? Random(w->param("K") * w->param("C") * w->param("R") * w->param("S"), 8) : tb::AlignedFloats();
+      if (block > 0) bufs[1] = BlockWeights(plain_weight, *w, block);
       std::vector<void*> ptrs;
       for (auto& b : bufs) ptrs.push_back(b.data());
       std::unique_ptr<Vendor> vendor;
       if (c.group == "matmul") {
         vendor = std::make_unique<Blas>(*w, bufs[0], bufs[1]);
       } else {
-        auto d = std::make_unique<Dnnl>(*w, bufs[0], bufs[1]);
+        auto d = std::make_unique<Dnnl>(*w, bufs[0], block > 0 ? plain_weight : bufs[1]);
         row.vendor_impl = d->impl();
         vendor = std::move(d);
       }
@@ -295,7 +322,12 @@ int main(int argc, char** argv) {
     std::printf("%-3d  %-78s %9.2f %9.2f %7.3f %9.1e\n", r.threads, r.c.text.c_str(), r.tuned, r.vendor,
                 r.tuned / r.vendor, r.max_rel_diff);
   }
-  std::printf("\n(GFLOP/s; vendor: OpenBLAS cblas_sgemm for matmul, oneDNN convolution for the rest)\n\n");
+  std::printf("\n(GFLOP/s; vendor: OpenBLAS cblas_sgemm for matmul, oneDNN convolution for the rest; ");
+  if (wblock > 0) {
+    std::printf("conv2d weights blocked by %d output channels before timing, as oneDNN's are reordered)\n\n", wblock);
+  } else {
+    std::printf("conv2d weights plain, packed by the kernel in every call)\n\n");
+  }
   bool all_met = true;
   auto verdict = [&](bool ok) {
     all_met = all_met && ok;

@@ -23,6 +23,10 @@
 //         over the zero-padded input pin, copied row by row.
 // These copies and the packed panels are the blocked layouts of data and
 // weights built inside the kernel, as oneDNN and TVM's x86 schedules do.
+// With wblock, the caller has blocked the weights once (as oneDNN's
+// reorder and TVM's layout transform of constant weights do): with NHWC
+// they are then B in panels of whole vectors, which the micro-kernel reads
+// as they are.
 #include "absl/status/status.h"
 #include "conv_common.h"
 #include "gemm.h"
@@ -43,7 +47,7 @@ GemmSpec PointwiseGemm(const ConvShape& s) {
     g.M = s.K;
     g.N = P;
     g.K = s.C;
-    g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("weight", i * Expr(s.C) + k0 + kk); };
+    g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("weight", ConvWeightIndex(s, i, k0 + kk)); };
     g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("data", at((k0 + kk) * Expr(P) + j)); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("data", at((k0 + kk) * Expr(P) + j), t); };
     g.bias = s.bias ? GemmSpec::Bias::kPerRow : GemmSpec::Bias::kNone;
@@ -52,8 +56,11 @@ GemmSpec PointwiseGemm(const ConvShape& s) {
     g.N = s.K;
     g.K = s.C;
     g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("data", at(i * Expr(s.C) + k0 + kk)); };
-    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j); };
-    g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j, t); };
+    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk)); };
+    g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) {
+      return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk), t);
+    };
+    g.b_panels = s.wblock > 0;
     g.bias = s.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
   }
   g.out = "out";
@@ -114,7 +121,7 @@ GemmSpec DirectGemm(const ConvShape& s) {
           "k", 0, s.K, ForKind::kSerial,
           For::Make("t", 0, s.R * s.S, ForKind::kSerial,
                     For::Make("c", 0, s.C, ForKind::kSerial,
-                              Store::Make("wt", Load::Make("weight", (k * Expr(s.C) + c) * Expr(s.R * s.S) + t),
+                              Store::Make("wt", Load::Make("weight", ConvWeightIndex(s, k, c * Expr(s.R * s.S) + t)),
                                           (k * Expr(s.R * s.S) + t) * Expr(s.C) + c))));
       g.prologue = g.prologue.defined() ? Block::Make({g.prologue, reorder}) : reorder;
       g.scratch.emplace_back("wt", s.K * s.C * s.R * s.S);
@@ -169,9 +176,22 @@ GemmSpec DirectGemm(const ConvShape& s) {
       Expr col = i % Expr(s.OW) * Expr(st) + tap_q(k0) * Expr(d);
       return Load::Make(src, (row * Expr(Wp) + col) * Expr(s.C) + chan(k0, kk));
     };
+    // A tile of positions skips a tap whose input rows, for the first
+    // position's output row and the last's, are both above or both below
+    // the input: they read nothing but padding.
+    if (s.pad > 0) {
+      g.a_live = [=](Expr i0, Expr i1, Expr k0) {
+        Expr rd = tap_r(k0) * Expr(d);
+        Expr y0 = i0 / Expr(s.OW) * Expr(st) + rd, y1 = i1 / Expr(s.OW) * Expr(st) + rd;
+        return (Expr(s.pad) <= y1) && (y0 < Expr(s.pad + s.H));
+      };
+    }
     g.out = "out";
-    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j); };
-    g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("weight", (k0 + kk) * Expr(s.K) + j, t); };
+    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk)); };
+    g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) {
+      return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk), t);
+    };
+    g.b_panels = s.wblock > 0;
     g.bias = s.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
     g.relu = s.relu;
     return g;
@@ -188,10 +208,12 @@ class Conv2dTemplate : public Template {
   std::string_view op() const override { return "conv2d"; }
   std::vector<std::string> ParamNames() const override { return ConvParamNames(false); }
   // tf32=1: the inputs may be rounded to TF32 (the GPU space then offers
-  // tensor cores).
+  // tensor cores). wblock=b: the weights come blocked by b output channels
+  // (conv_common.h), CPU only.
   std::vector<std::pair<std::string, int64_t>> OptionalParams() const override {
     std::vector<std::pair<std::string, int64_t>> p = ConvOptionalParams();
     p.emplace_back("tf32", 0);
+    p.emplace_back("wblock", 0);
     return p;
   }
   std::vector<TextParamSpec> TextParams() const override { return ConvTextParams(); }
@@ -280,6 +302,13 @@ class CudaConv2dTemplate : public Conv2dTemplate {
  public:
   DeviceClass device() const override { return DeviceClass::kCuda; }
   std::string_view declared_version() const override { return "conv2d-cuda-1"; }
+  absl::Status Validate(const Workload& w) const override {
+    if (w.param_or("wblock", 0) != 0) {
+      return absl::InvalidArgumentError("conv2d wblock: blocked weights are a CPU layout; the cuda template takes "
+                                        "plain weights (leave wblock out)");
+    }
+    return Conv2dTemplate::Validate(w);
+  }
   absl::StatusOr<ConfigSpace> Space(const Workload& w) const override { return GpuGemmSpace(Gemm(w)); }
   Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
     return GpuGemmDefaultConfig(Gemm(w), space);

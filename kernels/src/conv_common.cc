@@ -42,6 +42,7 @@ ConvShape ConvShapeOf(const Workload& w, bool depthwise) {
   s.bias = w.param_or("bias", 0) != 0;
   s.relu = w.param_or("relu", 0) != 0;
   s.tf32 = !depthwise && w.param_or("tf32", 0) != 0;
+  s.wblock = depthwise ? 0 : w.param_or("wblock", 0);
   s.nhwc = w.text("layout") == "NHWC";
   s.OH = (s.H + 2 * s.pad - (s.R - 1) * s.dilation - 1) / s.stride + 1;
   s.OW = (s.W + 2 * s.pad - (s.S - 1) * s.dilation - 1) / s.stride + 1;
@@ -67,6 +68,10 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
     const int64_t v = w.param_or(flag, 0);
     if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", flag, " must be 0 or 1, got ", v));
   }
+  if (const int64_t b = w.param_or("wblock", 0); b != 0 && (b < 0 || b % 16 != 0 || b > 256)) {
+    return absl::InvalidArgumentError(absl::StrCat(w.op, " wblock=", b,
+                                                   " must be 0 (plain weights) or a multiple of 16 up to 256"));
+  }
   const ConvShape s = ConvShapeOf(w, depthwise);
   const int64_t er = (s.R - 1) * s.dilation + 1, es = (s.S - 1) * s.dilation + 1;
   // Padding as large as the kernel would make whole output rows read
@@ -89,13 +94,20 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
     return false;
   };
   const bool too_big = product_over({s.N, s.C, s.H, s.W}) || product_over({s.N, s.K, s.OH, s.OW}) ||
-                       (!depthwise && product_over({s.K, s.C, s.R, s.S})) ||
+                       (!depthwise && product_over({s.weight_channels(), s.C, s.R, s.S})) ||
                        s.data_elements() + s.out_elements() + s.weight_elements() > kMaxElements;
   if (too_big) {
     return absl::InvalidArgumentError(absl::StrCat(w.op, " ", w.Key(), " needs more than the ",
                                                    kMaxElements * 4 / (1 << 20), " MiB buffer limit"));
   }
   return absl::OkStatus();
+}
+
+ir::Expr ConvWeightIndex(const ConvShape& s, ir::Expr k, ir::Expr t) {
+  using ir::Expr;
+  const int64_t crs = s.C * s.R * s.S;
+  if (s.wblock > 0) return (k / Expr(s.wblock) * Expr(crs) + t) * Expr(s.wblock) + k % Expr(s.wblock);
+  return s.nhwc ? t * Expr(s.K) + k : k * Expr(crs) + t;
 }
 
 std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s) {

@@ -15,7 +15,14 @@ namespace tunefarm::kernels {
 
 // A 2-D convolution, float32. Data and output are NCHW or NHWC. conv2d's
 // weights are OIHW ([K][C][R][S]) with NCHW and HWIO ([R][S][C][K]) with
-// NHWC; depthwise weights are [C][R][S] and [R][S][C] (K == C).
+// NHWC; depthwise weights are [C][R][S] and [R][S][C] (K == C). With
+// wblock = b > 0 (conv2d only), the weights come blocked by output channel
+// as oneDNN's and TVM's x86 convolutions keep them: [ceil(K/b)][C][R][S][b]
+// with NCHW, [ceil(K/b)][R][S][C][b] with NHWC (the plain layout with K
+// moved out in blocks of b, and innermost within a block), the channels
+// past K in the last block unused. A caller blocks constant weights once,
+// outside the kernel; the kernel then reads b output channels as whole
+// vectors, with no packing of its own.
 struct ConvShape {
   int64_t N = 1, C = 1, H = 1, W = 1, K = 1, R = 1, S = 1;
   int64_t stride = 1, pad = 0, dilation = 1;
@@ -25,6 +32,8 @@ struct ConvShape {
   bool bias = false, relu = false;
   // conv2d only: the inputs may be rounded to TF32 (tensor cores).
   bool tf32 = false;
+  // conv2d only: the output-channel block of the weights; 0 = plain.
+  int64_t wblock = 0;
 
   int64_t data_index(int64_t n, int64_t c, int64_t h, int64_t w) const {
     return nhwc ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w;
@@ -35,10 +44,20 @@ struct ConvShape {
   // conv2d: weight (k, c, r, s); depthwise: c is ignored (the channel is k).
   int64_t weight_index(int64_t k, int64_t c, int64_t r, int64_t s) const {
     if (depthwise) return nhwc ? (r * S + s) * C + k : (k * R + r) * S + s;
-    return nhwc ? ((r * S + s) * C + c) * K + k : ((k * C + c) * R + r) * S + s;
+    return weight_index(k, nhwc ? (r * S + s) * C + c : (c * R + r) * S + s);
   }
+  // conv2d: weight (k, t) where t is the position among output channel k's
+  // C*R*S weights in the plain layout's order: (c*R + r)*S + s with NCHW,
+  // (r*S + s)*C + c with NHWC.
+  int64_t weight_index(int64_t k, int64_t t) const {
+    const int64_t crs = C * R * S;
+    if (wblock > 0) return ((k / wblock) * crs + t) * wblock + k % wblock;
+    return nhwc ? t * K + k : k * crs + t;
+  }
+  // K rounded up to whole weight blocks.
+  int64_t weight_channels() const { return wblock > 0 ? (K + wblock - 1) / wblock * wblock : K; }
   int64_t data_elements() const { return N * C * H * W; }
-  int64_t weight_elements() const { return depthwise ? C * R * S : K * C * R * S; }
+  int64_t weight_elements() const { return depthwise ? C * R * S : weight_channels() * C * R * S; }
   int64_t out_elements() const { return N * K * OH * OW; }
 };
 
@@ -50,8 +69,13 @@ std::vector<TextParamSpec> ConvTextParams();
 // Only for workloads that passed ValidateConv.
 ConvShape ConvShapeOf(const Workload& w, bool depthwise);
 // Ranges, a kernel that fits the padded input, padding smaller than the
-// kernel, and at most 1 GiB of buffers; messages name the parameter.
+// kernel, a weight block that is 0 or a multiple of 16 (a vector of up to
+// 16 floats then never straddles two blocks), and at most 1 GiB of
+// buffers; messages name the parameter.
 absl::Status ValidateConv(const Workload& w, bool depthwise);
+
+// conv2d's ConvShape::weight_index(k, t) as an expression.
+ir::Expr ConvWeightIndex(const ConvShape& s, ir::Expr k, ir::Expr t);
 
 // Buffers data, weight, [bias], out.
 std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s);

@@ -144,7 +144,7 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
       if (name == "nc") value = int64_t{1024};
       if (name == "kc") value = kc;
       if (name == "inner") value = std::string(inner);
-      if (name == "pack_b") value = int64_t{pack_b || !spec.b_vector ? 1 : 0};
+      if (name == "pack_b") value = int64_t{(pack_b && !spec.b_panels) || !spec.b_vector ? 1 : 0};
       if (name == "pack_a") value = spec.a_must_pack && pack_a == 0 ? int64_t{1} : pack_a;
       if (name == "parallel") value = std::string(SplitColumns(spec, vectors * 16) ? "cols" : "rows");
     }
@@ -194,6 +194,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   }
   const bool units = spec.k_unit > 0 && KC > spec.k_unit;
   if (spec.k_unit > 0 && K % spec.k_unit != 0) return absl::InternalError("K is not a multiple of the GEMM's k_unit");
+  if (spec.a_live && spec.k_unit == 0) return absl::InternalError("a_live needs the GEMM's k_unit");
   const int64_t U = space.IntValue(c, "unroll_k");
   const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
   const bool a_rows = space.IntValue(c, "pack_a") == 2;
@@ -282,17 +283,24 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                           LetStmt::Make("a", a_at(ii, kk, clamp), For::Make("v", 0, nv, ForKind::kUnrolled, update)));
     return Allocate::Make("bv", vec_t, nv, MemoryScope::kRegister, Block::Make({load_b, rows}));
   };
-  // The whole K block, each run's k steps unrolled by U.
+  // The whole K block, each run's k steps unrolled by U; with a_live,
+  // the runs (units) where the tile's rows of A are all zero are skipped.
   auto k_loop = [&](bool clamp, bool edge) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
-      if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, edge));
-      Expr main_end = n / Expr(U) * Expr(U);
-      return Block::Make({
-          For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
-                    For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp, edge))),
-          For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, edge)),
-      });
+      Stmt run;
+      if (U == 1) {
+        run = For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, edge));
+      } else {
+        Expr main_end = n / Expr(U) * Expr(U);
+        run = Block::Make({
+            For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
+                      For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp, edge))),
+            For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, edge)),
+        });
+      }
+      if (!spec.a_live) return run;
+      return IfThenElse::Make(spec.a_live(ic + ir, ic + min(ir + Expr(MR), mb) - Expr(1), k0), run);
     });
   };
   // The output is never zeroed as a whole: the first K block of a tile

@@ -28,14 +28,25 @@ struct GemmSpec {
   std::function<ir::Expr(ir::Expr i, ir::Expr k0, ir::Expr kk)> a;
   std::function<ir::Expr(ir::Expr k0, ir::Expr kk, ir::Expr j)> b;
   // B(k, j .. j+lanes-1) as one vector of type `t`, when B is contiguous
-  // along j; left empty otherwise, and then B is always packed.
+  // along j; left empty otherwise, and then B is always packed. Only asked
+  // for with j a multiple of the lanes (4, 8 or 16), so B may be stored in
+  // blocks of 16 columns.
   std::function<ir::Expr(ir::Expr k0, ir::Expr kk, ir::Expr j, ir::Type t)> b_vector;
+  // B is already stored as panels of whole vectors (weights blocked by the
+  // caller): the seed configs read it as it is rather than packing it.
+  bool b_panels = false;
   // When > 0 (K is then a multiple of it), k0 .. k0 + kk never cross a
   // multiple of k_unit: the K tile is a divisor of k_unit, or a multiple
   // that the block walks one unit at a time. So an accessor may treat
   // k0 / k_unit as fixed (e.g. conv2d's filter tap) and compute it once
   // per unit, outside the innermost loop.
   int64_t k_unit = 0;
+  // With k_unit: whether A(i, k) may be nonzero for some row i in [i0, i1]
+  // and some k of the unit that starts at k0 (e.g. false for a conv2d
+  // filter tap that reads only padding rows for those output positions).
+  // A register tile skips the units it is false for, as the reference
+  // skips taps outside the input. Empty: every unit counts.
+  std::function<ir::Expr(ir::Expr i0, ir::Expr i1, ir::Expr k0)> a_live;
   // Index into `out` of (i, j) of batch "bi"; empty: row-major M x N
   // matrices one after another.
   std::function<ir::Expr(ir::Expr i, ir::Expr j)> out_index;
@@ -66,7 +77,8 @@ Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space);
 // Template::SeedConfigs of a GEMM space: the register tile that fits the
 // shape and a 32-register AVX-512 file (MR rows with no or the least
 // padding, NV as large as MR*NV accumulators + NV + 1 registers allow) and
-// the 6 x 4-vector tile, with B packed or not, A as it is or in row
+// the 6 x 4-vector tile, with B packed or not (never when it is in panels
+// already), A as it is or in row
 // panels, K blocks of 64 to 256; with threads, each packing all of the
 // smaller operand (rows for M >= N, else cols when halves of N are nearly
 // equal).

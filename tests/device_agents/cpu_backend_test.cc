@@ -158,7 +158,11 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
                               "N=1,C=1,H=1,W=1,K=1,R=1,S=1,stride=1,pad=0",
                               "N=1,C=4,H=9,W=9,K=3,R=1,S=1,stride=2,pad=0,relu=1",
                               "N=1,C=2,H=5,W=31,K=2,R=5,S=5,stride=3,pad=2",
-                              "N=1,C=40,H=6,W=7,K=9,R=3,S=3,stride=1,pad=1,bias=1"}) {
+                              "N=1,C=40,H=6,W=7,K=9,R=3,S=3,stride=1,pad=1,bias=1",
+                              // Weights blocked by output channel, the
+                              // last block part-used.
+                              "N=2,C=5,H=11,W=13,K=19,R=3,S=3,stride=1,pad=1,bias=1,relu=1,wblock=16",
+                              "N=1,C=17,H=6,W=6,K=33,R=1,S=1,stride=1,pad=0,wblock=32"}) {
       workloads.push_back(absl::StrCat("conv2d(", shape, ",layout=", layout, ")"));
     }
     for (const char* shape : {"N=1,C=13,H=9,W=11,R=3,S=3,stride=2,pad=1,bias=1,relu=1",
@@ -176,13 +180,16 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
 // columns, both), with and without each packed operand (A in k-major and
 // in row-major panels), with K blocks
 // inside a filter tap and over several taps, on shapes no tile divides;
-// conv2d NHWC at stride 1 also drops the padded-width rows in place.
+// conv2d NHWC at stride 1 also drops the padded-width rows in place, and
+// with 7-row tiles (one output row each) skips the taps of the first and
+// last rows that read only padding; and reads blocked weights unpacked.
 TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
   // N=40: the last columns are one whole vector of 8, a tile run on the
   // output; N=37 and K=19 leave a part of a vector, a tile run on a copy.
   for (const char* text : {"matmul(M=13,N=37,K=9,bias=1,relu=1)", "matmul(M=13,N=40,K=9,bias=1,relu=1)",
                            "conv2d(N=2,C=40,H=5,W=7,K=19,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
-                           "conv2d(N=1,C=40,H=5,W=7,K=19,R=3,S=3,stride=2,pad=1,layout=NCHW)"}) {
+                           "conv2d(N=1,C=40,H=5,W=7,K=19,R=3,S=3,stride=2,pad=1,layout=NCHW)",
+                           "conv2d(N=1,C=40,H=5,W=7,K=19,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)"}) {
     auto w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok());
     const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);

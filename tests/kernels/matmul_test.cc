@@ -47,7 +47,8 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
       {"matmul(M=1024,N=1024,K=1024)", 8, "rows"},
       {"matmul(M=77,N=129,K=61)", 7, "rows"},
       {"conv2d(N=1,C=512,H=7,W=7,K=512,R=3,S=3,stride=1,pad=1,layout=NHWC)", 7, "cols"},
-      {"conv2d(N=1,C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0,layout=NHWC)", 7, "cols"}};
+      {"conv2d(N=1,C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0,layout=NHWC)", 7, "cols"},
+      {"conv2d(N=1,C=256,H=14,W=14,K=256,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)", 7, "cols"}};
   for (const auto& [text, mr, parallel] : cases) {
     auto w = ParseWorkload(text);
     ASSERT_TRUE(w.ok());
@@ -63,6 +64,10 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
       tiles.insert({s->IntValue(c, "mr"), s->IntValue(c, "nv")});
       EXPECT_EQ(s->IntValue(c, "vec"), 16) << text;
       EXPECT_EQ(s->StrValue(c, "parallel"), parallel) << text;
+      // Weights blocked by the caller are read as they are, never packed.
+      if (w->param_or("wblock", 0) > 0) {
+        EXPECT_EQ(s->IntValue(c, "pack_b"), 0) << text << ": " << s->ToString(c);
+      }
       EXPECT_TRUE(t.Instantiate(*w, *s, c).ok()) << text << ": " << s->ToString(c);
     }
     // Three with the tile that fits (MR rows, 3 vectors), two with 6 x 4.
@@ -156,6 +161,47 @@ TEST(MatmulTemplateTest, BatchMatmulReferenceIsPerBatch) {
 }
 
 // Threads share the outer register-tile loop through OpenMP.
+// wblock=16 is the plain layout's weights with the output channel moved
+// out in blocks of 16 and innermost within a block (the last block part
+// used): the reference of blocked weights built that way, here
+// independently of the template, is the plain layout's. GPUs take plain
+// weights only.
+TEST(MatmulTemplateTest, BlockedConvWeightsGiveThePlainAnswer) {
+  const Template& conv = *TemplateRegistry::Global().Find("conv2d");
+  const int64_t K = 19, C = 3, R = 3, S = 2, rest = C * R * S;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> data(2 * C * 5 * 6), plain(K * rest);
+  for (float& x : data) x = u(rng);
+  for (float& x : plain) x = u(rng);
+  for (const char* layout : {"NCHW", "NHWC"}) {
+    const std::string shape = "conv2d(N=2,C=3,H=5,W=6,K=19,R=3,S=2,stride=1,pad=1";
+    auto w = ParseWorkload(shape + ",layout=" + layout + ")");
+    auto wb = ParseWorkload(shape + ",wblock=16,layout=" + layout + ")");
+    ASSERT_TRUE(w.ok() && wb.ok()) << wb.status();
+    const bool nhwc = std::string(layout) == "NHWC";
+    std::vector<float> blocked(32 * rest, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t r = 0; r < R; ++r) {
+          for (int64_t q = 0; q < S; ++q) {
+            const int64_t t = nhwc ? (r * S + q) * C + c : (c * R + r) * S + q;
+            const float v = plain[nhwc ? t * K + k : k * rest + t];
+            blocked[((k / 16) * rest + t) * 16 + k % 16] = v;
+          }
+        }
+      }
+    }
+    EXPECT_EQ(conv.Buffers(*wb)[1].elements, 32 * rest) << layout;
+    std::vector<std::span<const float>> in = {data, plain}, in_b = {data, blocked};
+    EXPECT_EQ(conv.Reference(*w, in)[0].expected, conv.Reference(*wb, in_b)[0].expected) << layout;
+    const Template& gpu = *TemplateRegistry::Global().Find("conv2d", DeviceClass::kCuda);
+    const absl::Status refused = gpu.Validate(*wb);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(refused.message().find("plain weights"), std::string::npos) << refused;
+  }
+}
+
 TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
   auto w = ParseWorkload("matmul(M=64,N=64,K=64)");
   auto space = Matmul().Space(*w);

@@ -41,6 +41,9 @@ TEST(WorkloadTest, TextParameters) {
   EXPECT_EQ(w->Key(), "conv2d(N=1,C=64,H=56,W=56,K=64,R=3,S=3,stride=1,pad=1,relu=1,layout=NHWC,dtype=float32)");
   EXPECT_EQ(w->text("layout"), "NHWC");
   EXPECT_EQ(*ParseWorkload(w->Key()), *w);
+  auto b = ParseWorkload("conv2d(layout=NHWC,wblock=16,N=1,C=64,H=56,W=56,K=64,R=3,S=3,stride=1,pad=1)");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->Key(), "conv2d(N=1,C=64,H=56,W=56,K=64,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC,dtype=float32)");
   auto d = ParseWorkload("depthwise_conv2d(N=1,C=32,H=112,W=112,R=3,S=3,stride=1,pad=1,layout=NCHW)");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->Key(), "depthwise_conv2d(N=1,C=32,H=112,W=112,R=3,S=3,stride=1,pad=1,layout=NCHW,dtype=float32)");
@@ -77,6 +80,12 @@ TEST(WorkloadTest, ClearErrors) {
            {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,dilation=0,layout=NCHW)", "dilation=0"},
            {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,layout=NCHW,layout=NHWC)", "given twice"},
            {"conv2d(N=1024,C=1024,H=1024,W=1024,K=4,R=3,S=3,stride=1,pad=1,layout=NCHW)", "MiB"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,wblock=12,layout=NHWC)",
+            "wblock=12 must be 0 (plain weights) or a multiple of 16 up to 256"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,wblock=-16,layout=NHWC)", "wblock=-16"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,wblock=512,layout=NHWC)", "wblock=512"},
+           {"depthwise_conv2d(N=1,C=3,H=8,W=8,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)",
+            "unknown parameter 'wblock'"},
            {"depthwise_conv2d(N=1,C=3,H=8,W=8,K=3,R=3,S=3,stride=1,pad=1,layout=NCHW)", "unknown parameter 'K'"},
        }) {
     auto w = ParseWorkload(c.text);

@@ -56,7 +56,7 @@ void tunefarm_kernel(void* const* args) {
           for (int64_t k = 0; k < 5; ++k) {
             for (int64_t t = 0; t < 9; ++t) {
               for (int64_t c = 0; c < 3; ++c) {
-                wt[((((k * 9) + t) * 3) + c)] = weight[((((k * 3) + c) * 9) + t)];
+                wt[((((k * 9) + t) * 3) + c)] = weight[((k * 27) + ((c * 9) + t))];
               }
             }
           }
