@@ -179,7 +179,7 @@ double Geomean(const std::vector<double>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int trials = 96, batch = 16, rounds = 11, wblock = 16;
+  int trials = 96, batch = 16, rounds = 11, wblock = 64;
   std::vector<int> thread_counts = {1, 2};
   std::string strategy = "xgb", layout = "NCHW", only, db_dir;
   uint64_t seed = 1;

@@ -178,12 +178,19 @@ GemmSpec DirectGemm(const ConvShape& s) {
     };
     // A tile of positions skips a tap whose input rows, for the first
     // position's output row and the last's, are both above or both below
-    // the input: they read nothing but padding.
+    // the input: they read nothing but padding. A tile of whole rows also
+    // leaves out its first or last position when the tap reads only
+    // padding there (a row or a column outside the input).
     if (s.pad > 0) {
       g.a_live = [=](Expr i0, Expr i1, Expr k0) {
         Expr rd = tap_r(k0) * Expr(d);
         Expr y0 = i0 / Expr(s.OW) * Expr(st) + rd, y1 = i1 / Expr(s.OW) * Expr(st) + rd;
         return (Expr(s.pad) <= y1) && (y0 < Expr(s.pad + s.H));
+      };
+      g.a_row_live = [=](Expr i, Expr k0) {
+        Expr y = i / Expr(s.OW) * Expr(st) + tap_r(k0) * Expr(d);
+        Expr x = i % Expr(s.OW) * Expr(st) + tap_q(k0) * Expr(d);
+        return (Expr(s.pad) <= y) && (y < Expr(s.pad + s.H)) && (Expr(s.pad) <= x) && (x < Expr(s.pad + s.W));
       };
     }
     g.out = "out";

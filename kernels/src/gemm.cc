@@ -194,7 +194,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   }
   const bool units = spec.k_unit > 0 && KC > spec.k_unit;
   if (spec.k_unit > 0 && K % spec.k_unit != 0) return absl::InternalError("K is not a multiple of the GEMM's k_unit");
-  if (spec.a_live && spec.k_unit == 0) return absl::InternalError("a_live needs the GEMM's k_unit");
+  if ((spec.a_live || spec.a_row_live) && spec.k_unit == 0) {
+    return absl::InternalError("a_live and a_row_live need the GEMM's k_unit");
+  }
   const int64_t U = space.IntValue(c, "unroll_k");
   const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
   const bool a_rows = space.IntValue(c, "pack_a") == 2;
@@ -270,7 +272,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
 
   // --- micro-kernel for an MR x NR tile or, with `edge`, the MR x NRE
   // tile of the last columns (see padded_tile) ---
-  auto k_step = [&](const KPos& kk, bool clamp, bool edge) {
+  // Rows [r0, r1) of the tile take part; the others keep their sums.
+  auto k_step = [&](const KPos& kk, bool clamp, bool edge, int64_t r0, int64_t r1) {
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
     Stmt load_b = For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("bv", b_at(kk, v * Expr(W), vec_t, edge), v));
@@ -279,25 +282,32 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
         Load::Make("acc", ii * Expr(nv) + v, vec_t) +
             Broadcast::Make(Var::Make("a", f32), static_cast<int>(W)) * Load::Make("bv", v, vec_t),
         ii * Expr(nv) + v);
-    Stmt rows = For::Make("ii", 0, MR, ForKind::kUnrolled,
+    Stmt rows = For::Make("ii", r0, r1 - r0, ForKind::kUnrolled,
                           LetStmt::Make("a", a_at(ii, kk, clamp), For::Make("v", 0, nv, ForKind::kUnrolled, update)));
     return Allocate::Make("bv", vec_t, nv, MemoryScope::kRegister, Block::Make({load_b, rows}));
   };
   // The whole K block, each run's k steps unrolled by U; with a_live,
   // the runs (units) where the tile's rows of A are all zero are skipped.
-  auto k_loop = [&](bool clamp, bool edge) -> Stmt {
+  // With `ends` (a tile of MR real rows) and a_row_live, a run where the
+  // first or the last row of A is zero leaves that row out.
+  auto k_loop = [&](bool clamp, bool edge, bool ends) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
-      Stmt run;
-      if (U == 1) {
-        run = For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, edge));
-      } else {
+      auto rows_run = [&](int64_t r0, int64_t r1) -> Stmt {
+        if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, edge, r0, r1));
         Expr main_end = n / Expr(U) * Expr(U);
-        run = Block::Make({
+        return Block::Make({
             For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
-                      For::Make("ku", 0, U, ForKind::kUnrolled, k_step(at(V("ko") * Expr(U) + V("ku")), clamp, edge))),
-            For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, edge)),
+                      For::Make("ku", 0, U, ForKind::kUnrolled,
+                                k_step(at(V("ko") * Expr(U) + V("ku")), clamp, edge, r0, r1))),
+            For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, edge, r0, r1)),
         });
+      };
+      Stmt run = rows_run(0, MR);
+      if (ends && spec.a_row_live && MR > 1) {
+        run = IfThenElse::Make(spec.a_row_live(ic + ir, k0),
+                               IfThenElse::Make(spec.a_row_live(ic + ir + Expr(MR - 1), k0), run, rows_run(0, MR - 1)),
+                               rows_run(1, MR));
       }
       if (!spec.a_live) return run;
       return IfThenElse::Make(spec.a_live(ic + ir, ic + min(ir + Expr(MR), mb) - Expr(1), k0), run);
@@ -313,6 +323,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // A's last row (see a_at).
   auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
                           bool clamp = false, bool edge = false) {
+    const bool ends = !rows.defined() && !clamp;
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
     auto row = [&](Expr value) {
@@ -329,7 +340,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
-    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister, Block::Make({load, k_loop(clamp, edge), store}));
+    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister, Block::Make({load, k_loop(clamp, edge, ends), store}));
   };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
   // block has been accumulated into the output.

@@ -47,6 +47,11 @@ struct GemmSpec {
   // A register tile skips the units it is false for, as the reference
   // skips taps outside the input. Empty: every unit counts.
   std::function<ir::Expr(ir::Expr i0, ir::Expr i1, ir::Expr k0)> a_live;
+  // With k_unit: whether row i of A may be nonzero in the unit that starts
+  // at k0. A register tile of whole rows leaves its first or its last row
+  // out of the units it is false for (e.g. the output position at the
+  // left or right edge, for a filter tap that reads the padding column).
+  std::function<ir::Expr(ir::Expr i, ir::Expr k0)> a_row_live;
   // Index into `out` of (i, j) of batch "bi"; empty: row-major M x N
   // matrices one after another.
   std::function<ir::Expr(ir::Expr i, ir::Expr j)> out_index;

@@ -182,7 +182,9 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
 // inside a filter tap and over several taps, on shapes no tile divides;
 // conv2d NHWC at stride 1 also drops the padded-width rows in place, and
 // with 7-row tiles (one output row each) skips the taps of the first and
-// last rows that read only padding; and reads blocked weights unpacked.
+// last rows that read only padding, and leaves a tile's first or last
+// position out of the taps that read only its padding column; and reads
+// blocked weights unpacked.
 TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
   // N=40: the last columns are one whole vector of 8, a tile run on the
   // output; N=37 and K=19 leave a part of a vector, a tile run on a copy.

@@ -98,30 +98,80 @@ void tunefarm_kernel(void* const* args) {
                                           }
                                           for (int64_t kt = 0; kt < (kb / 3); ++kt) {
                                             if (((1 <= (((((ic + tf_min((ir + 4), mb)) - 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && (((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8))) {
-                                              for (int64_t kk = 0; kk < 3; ++kk) {
-                                                {
-                                                  tf_f32x8 bv_0, bv_1;
-                                                  bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
-                                                  bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
-                                                  {
-                                                    const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                    acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                    acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                              if (((((1 <= ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && (((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8)) && (1 <= ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)))) && (((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)) < 6))) {
+                                                if (((((1 <= (((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && ((((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8)) && (1 <= (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)))) && ((((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)) < 6))) {
+                                                  for (int64_t kk = 0; kk < 3; ++kk) {
+                                                    {
+                                                      tf_f32x8 bv_0, bv_1;
+                                                      bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
+                                                      bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                                      {
+                                                        const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                        acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                      }
+                                                      {
+                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                        acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                      }
+                                                      {
+                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                        acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                      }
+                                                      {
+                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                                        acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                      }
+                                                    }
                                                   }
-                                                  {
-                                                    const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                    acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                                    acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                } else {
+                                                  for (int64_t kk = 0; kk < 3; ++kk) {
+                                                    {
+                                                      tf_f32x8 bv_0, bv_1;
+                                                      bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
+                                                      bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                                      {
+                                                        const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                        acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                      }
+                                                      {
+                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                        acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                      }
+                                                      {
+                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                        acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                      }
+                                                    }
                                                   }
+                                                }
+                                              } else {
+                                                for (int64_t kk = 0; kk < 3; ++kk) {
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                    acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                                    acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                                  }
-                                                  {
-                                                    const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                    acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                                    acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                    tf_f32x8 bv_0, bv_1;
+                                                    bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
+                                                    bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                                    {
+                                                      const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                      acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                    }
+                                                    {
+                                                      const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                      acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                    }
+                                                    {
+                                                      const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                                      acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
+                                                    }
                                                   }
                                                 }
                                               }
