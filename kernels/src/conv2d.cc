@@ -311,8 +311,9 @@ class CudaConv2dTemplate : public Conv2dTemplate {
   std::string_view declared_version() const override { return "conv2d-cuda-1"; }
   absl::Status Validate(const Workload& w) const override {
     if (w.param_or("wblock", 0) != 0) {
-      return absl::InvalidArgumentError("conv2d wblock: blocked weights are a CPU layout; the cuda template takes "
-                                        "plain weights (leave wblock out)");
+      return absl::InvalidArgumentError(
+          "conv2d wblock: blocked weights are a CPU layout; the cuda template takes "
+          "plain weights (leave wblock out)");
     }
     return Conv2dTemplate::Validate(w);
   }

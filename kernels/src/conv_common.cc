@@ -69,8 +69,8 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
     if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", flag, " must be 0 or 1, got ", v));
   }
   if (const int64_t b = w.param_or("wblock", 0); b != 0 && (b < 0 || b % 16 != 0 || b > 256)) {
-    return absl::InvalidArgumentError(absl::StrCat(w.op, " wblock=", b,
-                                                   " must be 0 (plain weights) or a multiple of 16 up to 256"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(w.op, " wblock=", b, " must be 0 (plain weights) or a multiple of 16 up to 256"));
   }
   const ConvShape s = ConvShapeOf(w, depthwise);
   const int64_t er = (s.R - 1) * s.dilation + 1, es = (s.S - 1) * s.dilation + 1;

@@ -340,7 +340,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
-    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister, Block::Make({load, k_loop(clamp, edge, ends), store}));
+    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister,
+                          Block::Make({load, k_loop(clamp, edge, ends), store}));
   };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
   // block has been accumulated into the output.

@@ -147,7 +147,8 @@ TEST_F(CpuBackendTest, SampledMatmulConfigsMatchReference) {
 
 // The same property for the convolution templates: both layouts, strides,
 // dilation, padding, 1x1 (a plain matrix product), 1-sized and prime
-// dimensions, batches, the fused epilogue.
+// dimensions, batches, the fused epilogue, weights blocked by output
+// channel (the last block part used).
 TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
   std::mt19937_64 rng(2025);
   std::vector<std::string> workloads;
@@ -159,8 +160,6 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
                               "N=1,C=4,H=9,W=9,K=3,R=1,S=1,stride=2,pad=0,relu=1",
                               "N=1,C=2,H=5,W=31,K=2,R=5,S=5,stride=3,pad=2",
                               "N=1,C=40,H=6,W=7,K=9,R=3,S=3,stride=1,pad=1,bias=1",
-                              // Weights blocked by output channel, the
-                              // last block part-used.
                               "N=2,C=5,H=11,W=13,K=19,R=3,S=3,stride=1,pad=1,bias=1,relu=1,wblock=16",
                               "N=1,C=17,H=6,W=6,K=33,R=1,S=1,stride=1,pad=0,wblock=32"}) {
       workloads.push_back(absl::StrCat("conv2d(", shape, ",layout=", layout, ")"));
