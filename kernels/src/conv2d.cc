@@ -47,7 +47,7 @@ GemmSpec PointwiseGemm(const ConvShape& s) {
     g.M = s.K;
     g.N = P;
     g.K = s.C;
-    g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("weight", ConvWeightIndex(s, i, k0 + kk)); };
+    g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("weight", s.weight_index(i, k0 + kk)); };
     g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("data", at((k0 + kk) * Expr(P) + j)); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("data", at((k0 + kk) * Expr(P) + j), t); };
     g.bias = s.bias ? GemmSpec::Bias::kPerRow : GemmSpec::Bias::kNone;
@@ -56,9 +56,9 @@ GemmSpec PointwiseGemm(const ConvShape& s) {
     g.N = s.K;
     g.K = s.C;
     g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("data", at(i * Expr(s.C) + k0 + kk)); };
-    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk)); };
+    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", s.weight_index(j, k0 + kk)); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) {
-      return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk), t);
+      return Load::Make("weight", s.weight_index(j, k0 + kk), t);
     };
     g.b_panels = s.wblock > 0;
     g.bias = s.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;
@@ -121,7 +121,7 @@ GemmSpec DirectGemm(const ConvShape& s) {
           "k", 0, s.K, ForKind::kSerial,
           For::Make("t", 0, s.R * s.S, ForKind::kSerial,
                     For::Make("c", 0, s.C, ForKind::kSerial,
-                              Store::Make("wt", Load::Make("weight", ConvWeightIndex(s, k, c * Expr(s.R * s.S) + t)),
+                              Store::Make("wt", Load::Make("weight", s.weight_index(k, c * Expr(s.R * s.S) + t)),
                                           (k * Expr(s.R * s.S) + t) * Expr(s.C) + c))));
       g.prologue = g.prologue.defined() ? Block::Make({g.prologue, reorder}) : reorder;
       g.scratch.emplace_back("wt", s.K * s.C * s.R * s.S);
@@ -171,10 +171,12 @@ GemmSpec DirectGemm(const ConvShape& s) {
     g.M = s.OH * s.OW;
     g.N = s.K;
     const Expr img = s.N > 1 ? Var::Make("bi") : Expr(0);
+    // The padded input row and column that position i reads at the tap
+    // of k0.
+    auto y_of = [=](Expr i, Expr k0) { return i / Expr(s.OW) * Expr(st) + tap_r(k0) * Expr(d); };
+    auto x_of = [=](Expr i, Expr k0) { return i % Expr(s.OW) * Expr(st) + tap_q(k0) * Expr(d); };
     g.a = [=](Expr i, Expr k0, Expr kk) {
-      Expr row = img * Expr(Hp) + i / Expr(s.OW) * Expr(st) + tap_r(k0) * Expr(d);
-      Expr col = i % Expr(s.OW) * Expr(st) + tap_q(k0) * Expr(d);
-      return Load::Make(src, (row * Expr(Wp) + col) * Expr(s.C) + chan(k0, kk));
+      return Load::Make(src, ((img * Expr(Hp) + y_of(i, k0)) * Expr(Wp) + x_of(i, k0)) * Expr(s.C) + chan(k0, kk));
     };
     // A tile of positions skips a tap whose input rows, for the first
     // position's output row and the last's, are both above or both below
@@ -183,20 +185,17 @@ GemmSpec DirectGemm(const ConvShape& s) {
     // padding there (a row or a column outside the input).
     if (s.pad > 0) {
       g.a_live = [=](Expr i0, Expr i1, Expr k0) {
-        Expr rd = tap_r(k0) * Expr(d);
-        Expr y0 = i0 / Expr(s.OW) * Expr(st) + rd, y1 = i1 / Expr(s.OW) * Expr(st) + rd;
-        return (Expr(s.pad) <= y1) && (y0 < Expr(s.pad + s.H));
+        return (Expr(s.pad) <= y_of(i1, k0)) && (y_of(i0, k0) < Expr(s.pad + s.H));
       };
       g.a_row_live = [=](Expr i, Expr k0) {
-        Expr y = i / Expr(s.OW) * Expr(st) + tap_r(k0) * Expr(d);
-        Expr x = i % Expr(s.OW) * Expr(st) + tap_q(k0) * Expr(d);
+        Expr y = y_of(i, k0), x = x_of(i, k0);
         return (Expr(s.pad) <= y) && (y < Expr(s.pad + s.H)) && (Expr(s.pad) <= x) && (x < Expr(s.pad + s.W));
       };
     }
     g.out = "out";
-    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk)); };
+    g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", s.weight_index(j, k0 + kk)); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) {
-      return Load::Make("weight", ConvWeightIndex(s, j, k0 + kk), t);
+      return Load::Make("weight", s.weight_index(j, k0 + kk), t);
     };
     g.b_panels = s.wblock > 0;
     g.bias = s.bias ? GemmSpec::Bias::kPerColumn : GemmSpec::Bias::kNone;

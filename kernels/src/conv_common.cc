@@ -103,13 +103,6 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
   return absl::OkStatus();
 }
 
-ir::Expr ConvWeightIndex(const ConvShape& s, ir::Expr k, ir::Expr t) {
-  using ir::Expr;
-  const int64_t crs = s.C * s.R * s.S;
-  if (s.wblock > 0) return (k / Expr(s.wblock) * Expr(crs) + t) * Expr(s.wblock) + k % Expr(s.wblock);
-  return s.nhwc ? t * Expr(s.K) + k : k * Expr(crs) + t;
-}
-
 std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s) {
   std::vector<ir::BufferArg> out = {{"data", ir::Type::Float(), s.data_elements(), false},
                                     {"weight", ir::Type::Float(), s.weight_elements(), false}};

@@ -44,15 +44,17 @@ struct ConvShape {
   // conv2d: weight (k, c, r, s); depthwise: c is ignored (the channel is k).
   int64_t weight_index(int64_t k, int64_t c, int64_t r, int64_t s) const {
     if (depthwise) return nhwc ? (r * S + s) * C + k : (k * R + r) * S + s;
-    return weight_index(k, nhwc ? (r * S + s) * C + c : (c * R + r) * S + s);
+    return weight_index<int64_t>(k, nhwc ? (r * S + s) * C + c : (c * R + r) * S + s);
   }
   // conv2d: weight (k, t) where t is the position among output channel k's
   // C*R*S weights in the plain layout's order: (c*R + r)*S + s with NCHW,
-  // (r*S + s)*C + c with NHWC.
-  int64_t weight_index(int64_t k, int64_t t) const {
+  // (r*S + s)*C + c with NHWC. One formula for the reference (I = int64_t)
+  // and the generated kernels (I = ir::Expr).
+  template <class I>
+  I weight_index(I k, I t) const {
     const int64_t crs = C * R * S;
-    if (wblock > 0) return ((k / wblock) * crs + t) * wblock + k % wblock;
-    return nhwc ? t * K + k : k * crs + t;
+    if (wblock > 0) return (k / I(wblock) * I(crs) + t) * I(wblock) + k % I(wblock);
+    return nhwc ? t * I(K) + k : k * I(crs) + t;
   }
   // K rounded up to whole weight blocks.
   int64_t weight_channels() const { return wblock > 0 ? (K + wblock - 1) / wblock * wblock : K; }
@@ -73,9 +75,6 @@ ConvShape ConvShapeOf(const Workload& w, bool depthwise);
 // 16 floats then never straddles two blocks), and at most 1 GiB of
 // buffers; messages name the parameter.
 absl::Status ValidateConv(const Workload& w, bool depthwise);
-
-// conv2d's ConvShape::weight_index(k, t) as an expression.
-ir::Expr ConvWeightIndex(const ConvShape& s, ir::Expr k, ir::Expr t);
 
 // Buffers data, weight, [bias], out.
 std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s);

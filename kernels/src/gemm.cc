@@ -288,8 +288,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   };
   // The whole K block, each run's k steps unrolled by U; with a_live,
   // the runs (units) where the tile's rows of A are all zero are skipped.
-  // With `ends` (a tile of MR real rows) and a_row_live, a run where the
-  // first or the last row of A is zero leaves that row out.
+  // With `ends` and a_row_live, a run where the first or the last row of
+  // A is zero leaves that row out. `ends` is set only for tiles that read
+  // every row of A as it is (no clamped rows, none dropped): the three
+  // copies of the K loop are worth their code there, not in the rare
+  // tiles short of rows.
   auto k_loop = [&](bool clamp, bool edge, bool ends) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };

@@ -106,22 +106,22 @@ void tunefarm_kernel(void* const* args) {
                                                       bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                                       bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
                                                       {
-                                                        const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        const float a = dpad[((((((bi * 9) + ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                         acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                                         acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                                       }
                                                       {
-                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                         acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                         acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                                       }
                                                       {
-                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 2) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                         acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                                         acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                                       }
                                                       {
-                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                         acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                                         acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                                       }
@@ -134,17 +134,17 @@ void tunefarm_kernel(void* const* args) {
                                                       bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                                       bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
                                                       {
-                                                        const float a = dpad[(((((((bi * 9) + (((ic + ir) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        const float a = dpad[((((((bi * 9) + ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                         acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                                         acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                                       }
                                                       {
-                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                         acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                         acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                                       }
                                                       {
-                                                        const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 2) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                         acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                                         acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                                       }
@@ -158,17 +158,17 @@ void tunefarm_kernel(void* const* args) {
                                                     bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                                     bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
                                                     {
-                                                      const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 1) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                       acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                       acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                                     }
                                                     {
-                                                      const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 2) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      const float a = dpad[((((((bi * 9) + (((((ic + ir) + 2) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                       acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                                       acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                                     }
                                                     {
-                                                      const float a = dpad[(((((((bi * 9) + ((((ic + ir) + 3) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      const float a = dpad[((((((bi * 9) + (((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                       acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                                       acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                                     }
@@ -236,22 +236,22 @@ void tunefarm_kernel(void* const* args) {
                                                   bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                                   bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                                     acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                                   }
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                     acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                                   }
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                                     acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                                   }
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                                     acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                                   }
@@ -312,19 +312,19 @@ void tunefarm_kernel(void* const* args) {
                                                   tf_f32x8 bv_0;
                                                   bv_0 = (*(const tf_f32x8_u*)(Be + (((kt * 3) + kk) * 8)));
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                                   }
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_0));
                                                   }
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                   }
                                                   {
-                                                    const float a = dpad[(((((((bi * 9) + ((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2)) + (((pc + (kt * 3)) / 3) / 3)) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_0));
                                                   }
                                                 }
