@@ -93,6 +93,10 @@ int FloatOps(const Expr& e) {
     void VisitDiv(const Div* op) override { Count(op), Visitor::VisitDiv(op); }
     void VisitMin(const Min* op) override { Count(op), Visitor::VisitMin(op); }
     void VisitMax(const Max* op) override { Count(op), Visitor::VisitMax(op); }
+    void VisitCall(const Call* op) override {
+      if (op->name == "tf_fma_mem") ops += 2 * op->type.lanes;  // a multiply and an add
+      Visitor::VisitCall(op);
+    }
   } c;
   c.Visit(e);
   return c.ops;

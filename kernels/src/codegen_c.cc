@@ -37,6 +37,21 @@ class CodeGenC : public CLikePrinter {
       for (int i = 0; i < t.lanes; ++i) os << (i ? ", " : "") << "x";
       os << "}; return r; }\n";
     }
+    if (fma_mem_) {
+      // acc + a * b, where b (an lvalue in memory) stays an operand of the
+      // multiply-add instead of taking a register.
+      os << "#if defined(__x86_64__) && defined(__AVX512F__)\n"
+         << "#define tf_fma_mem(acc_, a_, b_) __extension__({ __typeof__(acc_) tf_r_ = (acc_); "
+            "__asm__(\"vfmadd231ps %[b], %[a], %[r]\" : [r] \"+v\"(tf_r_) : [a] \"v\"(a_), [b] \"m\"(b_)); tf_r_; })\n"
+         << "#else\n"
+         << "#define tf_fma_mem(acc_, a_, b_) ((acc_) + (a_) * (b_))\n"
+         << "#endif\n";
+    }
+  }
+  bool HasIntrinsic(const std::string& name) override {
+    if (name != "tf_fma_mem") return false;
+    fma_mem_ = true;
+    return true;
   }
   void PrintSignature(const LoweredFunc& f) override {
     *out_ << "void " << f.name << "(void* const* args) {\n";
@@ -109,6 +124,7 @@ class CodeGenC : public CLikePrinter {
   int threads_ = 1;
   int team_depth_ = 0;  // kTeam loops around the statement being printed
   std::set<Type, TypeLess> vector_types_;
+  bool fma_mem_ = false;  // the body calls tf_fma_mem
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tunefarm/device_agents/backend.h"
+#include "tunefarm/kernels/codegen_c.h"
 #include "tunefarm/kernels/template.h"
 
 namespace tunefarm::device_agents {
@@ -209,6 +210,47 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
           }
         }
       }
+    }
+    auto results = backend_->Measure(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_OK)
+          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": "
+          << (*results)[i].error();
+    }
+  }
+}
+
+// A 7 x 4 tile of 16-float vectors is one vector register short (28
+// accumulators, 4 B vectors, the broadcast): each row's multiply-add reads
+// the last B vector from memory (tf_fma_mem) instead, whether B is the
+// packed panel, B itself, blocked weights or the last columns' copy (57
+// columns: 4 vectors, the last part used).
+TEST_F(CpuBackendTest, TilesOneRegisterShortReadTheLastBVectorFromMemory) {
+  for (const char* text :
+       {"matmul(M=13,N=121,K=9,bias=1)", "conv2d(N=1,C=20,H=5,W=7,K=121,R=3,S=3,stride=1,pad=1,layout=NHWC)",
+        "conv2d(N=1,C=20,H=5,W=7,K=121,R=3,S=3,stride=1,pad=1,wblock=64,layout=NHWC)"}) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    std::vector<v1::MeasureRequest> batch;
+    for (int64_t pack_b : {0, 1}) {
+      auto c = space->FromValues({{"mr", int64_t{7}},
+                                  {"nv", int64_t{4}},
+                                  {"vec", int64_t{16}},
+                                  {"mc", int64_t{16}},
+                                  {"kc", int64_t{64}},
+                                  {"pack_b", pack_b},
+                                  {"unroll_k", int64_t{2}}});
+      ASSERT_TRUE(c.ok()) << c.status();
+      auto k = t.Instantiate(*w, *space, *c);
+      ASSERT_TRUE(k.ok()) << k.status();
+      auto src = kernels::GenerateC(k->func);
+      ASSERT_TRUE(src.ok()) << src.status();
+      EXPECT_NE(src->find("tf_fma_mem(acc_"), std::string::npos) << text << " " << space->ToString(*c);
+      batch.push_back(Request(text, c->index));
     }
     auto results = backend_->Measure(batch);
     ASSERT_TRUE(results.ok()) << results.status();

@@ -40,16 +40,16 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
   // Threads split the longer of M and N, unless N's halves are unequal.
   struct Case {
     std::string text;
-    int64_t mr;
+    int64_t mr, nv;
     std::string parallel;
   };
   const std::vector<Case> cases = {
-      {"matmul(M=1024,N=1024,K=1024)", 8, "rows"},
-      {"matmul(M=77,N=129,K=61)", 7, "rows"},
-      {"conv2d(N=1,C=512,H=7,W=7,K=512,R=3,S=3,stride=1,pad=1,layout=NHWC)", 7, "cols"},
-      {"conv2d(N=1,C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0,layout=NHWC)", 7, "cols"},
-      {"conv2d(N=1,C=256,H=14,W=14,K=256,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)", 7, "cols"}};
-  for (const auto& [text, mr, parallel] : cases) {
+      {"matmul(M=1024,N=1024,K=1024)", 8, 3, "rows"},
+      {"matmul(M=77,N=129,K=61)", 7, 4, "rows"},
+      {"conv2d(N=1,C=512,H=7,W=7,K=512,R=3,S=3,stride=1,pad=1,layout=NHWC)", 7, 4, "cols"},
+      {"conv2d(N=1,C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0,layout=NHWC)", 7, 4, "cols"},
+      {"conv2d(N=1,C=256,H=14,W=14,K=256,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)", 7, 4, "cols"}};
+  for (const auto& [text, mr, nv, parallel] : cases) {
     auto w = ParseWorkload(text);
     ASSERT_TRUE(w.ok());
     const Template& t = *TemplateRegistry::Global().Find(w->op);
@@ -70,8 +70,9 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
       }
       EXPECT_TRUE(t.Instantiate(*w, *s, c).ok()) << text << ": " << s->ToString(c);
     }
-    // Three with the tile that fits (MR rows, 3 vectors), two with 6 x 4.
-    EXPECT_EQ(tiles.count({mr, 3}), 3u) << text;
+    // Three with the tile that fits (MR rows; as many vectors as leave all
+    // but one B vector in registers: 8 x 3, 7 x 4), two with 6 x 4.
+    EXPECT_EQ(tiles.count({mr, nv}), 3u) << text;
     EXPECT_EQ(tiles.count({6, 4}), 2u) << text;
   }
   auto cuda = ParseWorkload("matmul(M=64,N=64,K=64)");

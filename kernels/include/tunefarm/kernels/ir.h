@@ -206,7 +206,9 @@ struct Broadcast : ExprNode {
 // generator that supports it defines (the others reject it). Its arguments
 // are passed by value, except that a Load of a register-buffer element is
 // the variable itself, which an intrinsic called through Evaluate may write
-// (e.g. the accumulators of a tensor-core multiply-accumulate).
+// (e.g. the accumulators of a tensor-core multiply-accumulate). C has
+// "tf_fma_mem"(acc, a, b) = acc + a * b, where b, a Load from memory, is
+// read by the multiply-add instruction itself rather than into a register.
 struct Call : ExprNode {
   static constexpr NodeKind kKind = NodeKind::kCall;
   Call(std::string n, std::vector<Expr> a, Type t) : ExprNode(kKind, t), name(std::move(n)), args(std::move(a)) {}
