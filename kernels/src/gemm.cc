@@ -279,7 +279,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // and the broadcast need 33 of AVX-512's 32, as 7 x 4 does) keeps its
   // last B vector in memory: each row's multiply-add reads it as an operand
   // (tf_fma_mem, one more L1 load per row). Left to themselves the
-  // compilers spill an accumulator instead, 10-15% slower.
+  // compilers spill instead: 3% slower on one 3x3 layer, 13-16% on another.
   auto k_step = [&](const KPos& kk, bool clamp, bool edge, int64_t r0, int64_t r1) {
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
