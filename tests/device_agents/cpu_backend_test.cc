@@ -122,6 +122,18 @@ class CpuBackendTest : public ::testing::Test {
     }
   }
 
+  // Measures `batch`, configs of `text` in `space`: each must compile, run
+  // and match the reference.
+  void ExpectEachMatchesReference(const std::string& text, const kernels::ConfigSpace& space,
+                                  const std::vector<v1::MeasureRequest>& batch) {
+    auto results = backend_->Measure(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_OK)
+          << text << " " << space.ToString(space.FromIndex(batch[i].config().index())) << ": " << (*results)[i].error();
+    }
+  }
+
   std::unique_ptr<DeviceBackend> backend_;
 };
 
@@ -211,13 +223,7 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
         }
       }
     }
-    auto results = backend_->Measure(batch);
-    ASSERT_TRUE(results.ok()) << results.status();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_OK)
-          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": "
-          << (*results)[i].error();
-    }
+    ExpectEachMatchesReference(text, *space, batch);
   }
 }
 
@@ -252,13 +258,7 @@ TEST_F(CpuBackendTest, TilesOneRegisterShortReadTheLastBVectorFromMemory) {
       EXPECT_NE(src->find("tf_fma_mem(acc_"), std::string::npos) << text << " " << space->ToString(*c);
       batch.push_back(Request(text, c->index));
     }
-    auto results = backend_->Measure(batch);
-    ASSERT_TRUE(results.ok()) << results.status();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_OK)
-          << text << " " << space->ToString(space->FromIndex(batch[i].config().index())) << ": "
-          << (*results)[i].error();
-    }
+    ExpectEachMatchesReference(text, *space, batch);
   }
 }
 
