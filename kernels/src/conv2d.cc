@@ -192,6 +192,17 @@ GemmSpec DirectGemm(const ConvShape& s) {
         return (Expr(s.pad) <= y) && (y < Expr(s.pad + s.H)) && (Expr(s.pad) <= x) && (x < Expr(s.pad + s.W));
       };
     }
+    // At stride 1 with one column of padding, a tap reads the left padding
+    // only at the first position of an output row and the right padding
+    // only at the last, so register tiles of whole rows, leaving those out
+    // (and the taps of rows outside the input), read the input in place.
+    if (s.pad == 1 && st == 1) {
+      g.a_direct = [=](Expr i, Expr k0, Expr kk) {
+        Expr y = y_of(i, k0) - Expr(1), x = x_of(i, k0) - Expr(1);
+        return Load::Make("data", ((img * Expr(s.H) + y) * Expr(s.W) + x) * Expr(s.C) + chan(k0, kk));
+      };
+      g.a_direct_rows = s.OW;
+    }
     g.out = "out";
     g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("weight", s.weight_index(j, k0 + kk)); };
     g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) {

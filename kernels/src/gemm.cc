@@ -207,6 +207,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // columns come zero-padded from the packed panel or, with B unpacked,
   // from a panel of their own ("Be", packed per block like Bp).
   const int64_t NVE = N % NR == 0 ? NV : (N % NR + W - 1) / W, NRE = NVE * W;
+  // A without its padded copy where no tile reads the padding (gemm.h).
+  const bool a_direct = spec.a_direct && !pack_a && MR > 1 && spec.a_direct_rows % MR == 0 && (N % NR) % W == 0;
+  const auto& a_read = a_direct ? spec.a_direct : spec.a;
   const bool edge_panel = !pack_b && N % NR != 0;
   // Row stride of a row-major A panel: whole 64-byte lines, never a power
   // of two (rows that far apart would fall into the same cache sets).
@@ -259,7 +262,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // results of those rows are dropped).
   auto a_at = [&](Expr ii, const KPos& k, bool clamp = false) {
     if (pack_a) return Load::Make("Ap", ap_index(ii, k.kq));
-    return spec.a(clamp ? min(ic + ir + ii, ic + mb - Expr(1)) : ic + ir + ii, k.k0, k.kk);
+    return a_read(clamp ? min(ic + ir + ii, ic + mb - Expr(1)) : ic + ir + ii, k.k0, k.kk);
   };
   auto b_at = [&](const KPos& k, Expr j, Type t, bool edge = false) {
     if (pack_b) return Load::Make("Bp", bp_index(k.kq, j), t);
@@ -533,9 +536,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (batched && !spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
   if (spec.finish.defined()) body = Block::Make({body, spec.finish});
   if (batched) body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
-  if (spec.prologue.defined()) body = Block::Make({spec.prologue, body});
+  if (spec.prologue.defined() && !a_direct) body = Block::Make({spec.prologue, body});
   if (!split_rows && !split_cols) body = allocate_panels(body);
-  for (const auto& [name, elements] : spec.scratch) body = Allocate::Make(name, f32, elements, MemoryScope::kHeap, body);
+  for (const auto& [name, elements] : spec.scratch) {
+    if (!a_direct) body = Allocate::Make(name, f32, elements, MemoryScope::kHeap, body);
+  }
 
   Kernel k;
   k.func.name = "tunefarm_kernel";

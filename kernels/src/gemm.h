@@ -52,6 +52,14 @@ struct GemmSpec {
   // out of the units it is false for (e.g. the output position at the
   // left or right edge, for a filter tap that reads the padding column).
   std::function<ir::Expr(ir::Expr i, ir::Expr k0)> a_row_live;
+  // Optional: A(i, k) read straight from the caller's buffer, without the
+  // padded copy that `prologue` makes into `scratch` for `a` (both exist
+  // only for that copy), for configs in which a_live and a_row_live skip
+  // every read of the padding: A not packed, register tiles of whole rows
+  // of positions (MR > 1 divides a_direct_rows) and no copy of the last
+  // columns' tile (N % NR whole vectors). LowerGemm then drops the copy.
+  std::function<ir::Expr(ir::Expr i, ir::Expr k0, ir::Expr kk)> a_direct;
+  int64_t a_direct_rows = 0;
   // Index into `out` of (i, j) of batch "bi"; empty: row-major M x N
   // matrices one after another.
   std::function<ir::Expr(ir::Expr i, ir::Expr j)> out_index;
@@ -81,7 +89,8 @@ absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec);
 Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space);
 // Template::SeedConfigs of a GEMM space: the register tile that fits the
 // shape and a 32-register AVX-512 file (MR rows with no or the least
-// padding, NV as large as MR*NV accumulators + NV + 1 registers allow) and
+// padding, NV as large as MR*NV accumulators + NV registers allow: the
+// broadcast may take the place of a B vector read from memory) and
 // the 6 x 4-vector tile, with B packed or not (never when it is in panels
 // already), A as it is or in row
 // panels, K blocks of 64 to 256; with threads, each packing all of the

@@ -262,6 +262,56 @@ TEST_F(CpuBackendTest, TilesOneRegisterShortReadTheLastBVectorFromMemory) {
   }
 }
 
+// A stride-1 convolution padded by one reads its input in place, with no
+// padded copy, when its tiles are whole rows of output positions (MR
+// divides OW) and A is not packed: the tiles then skip every tap that
+// would read the padding. Packed A keeps the copy. With dilation and a
+// 5-row filter; with blocked weights and 7 x 4 tiles; and with the rows
+// shared by two threads.
+TEST_F(CpuBackendTest, PaddedConvolutionsReadTheirInputInPlace) {
+  const int64_t cores = backend_->target().limits().at("cores");
+  struct Case {
+    const char* text;
+    int64_t mr, nv, vec, threads;
+  };
+  for (const Case& k :
+       {Case{"conv2d(N=2,C=40,H=5,W=7,K=40,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)", 7, 2, 8, 1},
+        Case{"conv2d(N=1,C=8,H=9,W=10,K=16,R=5,S=3,stride=1,pad=1,dilation=2,layout=NHWC)", 4, 2, 8, 1},
+        Case{"conv2d(N=1,C=20,H=5,W=7,K=64,R=3,S=3,stride=1,pad=1,wblock=64,layout=NHWC)", 7, 4, 16, 1},
+        Case{"conv2d(N=1,C=20,H=9,W=14,K=48,R=3,S=3,stride=1,pad=1,layout=NHWC)", 7, 3, 16, 2}}) {
+    if (k.threads > cores) continue;
+    auto w = kernels::ParseWorkload(k.text);
+    ASSERT_TRUE(w.ok());
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    std::vector<v1::MeasureRequest> batch;
+    for (int64_t pack_a : {0, 1}) {
+      for (int64_t kc : {16, 128}) {
+        auto c = space->FromValues({{"mr", k.mr},
+                                    {"nv", k.nv},
+                                    {"vec", k.vec},
+                                    {"mc", int64_t{16}},
+                                    {"kc", kc},
+                                    {"pack_a", pack_a},
+                                    {"pack_b", int64_t{0}},
+                                    {"unroll_k", int64_t{2}},
+                                    {"threads", k.threads},
+                                    {"parallel", std::string("rows")}});
+        ASSERT_TRUE(c.ok()) << c.status();
+        auto kernel = t.Instantiate(*w, *space, *c);
+        ASSERT_TRUE(kernel.ok()) << kernel.status();
+        auto src = kernels::GenerateC(kernel->func);
+        ASSERT_TRUE(src.ok()) << src.status();
+        EXPECT_EQ(src->find("dpad") == std::string::npos, pack_a == 0) << k.text << " " << space->ToString(*c);
+        batch.push_back(Request(k.text, c->index));
+        batch.back().mutable_options()->set_repeat(5);
+      }
+    }
+    ExpectEachMatchesReference(k.text, *space, batch);
+  }
+}
+
 // Threaded kernels are run many times (warm-up plus repeats), and the
 // measurement process checks the output after the first and the last run, so
 // a race shows up as a wrong answer; every way of sharing the work
