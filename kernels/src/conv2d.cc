@@ -194,8 +194,9 @@ GemmSpec DirectGemm(const ConvShape& s) {
     }
     // At stride 1 with one column of padding, a tap reads the left padding
     // only at the first position of an output row and the right padding
-    // only at the last, so register tiles of whole rows, leaving those out
-    // (and the taps of rows outside the input), read the input in place.
+    // only at the last (never both: the filter is wider than the padding),
+    // so register tiles of whole rows, leaving those out (and the taps of
+    // rows outside the input), read the input in place.
     if (s.pad == 1 && st == 1) {
       g.a_direct = [=](Expr i, Expr k0, Expr kk) {
         Expr y = y_of(i, k0) - Expr(1), x = x_of(i, k0) - Expr(1);
