@@ -175,9 +175,11 @@ GemmSpec DirectGemm(const ConvShape& s) {
     // of k0.
     auto y_of = [=](Expr i, Expr k0) { return i / Expr(s.OW) * Expr(st) + tap_r(k0) * Expr(d); };
     auto x_of = [=](Expr i, Expr k0) { return i % Expr(s.OW) * Expr(st) + tap_q(k0) * Expr(d); };
-    g.a = [=](Expr i, Expr k0, Expr kk) {
-      return Load::Make(src, ((img * Expr(Hp) + y_of(i, k0)) * Expr(Wp) + x_of(i, k0)) * Expr(s.C) + chan(k0, kk));
+    // Element (y, x) of channel chan(k0, kk) in an [N][h][w][C] buffer.
+    auto input_at = [=](const std::string& buf, int64_t h, int64_t w, Expr y, Expr x, Expr k0, Expr kk) {
+      return Load::Make(buf, ((img * Expr(h) + y) * Expr(w) + x) * Expr(s.C) + chan(k0, kk));
     };
+    g.a = [=](Expr i, Expr k0, Expr kk) { return input_at(src, Hp, Wp, y_of(i, k0), x_of(i, k0), k0, kk); };
     // A tile of positions skips a tap whose input rows, for the first
     // position's output row and the last's, are both above or both below
     // the input: they read nothing but padding. A tile of whole rows also
@@ -199,8 +201,7 @@ GemmSpec DirectGemm(const ConvShape& s) {
     // rows outside the input), read the input in place.
     if (s.pad == 1 && st == 1) {
       g.a_direct = [=](Expr i, Expr k0, Expr kk) {
-        Expr y = y_of(i, k0) - Expr(1), x = x_of(i, k0) - Expr(1);
-        return Load::Make("data", ((img * Expr(s.H) + y) * Expr(s.W) + x) * Expr(s.C) + chan(k0, kk));
+        return input_at("data", s.H, s.W, y_of(i, k0) - Expr(1), x_of(i, k0) - Expr(1), k0, kk);
       };
       g.a_direct_rows = s.OW;
     }

@@ -25,6 +25,8 @@ using namespace ir;  // NOLINT: this file builds IR
 // The most floats of packed panels a kernel keeps on the stack (per
 // thread with rows / cols): 128 KiB, far below any thread's stack.
 constexpr int64_t kStackPanelFloats = 32768;
+// Vector registers of AVX-512, the file the register tiles are sized for.
+constexpr int64_t kVectorRegisters = 32;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 Expr CeilDiv(const Expr& a, int64_t b) { return (a + Expr(b - 1)) / Expr(b); }
@@ -130,7 +132,7 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
   // As many vectors as leave the accumulators and all but one B vector in
   // registers (see k_step: 7 x 4 reads its last B vector from memory).
   int64_t nv = 4;
-  while (nv > 1 && mr * nv + nv > 32) --nv;
+  while (nv > 1 && mr * nv + nv > kVectorRegisters) --nv;
   const Config d = GemmDefaultConfig(spec, space);
   auto seed = [&](int64_t rows, int64_t vectors, bool pack_b, int64_t pack_a, const char* inner,
                   int64_t kc) -> std::optional<Config> {
@@ -287,7 +289,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
     Expr last_b = b_at(kk, Expr((nv - 1) * W), vec_t, edge);
-    const bool b_in_memory = W == 16 && MR * nv + nv + 1 > 32 && MR * nv + nv <= 32 && last_b.as<Load>() != nullptr;
+    const bool b_in_memory = W == 16 && MR * nv + nv + 1 > kVectorRegisters && MR * nv + nv <= kVectorRegisters &&
+                             last_b.as<Load>() != nullptr;
     const int64_t nv_reg = b_in_memory ? nv - 1 : nv;
     Expr a = Broadcast::Make(Var::Make("a", f32), static_cast<int>(W));
     Stmt load_b =
@@ -538,8 +541,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (batched) body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);
   if (spec.prologue.defined() && !a_direct) body = Block::Make({spec.prologue, body});
   if (!split_rows && !split_cols) body = allocate_panels(body);
-  for (const auto& [name, elements] : spec.scratch) {
-    if (!a_direct) body = Allocate::Make(name, f32, elements, MemoryScope::kHeap, body);
+  if (!a_direct) {
+    for (const auto& [name, elements] : spec.scratch)
+      body = Allocate::Make(name, f32, elements, MemoryScope::kHeap, body);
   }
 
   Kernel k;
