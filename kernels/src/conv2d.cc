@@ -29,6 +29,7 @@
 // as they are.
 #include "absl/status/status.h"
 #include "conv_common.h"
+#include "cpu_knobs.h"
 #include "gemm.h"
 #include "gpu_gemm.h"
 #include "tunefarm/kernels/template.h"
@@ -37,6 +38,13 @@ namespace tunefarm::kernels {
 namespace {
 
 using namespace ir;  // NOLINT: this file builds IR
+
+// The fewest input channels for which the space offers Winograd. The
+// reference's tolerance is the bound on a float sum of the C*9 products,
+// which grows with C; Winograd rounds in its transforms too. On random
+// inputs in [-1, 1] its worst error was 2.4 times that bound at C = 1, 0.15
+// at C = 4 and 0.017 at C = 16 (0.004 at C = 64).
+constexpr int64_t kWinogradMinChannels = 16;
 
 GemmSpec PointwiseGemm(const ConvShape& s) {
   GemmSpec g;
@@ -217,6 +225,181 @@ GemmSpec DirectGemm(const ConvShape& s) {
   }
 }
 
+// Winograd F(2x2, 3x3) (Lavin and Gray, 2016) for NHWC 3x3 convolutions
+// at stride 1: each 2 x 2 tile of outputs is A^T [(G g G^T) . (B^T d B)] A
+// of the 4 x 4 input patch d under it (padding read as zeros), so a tile
+// costs 16 multiplies per input channel instead of 36. The element-wise
+// products of a chunk of `tb` tiles are 16 GEMMs over the input channels,
+// one per point xi of the 4 x 4 transform (batch "bi" = xi):
+//   wm[xi][t][k] = sum_c wv[xi][t][c] * wu[xi][c][k]
+// (M = tb, N = K, K = C), lowered on the shared GEMM schedule. The weights
+// are transformed once per call into wu (G g G^T); then per image and
+// chunk, the input into wv (B^T d B), the products, and wm back to the
+// output tiles (A^T m A) plus the bias, through the ReLU: a chunk's wv and
+// wm stay in cache from one step to the next. The 16 matrices of each
+// buffer lie one cache line more than their size apart: the transforms
+// read or write all 16 at once, and sizes that are multiples of 4 KiB
+// would put those streams in one L1 set.
+bool WinogradApplies(const ConvShape& s) {
+  return s.nhwc && s.R == 3 && s.S == 3 && s.stride == 1 && s.dilation == 1 && !s.tf32 && s.C >= kWinogradMinChannels;
+}
+
+struct WinogradShape {
+  explicit WinogradShape(const ConvShape& s, int64_t tiles)
+      : TW((s.OW + 1) / 2),
+        T((s.OH + 1) / 2 * TW),
+        tb(std::min(tiles, T)),
+        su(s.C * s.K + 16),
+        sv(tb * s.C + 16),
+        sm(tb * s.K + 16) {}
+  int64_t TW, T;       // tiles per row, tiles
+  int64_t tb;          // tiles per chunk
+  int64_t su, sv, sm;  // the strides of wu, wv and wm from one xi to the next
+};
+
+GemmSpec WinogradGemm(const ConvShape& s, const WinogradShape& ws) {
+  GemmSpec g;
+  g.batch = 16;
+  g.M = ws.tb;
+  g.N = s.K;
+  g.K = s.C;
+  const Expr bi = Var::Make("bi");
+  g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("wv", bi * Expr(ws.sv) + i * Expr(s.C) + k0 + kk); };
+  auto u_at = [=](Expr k0, Expr kk, Expr j) { return bi * Expr(ws.su) + (k0 + kk) * Expr(s.K) + j; };
+  g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("wu", u_at(k0, kk, j)); };
+  g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("wu", u_at(k0, kk, j), t); };
+  g.out = "wm";
+  g.out_index = [=](Expr i, Expr j) { return bi * Expr(ws.sm) + i * Expr(s.K) + j; };
+  return g;
+}
+
+// Row i of a transform matrix applied to f(0..3) (f(0..2) for G); the
+// two-sided transform X^T y X is then TwoSided(rows, i, j, y).
+using TransformRow = std::function<Expr(int)>;
+Expr WinoBt(int i, const TransformRow& f) {  // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+  switch (i) {
+    case 0:
+      return f(0) - f(2);
+    case 1:
+      return f(1) + f(2);
+    case 2:
+      return f(2) - f(1);
+    default:
+      return f(1) - f(3);
+  }
+}
+Expr WinoG(int i, const TransformRow& f) {  // G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+  switch (i) {
+    case 0:
+      return f(0);
+    case 1:
+      return FloatImm::Make(0.5) * (f(0) + f(1) + f(2));
+    case 2:
+      return FloatImm::Make(0.5) * (f(0) - f(1) + f(2));
+    default:
+      return f(2);
+  }
+}
+Expr WinoAt(int i, const TransformRow& f) {  // A^T = [1 1 1 0; 0 1 -1 -1]
+  return i == 0 ? f(0) + f(1) + f(2) : f(1) - f(2) - f(3);
+}
+Expr TwoSided(Expr (*rows)(int, const TransformRow&), int i, int j, const std::function<Expr(int, int)>& y) {
+  return rows(i, [&](int r) { return rows(j, [&](int q) { return y(r, q); }); });
+}
+
+absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> args, const ConfigSpace& space,
+                                     const Config& c) {
+  const WinogradShape ws(s, space.IntValue(c, "wtiles"));
+  absl::StatusOr<Kernel> kernel = LowerGemm(WinogradGemm(s, ws), std::move(args), space, c);
+  if (!kernel.ok()) return kernel;
+  const int64_t chunks = (ws.T + ws.tb - 1) / ws.tb;
+  Expr n = Var::Make("n"), ch = Var::Make("ch"), tl = Var::Make("tl"), t = Var::Make("t"), ci = Var::Make("c"),
+       k = Var::Make("k");
+  Expr th = t / Expr(ws.TW), tw = t % Expr(ws.TW);
+
+  // The weights, wu[xi][c][k] = (G g G^T)[xi] of filter (c, k), for k =
+  // kq*kw + kl in the weights' own blocks (kw output channels): the
+  // innermost loop reads a block's taps contiguously, and the next channel
+  // continues each tap's run.
+  const int64_t kw = s.weight_block();
+  Expr kq = Var::Make("kq"), kl = Var::Make("kl");
+  std::vector<Stmt> wu;
+  for (int xi = 0; xi < 16; ++xi) {
+    Expr v = TwoSided(WinoG, xi / 4, xi % 4, [&](int r, int q) {
+      return Load::Make("weight", s.weight_index_in_block(kq, kl, Expr((r * 3 + q) * s.C) + ci));
+    });
+    wu.push_back(Store::Make("wu", v, Expr(xi * ws.su) + ci * Expr(s.K) + k));
+  }
+  Stmt wu_block = Block::Make(wu);
+  if (s.K % kw != 0) wu_block = IfThenElse::Make(k < Expr(s.K), wu_block);
+  wu_block = LetStmt::Make("k", kq * Expr(kw) + kl, wu_block);
+  Stmt weights =
+      For::Make("kq", 0, (s.K + kw - 1) / kw, ForKind::kSerial,
+                For::Make("c", 0, s.C, ForKind::kParallel, For::Make("kl", 0, kw, ForKind::kVectorized, wu_block)));
+
+  // The chunk's input, wv[xi][tl][c] = (B^T d B)[xi] of tile t = ch*tb + tl
+  // (the last tile again past the end), whose patch element (r, q) is input
+  // row 2*th - pad + r, column 2*tw - pad + q; a position outside the
+  // input reads a clamped one and takes zero instead.
+  // (Each element is loaded unconditionally into "d<r><q>" first, so that
+  // the compiler may vectorize the loop over channels.)
+  auto y_of = [&](int r) { return th * Expr(2) + Expr(r - s.pad); };
+  auto x_of = [&](int q) { return tw * Expr(2) + Expr(q - s.pad); };
+  auto d_name = [](int r, int q) { return "d" + std::to_string(r) + std::to_string(q); };
+  auto patch = [&](int r, int q) {
+    Expr y = y_of(r), x = x_of(q);
+    Expr inside = (Expr(0) <= y) && (y < Expr(s.H)) && (Expr(0) <= x) && (x < Expr(s.W));
+    return Select::Make(inside, Var::Make(d_name(r, q), Type::Float()), FloatImm::Make(0));
+  };
+  std::vector<Stmt> wv;
+  for (int xi = 0; xi < 16; ++xi) {
+    wv.push_back(Store::Make("wv", TwoSided(WinoBt, xi / 4, xi % 4, patch), Expr(xi * ws.sv) + tl * Expr(s.C) + ci));
+  }
+  Stmt transform = Block::Make(wv);
+  for (int r = 3; r >= 0; --r) {
+    for (int q = 3; q >= 0; --q) {
+      Expr yc = max(Expr(0), min(Expr(s.H - 1), y_of(r))), xc = max(Expr(0), min(Expr(s.W - 1), x_of(q)));
+      transform = LetStmt::Make(
+          d_name(r, q), Load::Make("data", ((n * Expr(s.H) + yc) * Expr(s.W) + xc) * Expr(s.C) + ci), transform);
+    }
+  }
+  auto over_chunk = [&](Stmt body) {
+    return For::Make("tl", 0, ws.tb, ForKind::kParallel,
+                     LetStmt::Make("t", min(ch * Expr(ws.tb) + tl, Expr(ws.T - 1)), body));
+  };
+  Stmt input = over_chunk(For::Make("c", 0, s.C, ForKind::kVectorized, transform));
+
+  // The chunk's outputs: tile t's 2 x 2 outputs are (A^T m A) of its 16
+  // products, plus the bias, through the ReLU; a tile past the end, or
+  // past an odd edge, keeps only the outputs inside.
+  auto m = [&](int r, int q) { return Load::Make("wm", Expr((r * 4 + q) * ws.sm) + tl * Expr(s.K) + k); };
+  std::vector<Stmt> outs;
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      Expr v = TwoSided(WinoAt, i, j, m);
+      if (s.bias) v = v + Load::Make("bias", k);
+      if (s.relu) v = Select::Make(FloatImm::Make(0) < v, v, FloatImm::Make(0));
+      Expr oh = th * Expr(2) + Expr(i), ow = tw * Expr(2) + Expr(j);
+      Stmt st = Store::Make("out", v, ((n * Expr(s.OH) + oh) * Expr(s.OW) + ow) * Expr(s.K) + k);
+      Expr inside;
+      if (i == 1 && s.OH % 2 == 1) inside = oh < Expr(s.OH);
+      if (j == 1 && s.OW % 2 == 1) inside = inside.defined() ? inside && (ow < Expr(s.OW)) : ow < Expr(s.OW);
+      outs.push_back(inside.defined() ? IfThenElse::Make(inside, st) : st);
+    }
+  }
+  Stmt output = For::Make("k", 0, s.K, ForKind::kVectorized, Block::Make(outs));
+  if (ws.T % ws.tb != 0) output = IfThenElse::Make(ch * Expr(ws.tb) + tl < Expr(ws.T), output);
+  output = over_chunk(output);
+  Stmt body = Block::Make({weights, For::Make("n", 0, s.N, ForKind::kSerial,
+                                              For::Make("ch", 0, chunks, ForKind::kSerial,
+                                                        Block::Make({input, kernel->func.body, output})))});
+  body = Allocate::Make("wm", Type::Float(), 16 * ws.sm, MemoryScope::kHeap, body);
+  body = Allocate::Make("wv", Type::Float(), 16 * ws.sv, MemoryScope::kHeap, body);
+  body = Allocate::Make("wu", Type::Float(), 16 * ws.su, MemoryScope::kHeap, body);
+  kernel->func.body = body;
+  return kernel;
+}
+
 GemmSpec ConvGemm(const ConvShape& s) {
   const bool pointwise = s.R == 1 && s.S == 1 && s.stride == 1 && s.pad == 0;
   return pointwise ? PointwiseGemm(s) : DirectGemm(s);
@@ -239,15 +422,46 @@ class Conv2dTemplate : public Template {
   absl::Status Validate(const Workload& w) const override { return ValidateConv(w, false); }
   std::string_view declared_version() const override { return "conv2d-cpu-1"; }
 
-  absl::StatusOr<ConfigSpace> Space(const Workload& w) const override { return GemmSpace(Gemm(w)); }
+  // The GEMM space, and for a convolution Winograd applies to, the knobs
+  // "algo" ("direct" or "winograd") and "wtiles" (Winograd's tiles per
+  // chunk; see LowerWinograd), before the build knobs.
+  absl::StatusOr<ConfigSpace> Space(const Workload& w) const override {
+    absl::StatusOr<ConfigSpace> space = GemmSpace(Gemm(w));
+    if (!space.ok() || !WinogradApplies(ConvShapeOf(w, false))) return space;
+    std::vector<Knob> knobs = space->knobs();
+    const auto at = knobs.end() - static_cast<std::ptrdiff_t>(CpuBuildKnobs().size());
+    knobs.insert(at, {{"algo", KnobKind::kChoice, StringValues({"direct", "winograd"})},
+                      {"wtiles", KnobKind::kSplit, IntValues({8, 16, 32, 64})}});
+    return ConfigSpace::Create(std::move(knobs));
+  }
   Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
     return GemmDefaultConfig(Gemm(w), space);
   }
+  // The GEMM seeds of the direct convolution and, where it applies, those
+  // of the Winograd products in chunks of 16 tiles (the chunk that measured
+  // best on ResNet's 3x3 layers).
   std::vector<Config> SeedConfigs(const Workload& w, const ConfigSpace& space) const override {
-    return GemmSeedConfigs(Gemm(w), space);
+    std::vector<Config> seeds = GemmSeedConfigs(Gemm(w), space);
+    const ConvShape s = ConvShapeOf(w, false);
+    if (!space.HasKnob("algo") || !WinogradApplies(s)) return seeds;
+    constexpr int64_t kTiles = 16;
+    for (const Config& c : GemmSeedConfigs(WinogradGemm(s, WinogradShape(s, kTiles)), space)) {
+      std::vector<std::pair<std::string, KnobValue>> values;
+      for (size_t k = 0; k < space.knobs().size(); ++k) {
+        values.emplace_back(space.knobs()[k].name, space.knobs()[k].values[c.choices[k]]);
+      }
+      for (auto& [name, value] : values) {
+        if (name == "algo") value = std::string("winograd");
+        if (name == "wtiles") value = kTiles;
+      }
+      if (absl::StatusOr<Config> wc = space.FromValues(values); wc.ok()) seeds.push_back(*wc);
+    }
+    return seeds;
   }
   absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
-    return LowerGemm(Gemm(w), Buffers(w), space, c);
+    const ConvShape s = ConvShapeOf(w, false);
+    if (space.HasKnob("algo") && space.StrValue(c, "algo") == "winograd") return LowerWinograd(s, Buffers(w), space, c);
+    return LowerGemm(ConvGemm(s), Buffers(w), space, c);
   }
   std::vector<BufferArg> Buffers(const Workload& w) const override { return ConvBuffers(ConvShapeOf(w, false)); }
   std::vector<ReferenceOutput> Reference(const Workload& w,

@@ -52,10 +52,18 @@ struct ConvShape {
   // and the generated kernels (I = ir::Expr).
   template <class I>
   I weight_index(I k, I t) const {
-    const int64_t crs = C * R * S;
-    if (wblock > 0) return (k / I(wblock) * I(crs) + t) * I(wblock) + k % I(wblock);
-    return nhwc ? t * I(K) + k : k * I(crs) + t;
+    if (wblock > 0) return weight_index_in_block(k / I(wblock), k % I(wblock), t);
+    return weight_index_in_block(I(0), k, t);
   }
+  // weight_index(kb * weight_block() + kl, t) for 0 <= kl < weight_block().
+  template <class I>
+  I weight_index_in_block(I kb, I kl, I t) const {
+    const int64_t crs = C * R * S;
+    if (wblock > 0) return (kb * I(crs) + t) * I(wblock) + kl;
+    return nhwc ? t * I(K) + kl : kl * I(crs) + t;
+  }
+  // The output channels of one weight block: wblock, or all K when plain.
+  int64_t weight_block() const { return wblock > 0 ? wblock : K; }
   // K rounded up to whole weight blocks.
   int64_t weight_channels() const { return wblock > 0 ? (K + wblock - 1) / wblock * wblock : K; }
   int64_t data_elements() const { return N * C * H * W; }

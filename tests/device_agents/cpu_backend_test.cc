@@ -312,6 +312,71 @@ TEST_F(CpuBackendTest, PaddedConvolutionsReadTheirInputInPlace) {
   }
 }
 
+// Winograd F(2x2, 3x3) is in the space of exactly the NHWC 3x3
+// convolutions at stride 1 with 16 or more input channels, and its kernels
+// give the reference answer: odd output sizes (a tile past the edge), the
+// last chunk of tiles part used, padding 0 to 2, blocked weights with the
+// last block part used, a batch, the fused epilogue, each packing, and
+// two threads sharing the transforms and the products (run repeatedly).
+TEST_F(CpuBackendTest, WinogradConvolutionsMatchReference) {
+  for (const char* text : {"conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,layout=NCHW)",
+                           "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=2,pad=1,layout=NHWC)",
+                           "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=1,pad=2,dilation=2,layout=NHWC)",
+                           "conv2d(N=1,C=15,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,layout=NHWC)",
+                           "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=2,stride=1,pad=1,layout=NHWC)",
+                           "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,tf32=1,layout=NHWC)"}) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok()) << text;
+    auto space = kernels::TemplateRegistry::Global().Find(w->op)->Space(*w);
+    ASSERT_TRUE(space.ok());
+    EXPECT_FALSE(space->HasKnob("algo")) << text;
+  }
+  const int64_t cores = backend_->target().limits().at("cores");
+  struct Case {
+    int64_t wtiles, mr, nv, pack_a, pack_b, kc, threads;
+    const char* parallel;
+  };
+  const std::vector<Case> cases = {{8, 6, 4, 0, 0, 256, 1, "rows"},  {16, 7, 4, 0, 1, 16, 1, "rows"},
+                                   {64, 4, 2, 2, 1, 64, 1, "rows"},  {16, 6, 4, 0, 1, 256, 2, "rows"},
+                                   {8, 8, 3, 1, 0, 128, 2, "tiles"}, {32, 5, 2, 0, 0, 32, 2, "cols"}};
+  for (const char* text : {"conv2d(N=2,C=16,H=9,W=7,K=20,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
+                           "conv2d(N=1,C=64,H=14,W=14,K=64,R=3,S=3,stride=1,pad=1,wblock=64,layout=NHWC)",
+                           "conv2d(N=1,C=17,H=5,W=6,K=33,R=3,S=3,stride=1,pad=2,wblock=32,relu=1,layout=NHWC)",
+                           "conv2d(N=1,C=32,H=3,W=3,K=8,R=3,S=3,stride=1,pad=0,layout=NHWC)"}) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok()) << text;
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    ASSERT_TRUE(space->HasKnob("algo")) << text;
+    std::vector<v1::MeasureRequest> batch;
+    for (const Case& k : cases) {
+      if (k.threads > cores) continue;
+      auto c = space->FromValues({{"algo", std::string("winograd")},
+                                  {"wtiles", k.wtiles},
+                                  {"mr", k.mr},
+                                  {"nv", k.nv},
+                                  {"vec", int64_t{16}},
+                                  {"mc", int64_t{16}},
+                                  {"kc", k.kc},
+                                  {"pack_a", k.pack_a},
+                                  {"pack_b", k.pack_b},
+                                  {"threads", k.threads},
+                                  {"parallel", std::string(k.parallel)}});
+      ASSERT_TRUE(c.ok()) << c.status();
+      auto kernel = t.Instantiate(*w, *space, *c);
+      ASSERT_TRUE(kernel.ok()) << kernel.status();
+      auto src = kernels::GenerateC(kernel->func);
+      ASSERT_TRUE(src.ok()) << src.status();
+      // The transformed weights, input and products.
+      for (const char* buffer : {"wu[", "wv[", "wm["}) EXPECT_NE(src->find(buffer), std::string::npos) << buffer;
+      batch.push_back(Request(text, c->index));
+      batch.back().mutable_options()->set_repeat(k.threads > 1 ? 10 : 2);
+    }
+    ExpectEachMatchesReference(text, *space, batch);
+  }
+}
+
 // Threaded kernels are run many times (warm-up plus repeats), and the
 // measurement process checks the output after the first and the last run, so
 // a race shows up as a wrong answer; every way of sharing the work

@@ -56,11 +56,21 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
     auto s = t.Space(*w);
     ASSERT_TRUE(s.ok());
     const std::vector<Config> seeds = t.SeedConfigs(*w, *s);
-    ASSERT_EQ(seeds.size(), 5u) << text;
+    // A 3x3 NHWC convolution at stride 1 also has five Winograd seeds, whose
+    // products in chunks of 16 tiles take 8 x 3 tiles or 6 x 4.
+    const bool winograd = s->HasKnob("algo");
+    EXPECT_EQ(winograd, w->op == "conv2d" && w->param("R") == 3) << text;
+    ASSERT_EQ(seeds.size(), winograd ? 10u : 5u) << text;
     std::set<uint64_t> seen = {t.DefaultConfig(*w, *s).index};
-    std::multiset<std::pair<int64_t, int64_t>> tiles;
+    std::multiset<std::pair<int64_t, int64_t>> tiles, winograd_tiles;
     for (const Config& c : seeds) {
       EXPECT_TRUE(seen.insert(c.index).second) << text << ": " << s->ToString(c);
+      EXPECT_TRUE(t.Instantiate(*w, *s, c).ok()) << text << ": " << s->ToString(c);
+      if (winograd && s->StrValue(c, "algo") == "winograd") {
+        EXPECT_EQ(s->IntValue(c, "wtiles"), 16) << text;
+        winograd_tiles.insert({s->IntValue(c, "mr"), s->IntValue(c, "nv")});
+        continue;
+      }
       tiles.insert({s->IntValue(c, "mr"), s->IntValue(c, "nv")});
       EXPECT_EQ(s->IntValue(c, "vec"), 16) << text;
       EXPECT_EQ(s->StrValue(c, "parallel"), parallel) << text;
@@ -68,7 +78,10 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
       if (w->param_or("wblock", 0) > 0) {
         EXPECT_EQ(s->IntValue(c, "pack_b"), 0) << text << ": " << s->ToString(c);
       }
-      EXPECT_TRUE(t.Instantiate(*w, *s, c).ok()) << text << ": " << s->ToString(c);
+    }
+    if (winograd) {
+      EXPECT_EQ(winograd_tiles.count({8, 3}), 3u) << text;
+      EXPECT_EQ(winograd_tiles.count({6, 4}), 2u) << text;
     }
     // Three with the tile that fits (MR rows; as many vectors as leave all
     // but one B vector in registers: 8 x 3, 7 x 4), two with 6 x 4.

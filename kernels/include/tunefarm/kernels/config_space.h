@@ -78,6 +78,7 @@ class ConfigSpace {
   // The choice index in the unpinned space of knob `k`'s value in `c`.
   uint32_t ParentChoice(const Config& c, size_t k) const;
   bool pinned() const { return !parent_choice_.empty(); }
+  bool HasKnob(std::string_view name) const { return KnobIndex(name) >= 0; }
 
   // {"knob": value, ...} as JSON text.
   std::string ToJson(const Config& c) const;
