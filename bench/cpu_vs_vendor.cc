@@ -110,8 +110,10 @@ class Blas : public Vendor {
 class Dnnl : public Vendor {
  public:
   using tag = dnnl::memory::format_tag;
-  // data and weight in the template's layouts (conv_common.h).
-  Dnnl(const Workload& w, const tb::AlignedFloats& data, const tb::AlignedFloats& weight)
+  // data and weight in the template's layouts (conv_common.h). Throws
+  // dnnl::error when oneDNN has no implementation of `alg` for the shape.
+  Dnnl(const Workload& w, const tb::AlignedFloats& data, const tb::AlignedFloats& weight,
+       dnnl::algorithm alg = dnnl::algorithm::convolution_direct)
       : eng_(dnnl::engine::kind::cpu, 0), strm_(eng_) {
     const bool dw = w.op == "depthwise_conv2d", nhwc = w.text("layout") == "NHWC";
     const int64_t N = w.param("N"), C = w.param("C"), H = w.param("H"), W = w.param("W");
@@ -122,9 +124,8 @@ class Dnnl : public Vendor {
     dnnl::memory::dims src_d{N, C, H, W}, dst_d{N, K, OH, OW};
     dnnl::memory::dims wei_d = dw ? dnnl::memory::dims{C, 1, 1, R, S} : dnnl::memory::dims{K, C, R, S};
     auto any = [&](const dnnl::memory::dims& dims) { return dnnl::memory::desc(dims, dt::f32, tag::any); };
-    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                         any(src_d), any(wei_d), any(dst_d), {st, st}, {d - 1, d - 1}, {pad, pad},
-                                         {pad, pad});
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, alg, any(src_d), any(wei_d), any(dst_d),
+                                         {st, st}, {d - 1, d - 1}, {pad, pad}, {pad, pad});
     pd_ = dnnl::convolution_forward::primitive_desc(desc, eng_);
     conv_ = dnnl::convolution_forward(pd_);
     const tag act = nhwc ? tag::nhwc : tag::nchw;
@@ -167,6 +168,9 @@ struct Row {
   Case c;
   int threads = 1;
   double tuned = 0, vendor = 0, max_rel_diff = 0, tune_s = 0;
+  // oneDNN's Winograd convolution, where it has one (else 0): shown beside
+  // the direct one that the targets are set against.
+  double vendor_wino = 0;
   std::string vendor_impl, config;
 };
 
@@ -279,6 +283,15 @@ int main(int argc, char** argv) {
         row.vendor_impl = d->impl();
         vendor = std::move(d);
       }
+      std::unique_ptr<Dnnl> wino;
+      if (c.group == "conv2d") {
+        try {
+          wino = std::make_unique<Dnnl>(*w, bufs[0], block > 0 ? plain_weight : bufs[1],
+                                        dnnl::algorithm::convolution_winograd);
+        } catch (const dnnl::error&) {
+          // oneDNN has no Winograd convolution of this shape.
+        }
+      }
       auto run_tuned = [&] { (*kernel)(ptrs.data()); };
       auto run_vendor = [&] { vendor->Run(); };
       run_tuned();
@@ -298,15 +311,20 @@ int main(int argc, char** argv) {
       auto settle = [&] {
         if (threads > 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
       };
-      std::vector<double> ours_gf, theirs_gf;
+      std::vector<double> ours_gf, theirs_gf, wino_gf;
       for (int r = 0; r < rounds; ++r) {
         settle();
         ours_gf.push_back(flops / tb::TimePerCall(run_tuned) / 1e9);
         settle();
         theirs_gf.push_back(flops / tb::TimePerCall(run_vendor) / 1e9);
+        if (wino) {
+          settle();
+          wino_gf.push_back(flops / tb::TimePerCall([&] { wino->Run(); }) / 1e9);
+        }
       }
       row.tuned = tb::Median(ours_gf);
       row.vendor = tb::Median(theirs_gf);
+      if (wino) row.vendor_wino = tb::Median(wino_gf);
       std::fprintf(stderr, "  %.2f vs %.2f GFLOP/s = %.3fx  (tuned in %.0f s: %s)\n", row.tuned, row.vendor,
                    row.tuned / row.vendor, row.tune_s, row.config.c_str());
       rows.push_back(std::move(row));
@@ -317,17 +335,24 @@ int main(int argc, char** argv) {
               static_cast<long long>(cores), target.device_key().c_str());
   std::printf("tuning   %d trials per workload, strategy %s, batch %d; timing: median of %d alternating rounds\n\n",
               trials, strategy.c_str(), batch, rounds);
-  std::printf("%-3s  %-78s %9s %9s %7s %9s\n", "thr", "workload", "tunefarm", "vendor", "ratio", "max rdiff");
+  std::printf("%-3s  %-78s %9s %9s %7s %9s %10s %7s\n", "thr", "workload", "tunefarm", "vendor", "ratio", "max rdiff",
+              "dnnl-wino", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-3d  %-78s %9.2f %9.2f %7.3f %9.1e\n", r.threads, r.c.text.c_str(), r.tuned, r.vendor,
+    std::printf("%-3d  %-78s %9.2f %9.2f %7.3f %9.1e", r.threads, r.c.text.c_str(), r.tuned, r.vendor,
                 r.tuned / r.vendor, r.max_rel_diff);
+    if (r.vendor_wino > 0) std::printf(" %10.2f %7.3f", r.vendor_wino, r.tuned / r.vendor_wino);
+    std::printf("\n");
   }
   std::printf("\n(GFLOP/s; vendor: OpenBLAS cblas_sgemm for matmul, oneDNN convolution for the rest; ");
   if (wblock > 0) {
-    std::printf("conv2d weights blocked by %d output channels before timing, as oneDNN's are reordered)\n\n", wblock);
+    std::printf("conv2d weights blocked by %d output channels before timing, as oneDNN's are reordered)\n", wblock);
   } else {
-    std::printf("conv2d weights plain, packed by the kernel in every call)\n\n");
+    std::printf("conv2d weights plain, packed by the kernel in every call)\n");
   }
+  std::printf(
+      "(conv2d GFLOP/s count the direct convolution's operations whatever the algorithm; a tuned kernel with "
+      "algo=winograd transforms the weights in every call; dnnl-wino: oneDNN's Winograd convolution where it has one, "
+      "its weights transformed once before timing; the targets are against oneDNN's direct convolution)\n\n");
   bool all_met = true;
   auto verdict = [&](bool ok) {
     all_met = all_met && ok;
@@ -338,17 +363,22 @@ int main(int argc, char** argv) {
     double worst = 1e9;
     std::string worst_text;
     bool skinny_ok = true;
+    std::vector<double> best_dnnl;  // conv2d against oneDNN's faster algorithm
     for (const Row& r : rows) {
       if (r.threads != threads) continue;
       const double ratio = r.tuned / r.vendor;
       by_group[r.c.group].push_back(ratio);
       if (r.c.group != "matmul") by_group["conv (conv2d + depthwise)"].push_back(ratio);
+      if (r.c.group == "conv2d") best_dnnl.push_back(r.tuned / std::max(r.vendor, r.vendor_wino));
       if (r.c.skinny && ratio < 1.1) skinny_ok = false;
       if (ratio < worst) worst = ratio, worst_text = r.c.text;
     }
     if (by_group.empty()) continue;
     std::printf("%d thread%s:\n", threads, threads > 1 ? "s" : "");
     for (const auto& [group, ratios] : by_group) std::printf("  geomean %-27s %.3f\n", group.c_str(), Geomean(ratios));
+    if (!best_dnnl.empty()) {
+      std::printf("  (geomean conv2d against the faster of oneDNN's direct and Winograd: %.3f)\n", Geomean(best_dnnl));
+    }
     if (by_group.count("matmul")) {
       const double want = threads == 1 ? 1.0 : 0.95;
       std::printf("  target matmul geomean >= %.2f: %s; every skinny matmul >= 1.1: %s\n", want,

@@ -26,7 +26,12 @@
 // With wblock, the caller has blocked the weights once (as oneDNN's
 // reorder and TVM's layout transform of constant weights do): with NHWC
 // they are then B in panels of whole vectors, which the micro-kernel reads
-// as they are.
+// as they are. An NHWC 3x3 convolution at stride 1 may also run as
+// Winograd F(2x2, 3x3) (LowerWinograd).
+#include <algorithm>
+#include <functional>
+#include <string>
+
 #include "absl/status/status.h"
 #include "conv_common.h"
 #include "cpu_knobs.h"
@@ -310,9 +315,27 @@ Expr TwoSided(Expr (*rows)(int, const TransformRow&), int i, int j, const std::f
 absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> args, const ConfigSpace& space,
                                      const Config& c) {
   const WinogradShape ws(s, space.IntValue(c, "wtiles"));
-  absl::StatusOr<Kernel> kernel = LowerGemm(WinogradGemm(s, ws), std::move(args), space, c);
+  const int64_t chunks = (ws.T + ws.tb - 1) / ws.tb, threads = space.IntValue(c, "threads");
+  // With threads and chunks enough for each to take two or more, each
+  // thread runs whole chunks (its own wv and wm; the products serial): a
+  // chunk's work is too small to share out 18 times over. Otherwise the
+  // threads share each step of a chunk.
+  const bool by_chunk = threads > 1 && chunks >= 2 * threads;
+  Config gemm_config = c;
+  if (by_chunk) {
+    std::vector<std::pair<std::string, KnobValue>> values;
+    for (size_t i = 0; i < space.knobs().size(); ++i) {
+      const Knob& knob = space.knobs()[i];
+      values.emplace_back(knob.name, knob.name == "threads" ? KnobValue(int64_t{1}) : knob.values[c.choices[i]]);
+    }
+    absl::StatusOr<Config> serial = space.FromValues(values);
+    if (!serial.ok()) return serial.status();
+    gemm_config = *serial;
+  }
+  absl::StatusOr<Kernel> kernel = LowerGemm(WinogradGemm(s, ws), std::move(args), space, gemm_config);
   if (!kernel.ok()) return kernel;
-  const int64_t chunks = (ws.T + ws.tb - 1) / ws.tb;
+  ApplyCpuBuildKnobs(space, c, *kernel);
+  const ForKind step = by_chunk ? ForKind::kSerial : ForKind::kParallel;
   Expr n = Var::Make("n"), ch = Var::Make("ch"), tl = Var::Make("tl"), t = Var::Make("t"), ci = Var::Make("c"),
        k = Var::Make("k");
   Expr th = t / Expr(ws.TW), tw = t % Expr(ws.TW);
@@ -364,8 +387,7 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
     }
   }
   auto over_chunk = [&](Stmt body) {
-    return For::Make("tl", 0, ws.tb, ForKind::kParallel,
-                     LetStmt::Make("t", min(ch * Expr(ws.tb) + tl, Expr(ws.T - 1)), body));
+    return For::Make("tl", 0, ws.tb, step, LetStmt::Make("t", min(ch * Expr(ws.tb) + tl, Expr(ws.T - 1)), body));
   };
   Stmt input = over_chunk(For::Make("c", 0, s.C, ForKind::kVectorized, transform));
 
@@ -390,11 +412,14 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
   Stmt output = For::Make("k", 0, s.K, ForKind::kVectorized, Block::Make(outs));
   if (ws.T % ws.tb != 0) output = IfThenElse::Make(ch * Expr(ws.tb) + tl < Expr(ws.T), output);
   output = over_chunk(output);
-  Stmt body = Block::Make({weights, For::Make("n", 0, s.N, ForKind::kSerial,
-                                              For::Make("ch", 0, chunks, ForKind::kSerial,
-                                                        Block::Make({input, kernel->func.body, output})))});
-  body = Allocate::Make("wm", Type::Float(), 16 * ws.sm, MemoryScope::kHeap, body);
-  body = Allocate::Make("wv", Type::Float(), 16 * ws.sv, MemoryScope::kHeap, body);
+  auto chunk_buffers = [&](Stmt st) {
+    st = Allocate::Make("wm", Type::Float(), 16 * ws.sm, MemoryScope::kHeap, st);
+    return Allocate::Make("wv", Type::Float(), 16 * ws.sv, MemoryScope::kHeap, st);
+  };
+  Stmt chunk = Block::Make({input, kernel->func.body, output});
+  Stmt body = by_chunk ? For::Make("ch", 0, chunks, ForKind::kParallel, chunk_buffers(chunk))
+                       : chunk_buffers(For::Make("ch", 0, chunks, ForKind::kSerial, chunk));
+  body = Block::Make({weights, For::Make("n", 0, s.N, ForKind::kSerial, body)});
   body = Allocate::Make("wu", Type::Float(), 16 * ws.su, MemoryScope::kHeap, body);
   kernel->func.body = body;
   return kernel;

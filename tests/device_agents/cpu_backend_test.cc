@@ -317,7 +317,8 @@ TEST_F(CpuBackendTest, PaddedConvolutionsReadTheirInputInPlace) {
 // give the reference answer: odd output sizes (a tile past the edge), the
 // last chunk of tiles part used, padding 0 to 2, blocked weights with the
 // last block part used, a batch, the fused epilogue, each packing, and
-// two threads sharing the transforms and the products (run repeatedly).
+// two threads (run repeatedly) sharing out each chunk's steps or, with
+// four chunks or more, taking whole chunks each.
 TEST_F(CpuBackendTest, WinogradConvolutionsMatchReference) {
   for (const char* text : {"conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,layout=NCHW)",
                            "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=2,pad=1,layout=NHWC)",
