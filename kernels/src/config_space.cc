@@ -60,7 +60,12 @@ absl::StatusOr<Config> ConfigSpace::FromChoices(std::vector<uint32_t> choices) c
 
 absl::StatusOr<Config> ConfigSpace::FromValues(
     const std::vector<std::pair<std::string, KnobValue>>& values) const {
-  std::vector<uint32_t> choices(knobs_.size(), 0);
+  return With(Config{0, std::vector<uint32_t>(knobs_.size(), 0)}, values);
+}
+
+absl::StatusOr<Config> ConfigSpace::With(const Config& c,
+                                         const std::vector<std::pair<std::string, KnobValue>>& values) const {
+  std::vector<uint32_t> choices = c.choices;
   for (const auto& [name, value] : values) {
     int k = KnobIndex(name);
     if (k < 0) return absl::InvalidArgumentError(absl::StrCat("no knob named '", name, "'"));

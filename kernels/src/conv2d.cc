@@ -321,18 +321,9 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
   // chunk's work is too small to share out 18 times over. Otherwise the
   // threads share each step of a chunk.
   const bool by_chunk = threads > 1 && chunks >= 2 * threads;
-  Config gemm_config = c;
-  if (by_chunk) {
-    std::vector<std::pair<std::string, KnobValue>> values;
-    for (size_t i = 0; i < space.knobs().size(); ++i) {
-      const Knob& knob = space.knobs()[i];
-      values.emplace_back(knob.name, knob.name == "threads" ? KnobValue(int64_t{1}) : knob.values[c.choices[i]]);
-    }
-    absl::StatusOr<Config> serial = space.FromValues(values);
-    if (!serial.ok()) return serial.status();
-    gemm_config = *serial;
-  }
-  absl::StatusOr<Kernel> kernel = LowerGemm(WinogradGemm(s, ws), std::move(args), space, gemm_config);
+  absl::StatusOr<Config> gemm_config = by_chunk ? space.With(c, {{"threads", int64_t{1}}}) : c;
+  if (!gemm_config.ok()) return gemm_config.status();
+  absl::StatusOr<Kernel> kernel = LowerGemm(WinogradGemm(s, ws), std::move(args), space, *gemm_config);
   if (!kernel.ok()) return kernel;
   ApplyCpuBuildKnobs(space, c, *kernel);
   const ForKind step = by_chunk ? ForKind::kSerial : ForKind::kParallel;
@@ -471,15 +462,8 @@ class Conv2dTemplate : public Template {
     if (!space.HasKnob("algo") || !WinogradApplies(s)) return seeds;
     constexpr int64_t kTiles = 16;
     for (const Config& c : GemmSeedConfigs(WinogradGemm(s, WinogradShape(s, kTiles)), space)) {
-      std::vector<std::pair<std::string, KnobValue>> values;
-      for (size_t k = 0; k < space.knobs().size(); ++k) {
-        values.emplace_back(space.knobs()[k].name, space.knobs()[k].values[c.choices[k]]);
-      }
-      for (auto& [name, value] : values) {
-        if (name == "algo") value = std::string("winograd");
-        if (name == "wtiles") value = kTiles;
-      }
-      if (absl::StatusOr<Config> wc = space.FromValues(values); wc.ok()) seeds.push_back(*wc);
+      absl::StatusOr<Config> wc = space.With(c, {{"algo", std::string("winograd")}, {"wtiles", kTiles}});
+      if (wc.ok()) seeds.push_back(*wc);
     }
     return seeds;
   }

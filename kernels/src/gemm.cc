@@ -136,23 +136,17 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
   const Config d = GemmDefaultConfig(spec, space);
   auto seed = [&](int64_t rows, int64_t vectors, bool pack_b, int64_t pack_a, const char* inner,
                   int64_t kc) -> std::optional<Config> {
-    std::vector<std::pair<std::string, KnobValue>> values;
-    for (size_t k = 0; k < space.knobs().size(); ++k) {
-      values.emplace_back(space.knobs()[k].name, space.knobs()[k].values[d.choices[k]]);
-    }
-    for (auto& [name, value] : values) {
-      if (name == "mr") value = rows;
-      if (name == "nv") value = vectors;
-      if (name == "vec") value = int64_t{16};
-      if (name == "mc") value = int64_t{128};
-      if (name == "nc") value = int64_t{1024};
-      if (name == "kc") value = kc;
-      if (name == "inner") value = std::string(inner);
-      if (name == "pack_b") value = int64_t{(pack_b && !spec.b_panels) || !spec.b_vector ? 1 : 0};
-      if (name == "pack_a") value = spec.a_must_pack && pack_a == 0 ? int64_t{1} : pack_a;
-      if (name == "parallel") value = std::string(SplitColumns(spec, vectors * 16) ? "cols" : "rows");
-    }
-    absl::StatusOr<Config> c = space.FromValues(values);
+    absl::StatusOr<Config> c =
+        space.With(d, {{"mr", rows},
+                       {"nv", vectors},
+                       {"vec", int64_t{16}},
+                       {"mc", int64_t{128}},
+                       {"nc", int64_t{1024}},
+                       {"kc", kc},
+                       {"inner", std::string(inner)},
+                       {"pack_b", int64_t{(pack_b && !spec.b_panels) || !spec.b_vector ? 1 : 0}},
+                       {"pack_a", spec.a_must_pack && pack_a == 0 ? int64_t{1} : pack_a},
+                       {"parallel", std::string(SplitColumns(spec, vectors * 16) ? "cols" : "rows")}});
     return c.ok() ? std::optional<Config>(*c) : std::nullopt;
   };
   // The tile that fits the shape, and 6 x 4 vectors: 24 accumulators, the

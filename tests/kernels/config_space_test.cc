@@ -71,6 +71,12 @@ TEST(ConfigSpaceTest, ValuesAndJson) {
   EXPECT_EQ(s->ToString(*c), "tile=3 order=ji");
   EXPECT_FALSE(s->FromValues({{"tile", int64_t{9}}}).ok());
   EXPECT_FALSE(s->FromValues({{"nope", int64_t{1}}}).ok());
+  // With changes only the named knobs.
+  auto d = s->With(*c, {{"tile", int64_t{1}}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(s->ToString(*d), "tile=1 order=ji");
+  EXPECT_EQ(d->index, s->FromValues({{"tile", int64_t{1}}, {"order", std::string("ji")}})->index);
+  EXPECT_FALSE(s->With(*c, {{"tile", int64_t{9}}}).ok());
 }
 
 }  // namespace

@@ -296,16 +296,7 @@ std::string Generated(const std::string& workload, const std::vector<std::pair<s
   const Template& t = *TemplateRegistry::Global().Find(w->op, device);
   auto space = t.Space(*w);
   Config c = t.DefaultConfig(*w, *space);
-  if (!values.empty()) {
-    std::vector<std::pair<std::string, KnobValue>> all;
-    for (size_t k = 0; k < space->knobs().size(); ++k) {
-      all.emplace_back(space->knobs()[k].name, space->knobs()[k].values[c.choices[k]]);
-      for (const auto& [n, v] : values) {
-        if (n == all.back().first) all.back().second = v;
-      }
-    }
-    c = *space->FromValues(all);
-  }
+  if (!values.empty()) c = *space->With(c, values);
   auto k = t.Instantiate(*w, *space, c);
   EXPECT_TRUE(k.ok()) << k.status();
   if (!k.ok()) return "";

@@ -122,13 +122,7 @@ TEST_F(TuneTest, PinnedRunStartsFromTheBestOfOtherPinnedValues) {
   ASSERT_EQ(ranked->size(), 4u);
   std::vector<uint64_t> expected;
   for (const database::Record& r : *ranked) {
-    kernels::Config c = space->FromIndex(r.config_index);
-    std::vector<std::pair<std::string, kernels::KnobValue>> values;
-    for (size_t k = 0; k < space->knobs().size(); ++k) {
-      const auto& knob = space->knobs()[k];
-      values.emplace_back(knob.name, knob.name == "threads" ? kernels::KnobValue(int64_t{2}) : knob.values[c.choices[k]]);
-    }
-    expected.push_back(space->FromValues(values)->index);
+    expected.push_back(space->With(space->FromIndex(r.config_index), {{"threads", int64_t{2}}})->index);
   }
   backend.measured.clear();
   o.pins = {{"threads", int64_t{2}}};

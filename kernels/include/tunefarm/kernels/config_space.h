@@ -53,6 +53,8 @@ class ConfigSpace {
   absl::StatusOr<Config> FromChoices(std::vector<uint32_t> choices) const;
   // Looks a config up by knob values, e.g. for a template's default.
   absl::StatusOr<Config> FromValues(const std::vector<std::pair<std::string, KnobValue>>& values) const;
+  // `c` with the named knobs set to the given values.
+  absl::StatusOr<Config> With(const Config& c, const std::vector<std::pair<std::string, KnobValue>>& values) const;
 
   const KnobValue& Value(const Config& c, std::string_view knob) const;
   int64_t IntValue(const Config& c, std::string_view knob) const;
