@@ -373,8 +373,7 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
   for (int r = 3; r >= 0; --r) {
     for (int q = 3; q >= 0; --q) {
       Expr yc = max(Expr(0), min(Expr(s.H - 1), y_of(r))), xc = max(Expr(0), min(Expr(s.W - 1), x_of(q)));
-      transform = LetStmt::Make(
-          d_name(r, q), Load::Make("data", ((n * Expr(s.H) + yc) * Expr(s.W) + xc) * Expr(s.C) + ci), transform);
+      transform = LetStmt::Make(d_name(r, q), Load::Make("data", s.data_index(n, ci, yc, xc)), transform);
     }
   }
   auto over_chunk = [&](Stmt body) {
@@ -393,7 +392,7 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
       if (s.bias) v = v + Load::Make("bias", k);
       if (s.relu) v = Select::Make(FloatImm::Make(0) < v, v, FloatImm::Make(0));
       Expr oh = th * Expr(2) + Expr(i), ow = tw * Expr(2) + Expr(j);
-      Stmt st = Store::Make("out", v, ((n * Expr(s.OH) + oh) * Expr(s.OW) + ow) * Expr(s.K) + k);
+      Stmt st = Store::Make("out", v, s.out_index(n, k, oh, ow));
       Expr inside;
       if (i == 1 && s.OH % 2 == 1) inside = oh < Expr(s.OH);
       if (j == 1 && s.OW % 2 == 1) inside = inside.defined() ? inside && (ow < Expr(s.OW)) : ow < Expr(s.OW);
@@ -458,8 +457,8 @@ class Conv2dTemplate : public Template {
   // best on ResNet's 3x3 layers).
   std::vector<Config> SeedConfigs(const Workload& w, const ConfigSpace& space) const override {
     std::vector<Config> seeds = GemmSeedConfigs(Gemm(w), space);
+    if (!space.HasKnob("algo")) return seeds;  // Space offers it where WinogradApplies
     const ConvShape s = ConvShapeOf(w, false);
-    if (!space.HasKnob("algo") || !WinogradApplies(s)) return seeds;
     constexpr int64_t kTiles = 16;
     for (const Config& c : GemmSeedConfigs(WinogradGemm(s, WinogradShape(s, kTiles)), space)) {
       absl::StatusOr<Config> wc = space.With(c, {{"algo", std::string("winograd")}, {"wtiles", kTiles}});

@@ -35,11 +35,15 @@ struct ConvShape {
   // conv2d only: the output-channel block of the weights; 0 = plain.
   int64_t wblock = 0;
 
-  int64_t data_index(int64_t n, int64_t c, int64_t h, int64_t w) const {
-    return nhwc ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w;
+  // Element indices of data and out, for the reference (I = int64_t) and
+  // the generated kernels (I = ir::Expr).
+  template <class I>
+  I data_index(I n, I c, I h, I w) const {
+    return nhwc ? ((n * I(H) + h) * I(W) + w) * I(C) + c : ((n * I(C) + c) * I(H) + h) * I(W) + w;
   }
-  int64_t out_index(int64_t n, int64_t k, int64_t oh, int64_t ow) const {
-    return nhwc ? ((n * OH + oh) * OW + ow) * K + k : ((n * K + k) * OH + oh) * OW + ow;
+  template <class I>
+  I out_index(I n, I k, I oh, I ow) const {
+    return nhwc ? ((n * I(OH) + oh) * I(OW) + ow) * I(K) + k : ((n * I(K) + k) * I(OH) + oh) * I(OW) + ow;
   }
   // conv2d: weight (k, c, r, s); depthwise: c is ignored (the channel is k).
   int64_t weight_index(int64_t k, int64_t c, int64_t r, int64_t s) const {
