@@ -19,6 +19,7 @@
 #include "CLI/CLI.hpp"
 #include "bench_util.h"
 #include "oneapi/dnnl/dnnl.hpp"
+#include "openblas_core.h"
 #include "spdlog/spdlog.h"
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/backend.h"
@@ -180,9 +181,45 @@ double Geomean(const std::vector<double>& v) {
   return v.empty() ? 0 : std::exp(s / v.size());
 }
 
+// oneDNN's version and the instruction set its kernels use here.
+std::string OneDnnDescription() {
+  const dnnl_version_t* v = dnnl_version();
+  const char* isa = "?";
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41:
+      isa = "sse41";
+      break;
+    case dnnl::cpu_isa::avx:
+      isa = "avx";
+      break;
+    case dnnl::cpu_isa::avx2:
+      isa = "avx2";
+      break;
+    case dnnl::cpu_isa::avx2_vnni:
+      isa = "avx2_vnni";
+      break;
+    case dnnl::cpu_isa::avx512_core:
+      isa = "avx512_core";
+      break;
+    case dnnl::cpu_isa::avx512_core_vnni:
+      isa = "avx512_core_vnni";
+      break;
+    case dnnl::cpu_isa::avx512_core_bf16:
+      isa = "avx512_core_bf16";
+      break;
+    case dnnl::cpu_isa::avx512_core_amx:
+      isa = "avx512_core_amx";
+      break;
+    default:
+      break;
+  }
+  return absl::StrCat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (isa ", isa, ")");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string blas = tb::EnsureOpenBlasCore(argv);
   int trials = 96, batch = 16, rounds = 11, wblock = 64;
   std::vector<int> thread_counts = {1, 2};
   std::string strategy = "xgb", layout = "NCHW", only, db_dir;
@@ -333,6 +370,7 @@ int main(int argc, char** argv) {
 
   std::printf("machine  %s (%s), %lld cores, key %s\n", target.model().c_str(), target.arch().c_str(),
               static_cast<long long>(cores), target.device_key().c_str());
+  std::printf("vendor   %s; %s\n", blas.c_str(), OneDnnDescription().c_str());
   std::printf("tuning   %d trials per workload, strategy %s, batch %d; timing: median of %d alternating rounds\n\n",
               trials, strategy.c_str(), batch, rounds);
   std::printf("%-3s  %-78s %9s %9s %7s %9s %10s %7s\n", "thr", "workload", "tunefarm", "vendor", "ratio", "max rdiff",

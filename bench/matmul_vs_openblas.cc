@@ -13,6 +13,7 @@
 
 #include "CLI/CLI.hpp"
 #include "bench_util.h"
+#include "openblas_core.h"
 #include "spdlog/spdlog.h"
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/backend.h"
@@ -25,6 +26,7 @@ using tunefarm::bench::Median;
 using tunefarm::bench::Seconds;
 
 int main(int argc, char** argv) {
+  const std::string blas_core = tunefarm::bench::EnsureOpenBlasCore(argv);
   std::string workload_text = "matmul(M=1024,N=1024,K=1024)";
   std::string db_path, strategy = "random";
   int trials = 500, batch = 16, rounds = 21;
@@ -121,6 +123,7 @@ int main(int argc, char** argv) {
   std::printf("workload          %s\n", report->workload_key.c_str());
   std::printf("machine           %s (%s), %lld cores, key %s\n", t.model().c_str(), t.arch().c_str(),
               static_cast<long long>(t.limits().at("cores")), t.device_key().c_str());
+  std::printf("vendor            %s\n", blas_core.c_str());
   std::printf("tuning            %d trials (%d failed), strategy %s, batch %d, %.1f s\n", report->trials_run,
               report->errors, strategy.c_str(), batch, tune_seconds);
   std::printf("best config       %s\n", report->best_config.c_str());
