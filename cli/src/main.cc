@@ -195,6 +195,7 @@ int RunTune(const Common& common, TuneArgs& a, int record_samples) {
                       {"job_id", *job},
                       {"trials", r->trials_run},
                       {"errors", r->errors},
+                      {"confirmed", r->confirmed},
                       {"early_stopped", r->early_stopped},
                       {"exhausted", r->exhausted},
                       {"interrupted", r->interrupted},
@@ -224,6 +225,8 @@ int RunTune(const Common& common, TuneArgs& a, int record_samples) {
                                 static_cast<unsigned long long>(r->space_size));
   if (r->interrupted) std::printf("  interrupted: every finished trial is in the log; run again to continue\n");
   if (r->early_stopped) std::printf("  stopped early: no improvement in %d trials\n", a.options.early_stopping);
+  if (r->confirmed > 0)
+    std::printf("  the best %d configs measured again; their records keep every measurement\n", r->confirmed);
   if (!r->best) {
     std::printf("No candidate passed its check; see `tunefarm best` or rerun with -v for errors.\n");
     return kExitFailure;
@@ -412,6 +415,12 @@ int main(int argc, char** argv) {
                      "do not warm-start the cost model from other workloads' records on this device key");
   tune_cmd->add_option("--early-stopping", tune.options.early_stopping,
                        "stop after N trials without improvement (0: off)")->default_val(0)->check(CLI::NonNegativeNumber);
+  tune_cmd
+      ->add_option("--confirm", tune.options.confirm,
+                   "measure the best N configs again once the search ends, so that one lucky measurement "
+                   "cannot pick the winner (0: off)")
+      ->default_val(3)
+      ->check(CLI::Range(0, 100));
   add_measure_options(tune_cmd);
 
   int record_samples = 1000;

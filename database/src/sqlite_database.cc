@@ -200,6 +200,30 @@ constexpr std::string_view kRecordSelect =
     "FROM records r JOIN workloads w ON w.id = r.workload_id "
     "LEFT JOIN targets t ON t.id = r.target_id ";
 
+// The costs_json column of record `id`.
+absl::StatusOr<std::vector<double>> ParseCosts(int64_t id, const std::string& text) {
+  nlohmann::json costs = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!costs.is_array()) {
+    return absl::DataLossError("record " + std::to_string(id) + ": costs_json is not a JSON array: " + text);
+  }
+  std::vector<double> out;
+  out.reserve(costs.size());
+  for (const nlohmann::json& cost : costs) {
+    if (!cost.is_number()) {
+      return absl::DataLossError("record " + std::to_string(id) + ": non-numeric cost in costs_json: " + text);
+    }
+    out.push_back(cost.get<double>());
+  }
+  return out;
+}
+
+// The mean_cost column of a successful record.
+double MeanCost(const std::vector<double>& costs) {
+  double sum = 0;
+  for (double cost : costs) sum += cost;
+  return sum / static_cast<double>(costs.size());
+}
+
 absl::StatusOr<Record> ReadRecord(const Statement& stmt) {
   Record rec;
   rec.id = stmt.Int64(0);
@@ -211,20 +235,7 @@ absl::StatusOr<Record> ReadRecord(const Statement& stmt) {
   rec.template_version = stmt.Text(6);
   rec.config_index = static_cast<uint64_t>(stmt.Int64(7));
   rec.config_json = stmt.Text(8);
-  const std::string costs_text = stmt.Text(9);
-  nlohmann::json costs = nlohmann::json::parse(costs_text, nullptr, /*allow_exceptions=*/false);
-  if (!costs.is_array()) {
-    return absl::DataLossError("record " + std::to_string(rec.id) +
-                               ": costs_json is not a JSON array: " + costs_text);
-  }
-  rec.costs.reserve(costs.size());
-  for (const nlohmann::json& cost : costs) {
-    if (!cost.is_number()) {
-      return absl::DataLossError("record " + std::to_string(rec.id) +
-                                 ": non-numeric cost in costs_json: " + costs_text);
-    }
-    rec.costs.push_back(cost.get<double>());
-  }
+  TF_DB_ASSIGN_OR_RETURN(rec.costs, ParseCosts(rec.id, stmt.Text(9)));
   rec.mean_cost = stmt.IsNull(10) ? std::numeric_limits<double>::infinity() : stmt.Double(10);
   rec.status = static_cast<int>(stmt.Int64(11));
   rec.error = stmt.Text(12);
@@ -312,7 +323,8 @@ class SqliteDatabase final : public Database {
     return UserVersionLocked();
   }
 
-  absl::StatusOr<int> AddRecords(const std::vector<RecordRow>& rows) override;
+  absl::StatusOr<int> AddRecords(const std::vector<RecordRow>& rows) override { return AddRecords(rows, false); }
+  absl::StatusOr<int> MergeRecords(const std::vector<RecordRow>& rows) override { return AddRecords(rows, true); }
   absl::StatusOr<std::vector<Record>> BestRecords(std::string_view workload_key,
                                                   std::string_view device_key, int k,
                                                   std::string_view template_version) override;
@@ -349,6 +361,10 @@ class SqliteDatabase final : public Database {
   absl::StatusOr<int> UserVersionLocked();
   absl::Status MigrateLocked();
   absl::StatusOr<int64_t> WorkloadIdLocked(std::string_view key);
+  // AddRecords, or with `merge` MergeRecords.
+  absl::StatusOr<int> AddRecords(const std::vector<RecordRow>& rows, bool merge);
+  // MergeRecords for one row whose record exists: whether it changed.
+  absl::StatusOr<bool> MergeLocked(int64_t workload_id, const RecordRow& row, bool& found);
   absl::StatusOr<int64_t> TargetIdLocked(const RecordRow& row);
 
   absl::Status CheckWritable() const {
@@ -512,7 +528,36 @@ absl::StatusOr<int64_t> SqliteDatabase::TargetIdLocked(const RecordRow& row) {
   return select.Int64(0);
 }
 
-absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& rows) {
+absl::StatusOr<bool> SqliteDatabase::MergeLocked(int64_t workload_id, const RecordRow& row, bool& found) {
+  TF_DB_ASSIGN_OR_RETURN(Statement select,
+                         PrepareLocked("SELECT id, costs_json, status FROM records WHERE workload_id = ?1 AND "
+                                       "device_key = ?2 AND template_version = ?3 AND config_index = ?4"));
+  select.Bind(1, workload_id);
+  select.Bind(2, row.device_key);
+  select.Bind(3, row.template_version);
+  select.Bind(4, static_cast<int64_t>(row.config_index));
+  TF_DB_ASSIGN_OR_RETURN(found, select.Step());
+  if (!found || select.Int64(2) != 0) return false;
+  const int64_t id = select.Int64(0);
+  TF_DB_ASSIGN_OR_RETURN(std::vector<double> costs, ParseCosts(id, select.Text(1)));
+  TF_DB_ASSIGN_OR_RETURN(Statement update,
+                         PrepareLocked("UPDATE records SET costs_json = ?2, mean_cost = ?3, status = ?4, "
+                                       "error = ?5 WHERE id = ?1"));
+  update.Bind(1, id);
+  if (row.status == 0) costs.insert(costs.end(), row.costs.begin(), row.costs.end());
+  update.Bind(2, nlohmann::json(costs).dump());
+  if (row.status == 0) {
+    update.Bind(3, MeanCost(costs));
+  } else {
+    update.BindNull(3);
+  }
+  update.Bind(4, static_cast<int64_t>(row.status));
+  update.Bind(5, row.status == 0 ? std::string() : row.error);
+  TF_DB_RETURN_IF_ERROR(update.Run());
+  return true;
+}
+
+absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& rows, bool merge) {
   TF_DB_RETURN_IF_ERROR(CheckWritable());
   // Validate everything first: a bad row rejects the batch before any write.
   for (size_t i = 0; i < rows.size(); ++i) TF_DB_RETURN_IF_ERROR(ValidateRow(rows[i], i));
@@ -533,6 +578,12 @@ absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& row
     } else {
       TF_DB_ASSIGN_OR_RETURN(workload_id, WorkloadIdLocked(row.workload_key));
       workload_ids.emplace(row.workload_key, workload_id);
+    }
+    if (merge) {
+      bool found = false;
+      TF_DB_ASSIGN_OR_RETURN(bool changed, MergeLocked(workload_id, row, found));
+      inserted += changed ? 1 : 0;
+      if (found) continue;
     }
     int64_t target_id = 0;
     if (last_target_row != nullptr && last_target_row->device_key == row.device_key &&
@@ -564,9 +615,7 @@ absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& row
     insert.Bind(7, row.config_json);
     insert.Bind(8, nlohmann::json(row.costs).dump());
     if (row.status == 0) {
-      double sum = 0;
-      for (double cost : row.costs) sum += cost;
-      insert.Bind(9, sum / static_cast<double>(row.costs.size()));
+      insert.Bind(9, MeanCost(row.costs));
     } else {
       insert.BindNull(9);
     }

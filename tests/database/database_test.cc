@@ -308,6 +308,46 @@ TEST_F(DatabaseTest, AddRecordsSkipsDuplicates) {
   EXPECT_DOUBLE_EQ(best[2].mean_cost, 4.0);
 }
 
+TEST_F(DatabaseTest, MergeRecordsFoldsNewMeasurementsIn) {
+  std::unique_ptr<Database> db = OpenOrDie(DbPath());
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0}), Ok(kMatmul, "cpu", "v1", 2, {2.0}),
+                             Ok(kMatmul, "cpu", "v1", 3, {3.0}), Failed(kMatmul, "cpu", "v1", 4, 2)}),
+            4);
+  RecordRow again = Ok(kMatmul, "cpu", "v1", 1, {4.0, 7.0});
+  again.agent_id = "agent-2";
+  RecordRow race = Failed(kMatmul, "cpu", "v1", 2, 3);
+  race.error = "wrong answer";
+  // 1 gains costs, 2 becomes failed, 4 stays failed, 5 is new; 3 untouched.
+  EXPECT_EQ(*db->MergeRecords({again, race, Ok(kMatmul, "cpu", "v1", 4, {0.1}), Ok(kMatmul, "cpu", "v1", 5, {5.0})}),
+            3);
+
+  std::optional<Record> one = *db->FindRecord(kMatmul, "cpu", "v1", 1);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->costs, (std::vector<double>{1.0, 4.0, 7.0}));
+  EXPECT_DOUBLE_EQ(one->mean_cost, 4.0);
+  EXPECT_EQ(one->status, 0);
+  EXPECT_EQ(one->agent_id, "agent-1");  // the first measurement's
+  std::optional<Record> two = *db->FindRecord(kMatmul, "cpu", "v1", 2);
+  EXPECT_EQ(two->status, 3);
+  EXPECT_EQ(two->error, "wrong answer");
+  EXPECT_EQ(two->costs, (std::vector<double>{2.0}));
+  EXPECT_TRUE(std::isinf(two->mean_cost));
+  std::optional<Record> four = *db->FindRecord(kMatmul, "cpu", "v1", 4);
+  EXPECT_EQ(four->status, 2);
+  EXPECT_TRUE(four->costs.empty());
+  // The best order follows the new means: 3 (3.0), 1 (4.0), 5 (5.0).
+  EXPECT_EQ(Indices(*db->BestRecords(kMatmul, "cpu", 10, "v1")), (std::vector<uint64_t>{3, 1, 5}));
+  EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 5);
+  // The same validation as AddRecords: a bad row changes nothing.
+  RecordRow bad = Ok(kMatmul, "cpu", "v1", 3, {1.0});
+  bad.costs = {std::numeric_limits<double>::quiet_NaN()};
+  EXPECT_EQ(db->MergeRecords({Ok(kMatmul, "cpu", "v1", 3, {0.5}), bad}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_DOUBLE_EQ((*db->FindRecord(kMatmul, "cpu", "v1", 3))->mean_cost, 3.0);
+  EXPECT_EQ(*db->MergeRecords({}), 0);
+}
+
 TEST_F(DatabaseTest, RecordRoundTripsEveryField) {
   std::unique_ptr<Database> db = OpenOrDie(DbPath());
   ASSERT_NE(db, nullptr);

@@ -74,6 +74,7 @@ absl::StatusOr<ReplayRun> RunOnRecordedSpace(const RecordedSpace& space, const R
   o.batch_size = options.batch_size;
   o.pins = space.pins;
   o.transfer = !options.transfer.empty();
+  o.confirm = 0;  // replayed costs never change
   std::atomic<bool> stop{false};
   o.stop = &stop;
   ReplayRun run;

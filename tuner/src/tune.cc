@@ -296,6 +296,40 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   auto room = [&](int planned) { return std::min(options.batch_size, options.trials - report.trials_run - planned); };
   auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
 
+  // The best few configs of the searched space measured again (see
+  // TuneOptions::confirm), once the search is over.
+  auto Confirm = [&]() -> absl::Status {
+    if (options.confirm < 2 || options.backend_commits || report.trials_run == 0 || report.interrupted) {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::vector<database::Record>> top = db.BestRecords(
+        report.workload_key, report.device_key, std::numeric_limits<int>::max(), report.template_version);
+    if (!top.ok()) return top.status();
+    std::vector<uint64_t> again;
+    for (const database::Record& r : *top) {
+      if (static_cast<int>(again.size()) == options.confirm) break;
+      if (std::optional<uint64_t> j = search.FromParentIndex(r.config_index)) again.push_back(*j);
+    }
+    if (again.size() < 2) return absl::OkStatus();
+    spdlog::info("{}: measuring the best {} configs again", report.workload_key, again.size());
+    measure.set_timing_cutoff_s(0);
+    const std::vector<v1::MeasureRequest> requests = make_requests(again);
+    absl::StatusOr<std::vector<v1::MeasureResult>> results = backend.Measure(requests, {});
+    if (!results.ok()) return results.status();
+    std::vector<database::RecordRow> rows;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      rows.push_back(MakeRecordRow(requests[i], (*results)[i], target, target_json, options.job_id));
+      if ((*results)[i].status() != v1::MEASURE_STATUS_OK) {
+        spdlog::warn("{}: config {} failed when measured again ({}): {}", report.workload_key,
+                     requests[i].config().index(), v1::MeasureStatus_Name((*results)[i].status()),
+                     (*results)[i].error());
+      }
+    }
+    if (absl::StatusOr<int> merged = db.MergeRecords(rows); !merged.ok()) return merged.status();
+    report.confirmed = static_cast<int>(again.size());
+    return absl::OkStatus();
+  };
+
   int since_improvement = 0;
   auto started = std::chrono::steady_clock::now();
   std::vector<uint64_t> batch;
@@ -382,6 +416,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
                            cost_model::kFeatureVersion, static_cast<int64_t>(visited.size()), 0, std::move(model)};
     if (absl::Status s = db.SaveModel(row); !s.ok()) spdlog::warn("could not store the cost model: {}", std::string(s.message()));
   }
+  if (absl::Status s = Confirm(); !s.ok()) return s;
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   spdlog::info("{}: {} trials ({} failed) in {:.1f} s on {}", report.workload_key, report.trials_run, report.errors,
                elapsed, report.device_key);

@@ -111,6 +111,18 @@ class Database {
   // rejects it with FAILED_PRECONDITION. Either way nothing is written.
   virtual absl::StatusOr<int> AddRecords(const std::vector<RecordRow>& rows) = 0;
 
+  // New measurements of configs that may already be in the log (e.g. the
+  // best configs measured again to confirm them). A row without a record
+  // is inserted as AddRecords would. For a record that measured fine, a
+  // successful row's costs are appended to its costs and its mean cost
+  // recomputed over all of them; a failed row marks the record failed with
+  // the row's status and error (a kernel that failed once, e.g. with a
+  // race, cannot be trusted), keeping its earlier costs. A failed record
+  // stays as it is. The other columns keep their first values. Same
+  // validation and transaction as AddRecords; returns how many records were
+  // inserted or changed.
+  virtual absl::StatusOr<int> MergeRecords(const std::vector<RecordRow>& rows) = 0;
+
   // Best `k` successful records (status 0) for a workload, fastest mean cost
   // first. Empty `device_key` means any real device: records of a device
   // whose devices row has kind "replay" are left out (they copy another

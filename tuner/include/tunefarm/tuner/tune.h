@@ -55,6 +55,15 @@ struct TuneOptions {
   // best so far is timed by that run alone (MeasureOptions.timing_cutoff_s);
   // 0 times every candidate `repeat` times.
   double timing_cutoff_factor = 3;
+  // After a run that measured something, the best `confirm` configs of the
+  // searched space are measured once more, in one batch, and each record
+  // keeps all its costs (Database::MergeRecords): a config that won on one
+  // lucky measurement (the other core idle for a moment, on a shared
+  // machine) loses its place when it measures slower again, and one that
+  // fails its check the second time (a race) is marked failed. 0 or 1:
+  // off. Skipped with backend_commits (the farm's agents write their own
+  // records).
+  int confirm = 3;
   std::optional<int64_t> job_id;
   // Checked between batches: when it becomes true the loop stops after the
   // batch in flight is recorded (TuneReport::interrupted). May be null.
@@ -82,6 +91,7 @@ struct TuneReport {
   bool early_stopped = false;
   bool exhausted = false;  // the strategy found no unmeasured config
   bool interrupted = false;  // TuneOptions::stop was set
+  int confirmed = 0;         // configs measured again (TuneOptions::confirm)
   double flops = 0;        // per kernel run
   // Best successful record in the log (any run) among configs of the
   // searched space (the pins applied), if there is one.
