@@ -298,7 +298,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
 
   // The best few configs of the searched space measured again (see
   // TuneOptions::confirm), once the search is over.
-  auto Confirm = [&]() -> absl::Status {
+  auto confirm_best = [&]() -> absl::Status {
     if (options.confirm < 2 || options.backend_commits || report.trials_run == 0 || report.interrupted) {
       return absl::OkStatus();
     }
@@ -315,7 +315,12 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     measure.set_timing_cutoff_s(0);
     const std::vector<v1::MeasureRequest> requests = make_requests(again);
     absl::StatusOr<std::vector<v1::MeasureResult>> results = backend.Measure(requests, {});
-    if (!results.ok()) return results.status();
+    if (!results.ok()) {
+      // The search's records are in the log; only the second opinion is lost.
+      spdlog::warn("{}: could not measure the best configs again: {}", report.workload_key,
+                   std::string(results.status().message()));
+      return absl::OkStatus();
+    }
     std::vector<database::RecordRow> rows;
     for (size_t i = 0; i < requests.size(); ++i) {
       rows.push_back(MakeRecordRow(requests[i], (*results)[i], target, target_json, options.job_id));
@@ -416,7 +421,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
                            cost_model::kFeatureVersion, static_cast<int64_t>(visited.size()), 0, std::move(model)};
     if (absl::Status s = db.SaveModel(row); !s.ok()) spdlog::warn("could not store the cost model: {}", std::string(s.message()));
   }
-  if (absl::Status s = Confirm(); !s.ok()) return s;
+  if (absl::Status s = confirm_best(); !s.ok()) return s;
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   spdlog::info("{}: {} trials ({} failed) in {:.1f} s on {}", report.workload_key, report.trials_run, report.errors,
                elapsed, report.device_key);
