@@ -47,8 +47,15 @@ class CodeGenC : public CLikePrinter {
          << "#define tf_fma_mem(acc_, a_, b_) ((acc_) + (a_) * (b_))\n"
          << "#endif\n";
     }
+    if (hsum_) {
+      // The sum of a float vector's lanes, halving: log2(lanes) steps.
+      os << "#define tf_hsum(v_) __extension__({ __typeof__(v_) tf_h_ = (v_); "
+            "for (int tf_w_ = (int)(sizeof(tf_h_) / sizeof(float)) / 2; tf_w_ > 0; tf_w_ /= 2) "
+            "for (int tf_i_ = 0; tf_i_ < tf_w_; ++tf_i_) tf_h_[tf_i_] += tf_h_[tf_i_ + tf_w_]; tf_h_[0]; })\n";
+    }
   }
   bool HasIntrinsic(const std::string& name) override {
+    if (name == "tf_hsum") return hsum_ = true;
     if (name != "tf_fma_mem") return false;
     fma_mem_ = true;
     return true;
@@ -125,6 +132,7 @@ class CodeGenC : public CLikePrinter {
   int team_depth_ = 0;  // kTeam loops around the statement being printed
   std::set<Type, TypeLess> vector_types_;
   bool fma_mem_ = false;  // the body calls tf_fma_mem
+  bool hsum_ = false;     // the body calls tf_hsum
 };
 
 }  // namespace

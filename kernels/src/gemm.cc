@@ -170,14 +170,17 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   const int64_t M = spec.M, N = spec.N, K = spec.K;
   const int64_t MR = space.IntValue(c, "mr"), NV = space.IntValue(c, "nv"), W = space.IntValue(c, "vec");
   const int64_t NR = NV * W;
+  // The register tiles cover the first NT columns; the last E, short of a
+  // whole vector, are dot products along k (GemmSpec::a_k_vector).
+  const int64_t E = spec.a_k_vector && spec.k_unit == 0 && N > W && N % W != 0 ? N % W : 0, NT = N - E;
   // With threads splitting M or N, each thread's part is a whole number of
   // register tiles; `part_m` x `part_n` is the most one thread works on.
   const int64_t T = space.IntValue(c, "threads");
   const std::string parallel = space.StrValue(c, "parallel");
   const bool split_rows = T > 1 && parallel == "rows" && M > MR;
-  const bool split_cols = T > 1 && parallel == "cols" && N > NR;
+  const bool split_cols = T > 1 && parallel == "cols" && NT > NR;
   const int64_t part_m = split_rows ? RoundUp((M + T - 1) / T, MR) : M;
-  const int64_t part_n = split_cols ? RoundUp((N + T - 1) / T, NR) : N;
+  const int64_t part_n = split_cols ? RoundUp((NT + T - 1) / T, NR) : NT;
   // Cache tiles are rounded up to whole register tiles and clipped to the
   // (rounded-up) part, so packed panels are never larger than needed.
   const int64_t MC = RoundUp(std::min(space.IntValue(c, "mc"), RoundUp(part_m, MR)), MR);
@@ -202,11 +205,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // columns form a tile short of columns; it is NVE vectors wide. Its B
   // columns come zero-padded from the packed panel or, with B unpacked,
   // from a panel of their own ("Be", packed per block like Bp).
-  const int64_t NVE = N % NR == 0 ? NV : (N % NR + W - 1) / W, NRE = NVE * W;
+  const int64_t NVE = NT % NR == 0 ? NV : (NT % NR + W - 1) / W, NRE = NVE * W;
   // A without its padded copy where no tile reads the padding (gemm.h).
-  const bool a_direct = spec.a_direct && !pack_a && MR > 1 && spec.a_direct_rows % MR == 0 && (N % NR) % W == 0;
+  const bool a_direct = spec.a_direct && !pack_a && MR > 1 && spec.a_direct_rows % MR == 0 && (NT % NR) % W == 0;
   const auto& a_read = a_direct ? spec.a_direct : spec.a;
-  const bool edge_panel = !pack_b && N % NR != 0;
+  const bool edge_panel = !pack_b && NT % NR != 0;
   // Row stride of a row-major A panel: whole 64-byte lines, never a power
   // of two (rows that far apart would fall into the same cache sets).
   int64_t LDA = RoundUp(KC, 16) + 16;
@@ -411,7 +414,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                             Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge), epilogue(rows, cols)}));
   };
   Stmt tile = output_tile(false);
-  if (N % NR != 0) tile = IfThenElse::Make(cols_full, tile, N % NR == NRE ? output_tile(true) : padded_tile);
+  if (NT % NR != 0) tile = IfThenElse::Make(cols_full, tile, NT % NR == NRE ? output_tile(true) : padded_tile);
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
@@ -499,9 +502,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   auto pos = [&](const char* d) { return std::find(order.begin(), order.end(), d) - order.begin(); };
   const auto pb = std::max(pos("jc"), pos("pc")), pa = std::max(pos("ic"), pos("pc"));
   // With rows / cols, part "tp" of M / N is [m_lo, m_end) / [n_lo, n_end).
-  Expr m_lo = Expr(0), m_end = Expr(M), n_lo = Expr(0), n_end = Expr(N);
+  Expr m_lo = Expr(0), m_end = Expr(M), n_lo = Expr(0), n_end = Expr(NT);
   if (split_rows) m_lo = V("tp") * Expr(part_m), m_end = min(Expr(M), m_lo + Expr(part_m));
-  if (split_cols) n_lo = V("tp") * Expr(part_n), n_end = min(Expr(N), n_lo + Expr(part_n));
+  if (split_cols) n_lo = V("tp") * Expr(part_n), n_end = min(Expr(NT), n_lo + Expr(part_n));
   Stmt body = inner;
   for (int level = 2; level >= 0; --level) {
     body = Block::Make({level == pb ? pack_b_stmt : Stmt(), level == pa ? pack_a_stmt : Stmt(), body});
@@ -526,10 +529,49 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (team) {
     body = For::Make("team", 0, T, ForKind::kTeam, body);
   } else if (split_rows || split_cols) {
-    const int64_t parts = split_rows ? (M + part_m - 1) / part_m : (N + part_n - 1) / part_n;
+    const int64_t parts = split_rows ? (M + part_m - 1) / part_m : (NT + part_n - 1) / part_n;
     body = For::Make("tp", 0, parts, ForKind::kParallel, allocate_panels(body));
   }
 
+  // --- the last E columns as dot products along the whole of K, after the
+  // tiles (and their threads): those columns of B packed k-contiguous, a
+  // vector of products per W values of k, its lanes summed, then the tail
+  // of k one value at a time ---
+  if (E > 0) {
+    const int64_t KV = K / W * W, KP = RoundUp(K, W);
+    Expr di = V("di"), dj = V("dj"), dk = V("dk"), j = Expr(NT) + dj;
+    Stmt pack = For::Make(
+        "dj", 0, E, ForKind::kSerial,
+        For::Make("dk", 0, K, ForKind::kSerial, Store::Make("Bt", spec.b(Expr(0), dk, j), dj * Expr(KP) + dk)));
+    Stmt vectors = For::Make(
+        "dk", 0, KV / W, ForKind::kSerial,
+        Store::Make("ds",
+                    Load::Make("ds", Expr(0), vec_t) + spec.a_k_vector(di, dk * Expr(W), vec_t) *
+                                                           Load::Make("Bt", dj * Expr(KP) + dk * Expr(W), vec_t),
+                    Expr(0)));
+    Stmt tail = For::Make(
+        "dk", KV, K - KV, ForKind::kSerial,
+        Store::Make("dt", Load::Make("dt", Expr(0)) + spec.a(di, Expr(0), dk) * Load::Make("Bt", dj * Expr(KP) + dk),
+                    Expr(0)));
+    Expr x = Load::Make("dt", Expr(0));
+    if (spec.bias == GemmSpec::Bias::kPerColumn) x = x + Load::Make(spec.bias_buffer, j);
+    if (spec.bias == GemmSpec::Bias::kPerRow) x = x + Load::Make(spec.bias_buffer, di);
+    Expr e = Var::Make("e", f32);
+    Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
+    Expr index = spec.out_index ? spec.out_index(di, j) : di * Expr(N) + j;
+    if (batched && !spec.out_index) index = V("c_off") + index;
+    Stmt one =
+        Block::Make({Store::Make("ds", Broadcast::Make(FloatImm::Make(0), static_cast<int>(W)), Expr(0)), vectors,
+                     Store::Make("dt", Call::Make("tf_hsum", {Load::Make("ds", Expr(0), vec_t)}, f32), Expr(0)), tail,
+                     LetStmt::Make("e", x, Store::Make(out, value, index))});
+    one = Allocate::Make("ds", vec_t, 1, MemoryScope::kRegister,
+                         Allocate::Make("dt", f32, 1, MemoryScope::kRegister, one));
+    Stmt dots =
+        Block::Make({pack, For::Make("di", 0, M, ForKind::kSerial, For::Make("dj", 0, E, ForKind::kSerial, one))});
+    body = Block::Make(
+        {body, Allocate::Make("Bt", f32, E * KP, E * KP <= kStackPanelFloats ? MemoryScope::kStack : MemoryScope::kHeap,
+                              dots)});
+  }
   if (batched && !spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
   if (spec.finish.defined()) body = Block::Make({body, spec.finish});
   if (batched) body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);

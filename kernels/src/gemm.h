@@ -32,6 +32,13 @@ struct GemmSpec {
   // for with j a multiple of the lanes (4, 8 or 16), so B may be stored in
   // blocks of 16 columns.
   std::function<ir::Expr(ir::Expr k0, ir::Expr kk, ir::Expr j, ir::Type t)> b_vector;
+  // Optional: A(i, k .. k+lanes-1) as one vector of type `t`, when A is
+  // contiguous along k (any k, not relative to a block). With it and no
+  // k_unit, the last N % lanes columns, short of a whole vector, are
+  // computed as dot products along k (A's rows against a packed copy of
+  // those columns of B) rather than by register tiles of vectors that are
+  // mostly padding: on 77x129x61 the 129th column cost as much as 16.
+  std::function<ir::Expr(ir::Expr i, ir::Expr k, ir::Type t)> a_k_vector;
   // B is already stored as panels of whole vectors (weights blocked by the
   // caller): the seed configs read it as it is rather than packing it.
   bool b_panels = false;

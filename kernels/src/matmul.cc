@@ -41,6 +41,7 @@ GemmSpec MatmulGemm(const MatmulProblem& p) {
   const bool batched = p.batch > 1;
   auto at = [batched](int64_t stride, Expr idx) { return batched ? V("bi") * Expr(stride) + idx : idx; };
   g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("A", at(M * K, i * Expr(K) + k0 + kk)); };
+  g.a_k_vector = [=](Expr i, Expr k, Type t) { return Load::Make("A", at(M * K, i * Expr(K) + k), t); };
   if (p.trans_b) {
     g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("B", at(K * N, j * Expr(K) + k0 + kk)); };
     g.b_pack_k_inner = true;

@@ -199,7 +199,9 @@ TEST_F(CpuBackendTest, SampledConvolutionConfigsMatchReference) {
 // blocked weights unpacked.
 TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
   // N=40: the last columns are one whole vector of 8, a tile run on the
-  // output; N=37 and K=19 leave a part of a vector, a tile run on a copy.
+  // output; matmul's N=37 leaves 5 columns short of a vector, dot products
+  // along k (one vector of 8 and one k more); the convolutions' K=19 leaves
+  // a part of a vector, a tile run on a copy.
   for (const char* text : {"matmul(M=13,N=37,K=9,bias=1,relu=1)", "matmul(M=13,N=40,K=9,bias=1,relu=1)",
                            "conv2d(N=2,C=40,H=5,W=7,K=19,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
                            "conv2d(N=1,C=40,H=5,W=7,K=19,R=3,S=3,stride=2,pad=1,layout=NCHW)",

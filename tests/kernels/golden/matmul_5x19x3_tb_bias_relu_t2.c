@@ -7,6 +7,7 @@ static inline int64_t tf_max(int64_t a, int64_t b) { return a > b ? a : b; }
 typedef float tf_f32x8 __attribute__((vector_size(32)));
 typedef float tf_f32x8_u __attribute__((vector_size(32), aligned(4), may_alias));
 static inline tf_f32x8 tf_f32x8_splat(float x) { tf_f32x8 r = {x, x, x, x, x, x, x, x}; return r; }
+#define tf_hsum(v_) __extension__({ __typeof__(v_) tf_h_ = (v_); for (int tf_w_ = (int)(sizeof(tf_h_) / sizeof(float)) / 2; tf_w_ > 0; tf_w_ /= 2) for (int tf_i_ = 0; tf_i_ < tf_w_; ++tf_i_) tf_h_[tf_i_] += tf_h_[tf_i_ + tf_w_]; tf_h_[0]; })
 
 void tunefarm_kernel(void* const* args) {
   const float* restrict A = (const float*)args[0];
@@ -16,12 +17,12 @@ void tunefarm_kernel(void* const* args) {
   #pragma omp parallel for num_threads(2)
   for (int64_t tp = 0; tp < 2; ++tp) {
     {
-      float Bp[96] __attribute__((aligned(64)));
+      float Bp[48] __attribute__((aligned(64)));
       for (int64_t jc_o = 0; jc_o < 1; ++jc_o) {
         {
-          const int64_t jc = (jc_o * 32);
+          const int64_t jc = (jc_o * 16);
           {
-            const int64_t nb = tf_min(32, (19 - jc));
+            const int64_t nb = tf_min(16, (16 - jc));
             for (int64_t pc_o = 0; pc_o < 1; ++pc_o) {
               {
                 const int64_t pc = (pc_o * 3);
@@ -56,240 +57,165 @@ void tunefarm_kernel(void* const* args) {
                             for (int64_t ir_o = 0; ir_o < ((mb + 3) / 4); ++ir_o) {
                               {
                                 const int64_t ir = (ir_o * 4);
-                                if (((jr + 16) <= nb)) {
-                                  if (((ir + 4) <= mb)) {
-                                    {
-                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                      if ((pc == 0)) {
-                                        acc_0 = tf_f32x8_splat(0.0f);
-                                        acc_1 = tf_f32x8_splat(0.0f);
-                                        acc_2 = tf_f32x8_splat(0.0f);
-                                        acc_3 = tf_f32x8_splat(0.0f);
-                                        acc_4 = tf_f32x8_splat(0.0f);
-                                        acc_5 = tf_f32x8_splat(0.0f);
-                                        acc_6 = tf_f32x8_splat(0.0f);
-                                        acc_7 = tf_f32x8_splat(0.0f);
-                                      } else {
-                                        acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
-                                        acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
-                                        acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
-                                        acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
-                                        acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
-                                        acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
-                                        acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
-                                        acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
-                                      }
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
+                                if (((ir + 4) <= mb)) {
+                                  {
+                                    tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                    if ((pc == 0)) {
+                                      acc_0 = tf_f32x8_splat(0.0f);
+                                      acc_1 = tf_f32x8_splat(0.0f);
+                                      acc_2 = tf_f32x8_splat(0.0f);
+                                      acc_3 = tf_f32x8_splat(0.0f);
+                                      acc_4 = tf_f32x8_splat(0.0f);
+                                      acc_5 = tf_f32x8_splat(0.0f);
+                                      acc_6 = tf_f32x8_splat(0.0f);
+                                      acc_7 = tf_f32x8_splat(0.0f);
+                                    } else {
+                                      acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
+                                      acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
+                                      acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
+                                      acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
+                                      acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
+                                      acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
+                                      acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
+                                      acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
+                                    }
+                                    for (int64_t kk = 0; kk < kb; ++kk) {
+                                      {
+                                        tf_f32x8 bv_0, bv_1;
+                                        bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
+                                        bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
                                         {
-                                          tf_f32x8 bv_0, bv_1;
-                                          bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                          bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
-                                          {
-                                            const float a = A[((((ic + ir) * 3) + pc) + kk)];
-                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
-                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
-                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
-                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                          }
+                                          const float a = A[((((ic + ir) * 3) + pc) + kk)];
+                                          acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                         }
-                                      }
-                                      *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
-                                      *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
-                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
-                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
-                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
-                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
-                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
-                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
-                                    }
-                                    if (((pc + kb) == 3)) {
-                                      for (int64_t ii = 0; ii < 4; ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < 16; ++jj) {
-                                          {
-                                            const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
-                                            C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
-                                          }
-                                        }
-                                      }
-                                    }
-                                  } else {
-                                    {
-                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                      if ((pc == 0)) {
-                                        acc_0 = tf_f32x8_splat(0.0f);
-                                        acc_1 = tf_f32x8_splat(0.0f);
-                                        acc_2 = tf_f32x8_splat(0.0f);
-                                        acc_3 = tf_f32x8_splat(0.0f);
-                                        acc_4 = tf_f32x8_splat(0.0f);
-                                        acc_5 = tf_f32x8_splat(0.0f);
-                                        acc_6 = tf_f32x8_splat(0.0f);
-                                        acc_7 = tf_f32x8_splat(0.0f);
-                                      } else {
-                                        if ((0 < tf_min(4, (mb - ir)))) {
-                                          acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
-                                          acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
-                                        } else {
-                                          acc_0 = tf_f32x8_splat(0.0f);
-                                          acc_1 = tf_f32x8_splat(0.0f);
-                                        }
-                                        if ((1 < tf_min(4, (mb - ir)))) {
-                                          acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
-                                          acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
-                                        } else {
-                                          acc_2 = tf_f32x8_splat(0.0f);
-                                          acc_3 = tf_f32x8_splat(0.0f);
-                                        }
-                                        if ((2 < tf_min(4, (mb - ir)))) {
-                                          acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
-                                          acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
-                                        } else {
-                                          acc_4 = tf_f32x8_splat(0.0f);
-                                          acc_5 = tf_f32x8_splat(0.0f);
-                                        }
-                                        if ((3 < tf_min(4, (mb - ir)))) {
-                                          acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
-                                          acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
-                                        } else {
-                                          acc_6 = tf_f32x8_splat(0.0f);
-                                          acc_7 = tf_f32x8_splat(0.0f);
-                                        }
-                                      }
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
                                         {
-                                          tf_f32x8 bv_0, bv_1;
-                                          bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                          bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
-                                          {
-                                            const float a = A[(((tf_min((ic + ir), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                          }
-                                          {
-                                            const float a = A[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                            acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                          }
+                                          const float a = A[(((((ic + ir) + 1) * 3) + pc) + kk)];
+                                          acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((((ic + ir) + 2) * 3) + pc) + kk)];
+                                          acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((((ic + ir) + 3) * 3) + pc) + kk)];
+                                          acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                         }
                                       }
-                                      if ((0 < tf_min(4, (mb - ir)))) {
-                                        *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
-                                        *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
-                                      }
-                                      if ((1 < tf_min(4, (mb - ir)))) {
-                                        *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
-                                        *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
-                                      }
-                                      if ((2 < tf_min(4, (mb - ir)))) {
-                                        *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
-                                        *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
-                                      }
-                                      if ((3 < tf_min(4, (mb - ir)))) {
-                                        *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
-                                        *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
-                                      }
                                     }
-                                    if (((pc + kb) == 3)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < 16; ++jj) {
-                                          {
-                                            const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
-                                            C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
-                                          }
+                                    *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
+                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
+                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
+                                    *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
+                                    *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
+                                  }
+                                  if (((pc + kb) == 3)) {
+                                    for (int64_t ii = 0; ii < 4; ++ii) {
+                                      #pragma omp simd
+                                      for (int64_t jj = 0; jj < 16; ++jj) {
+                                        {
+                                          const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
+                                          C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
                                         }
                                       }
                                     }
                                   }
                                 } else {
                                   {
-                                    float ct[32] __attribute__((aligned(64)));
-                                    #pragma omp simd
-                                    for (int64_t z = 0; z < 32; ++z) {
-                                      ct[z] = 0.0f;
-                                    }
-                                    if ((0 < pc)) {
-                                      for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                        #pragma omp simd
-                                        for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
-                                          ct[((ii * 8) + jj)] = C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)];
-                                        }
-                                      }
-                                    }
-                                    {
-                                      tf_f32x8 acc_0, acc_1, acc_2, acc_3;
-                                      if ((pc == 0)) {
+                                    tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                    if ((pc == 0)) {
+                                      acc_0 = tf_f32x8_splat(0.0f);
+                                      acc_1 = tf_f32x8_splat(0.0f);
+                                      acc_2 = tf_f32x8_splat(0.0f);
+                                      acc_3 = tf_f32x8_splat(0.0f);
+                                      acc_4 = tf_f32x8_splat(0.0f);
+                                      acc_5 = tf_f32x8_splat(0.0f);
+                                      acc_6 = tf_f32x8_splat(0.0f);
+                                      acc_7 = tf_f32x8_splat(0.0f);
+                                    } else {
+                                      if ((0 < tf_min(4, (mb - ir)))) {
+                                        acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
+                                        acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
+                                      } else {
                                         acc_0 = tf_f32x8_splat(0.0f);
                                         acc_1 = tf_f32x8_splat(0.0f);
+                                      }
+                                      if ((1 < tf_min(4, (mb - ir)))) {
+                                        acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
+                                        acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
+                                      } else {
                                         acc_2 = tf_f32x8_splat(0.0f);
                                         acc_3 = tf_f32x8_splat(0.0f);
-                                      } else {
-                                        acc_0 = (*(const tf_f32x8_u*)(ct + 0));
-                                        acc_1 = (*(const tf_f32x8_u*)(ct + 8));
-                                        acc_2 = (*(const tf_f32x8_u*)(ct + 16));
-                                        acc_3 = (*(const tf_f32x8_u*)(ct + 24));
                                       }
-                                      for (int64_t kk = 0; kk < kb; ++kk) {
+                                      if ((2 < tf_min(4, (mb - ir)))) {
+                                        acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
+                                        acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
+                                      } else {
+                                        acc_4 = tf_f32x8_splat(0.0f);
+                                        acc_5 = tf_f32x8_splat(0.0f);
+                                      }
+                                      if ((3 < tf_min(4, (mb - ir)))) {
+                                        acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
+                                        acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
+                                      } else {
+                                        acc_6 = tf_f32x8_splat(0.0f);
+                                        acc_7 = tf_f32x8_splat(0.0f);
+                                      }
+                                    }
+                                    for (int64_t kk = 0; kk < kb; ++kk) {
+                                      {
+                                        tf_f32x8 bv_0, bv_1;
+                                        bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
+                                        bv_1 = (*(const tf_f32x8_u*)(Bp + ((((jr_o * kb) * 16) + (kk * 16)) + 8)));
                                         {
-                                          tf_f32x8 bv_0;
-                                          bv_0 = (*(const tf_f32x8_u*)(Bp + (((jr_o * kb) * 16) + (kk * 16))));
-                                          {
-                                            const float a = A[(((tf_min((ic + ir), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                          }
-                                          {
-                                            const float a = A[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_0));
-                                          }
-                                          {
-                                            const float a = A[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                          }
-                                          {
-                                            const float a = A[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                            acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_0));
-                                          }
+                                          const float a = A[(((tf_min((ic + ir), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                          acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                          acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                          acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                        }
+                                        {
+                                          const float a = A[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                          acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
+                                          acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                         }
                                       }
-                                      *(tf_f32x8_u*)(ct + 0) = acc_0;
-                                      *(tf_f32x8_u*)(ct + 8) = acc_1;
-                                      *(tf_f32x8_u*)(ct + 16) = acc_2;
-                                      *(tf_f32x8_u*)(ct + 24) = acc_3;
                                     }
-                                    for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
-                                      #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
-                                        C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ct[((ii * 8) + jj)];
-                                      }
+                                    if ((0 < tf_min(4, (mb - ir)))) {
+                                      *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
+                                    }
+                                    if ((1 < tf_min(4, (mb - ir)))) {
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
+                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
+                                    }
+                                    if ((2 < tf_min(4, (mb - ir)))) {
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
+                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
+                                    }
+                                    if ((3 < tf_min(4, (mb - ir)))) {
+                                      *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
+                                      *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
                                     }
                                   }
                                   if (((pc + kb) == 3)) {
                                     for (int64_t ii = 0; ii < tf_min(4, (mb - ir)); ++ii) {
                                       #pragma omp simd
-                                      for (int64_t jj = 0; jj < tf_min(8, (nb - jr)); ++jj) {
+                                      for (int64_t jj = 0; jj < 16; ++jj) {
                                         {
                                           const float e = (C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] + bias[((jc + jr) + jj)]);
                                           C[((((((ic + ir) + ii) * 19) + jc) + jr) + jj)] = ((0.0f < e) ? e : 0.0f);
@@ -307,6 +233,36 @@ void tunefarm_kernel(void* const* args) {
                   }
                 }
               }
+            }
+          }
+        }
+      }
+    }
+  }
+  {
+    float Bt[24] __attribute__((aligned(64)));
+    for (int64_t dj = 0; dj < 3; ++dj) {
+      for (int64_t dk = 0; dk < 3; ++dk) {
+        Bt[((dj * 8) + dk)] = B[(((16 + dj) * 3) + dk)];
+      }
+    }
+    for (int64_t di = 0; di < 5; ++di) {
+      for (int64_t dj = 0; dj < 3; ++dj) {
+        {
+          tf_f32x8 ds_0;
+          {
+            float dt_0;
+            ds_0 = tf_f32x8_splat(0.0f);
+            for (int64_t dk = 0; dk < 0; ++dk) {
+              ds_0 = (ds_0 + ((*(const tf_f32x8_u*)(A + ((di * 3) + (dk * 8)))) * (*(const tf_f32x8_u*)(Bt + ((dj * 8) + (dk * 8))))));
+            }
+            dt_0 = tf_hsum(ds_0);
+            for (int64_t dk = 0; dk < 3; ++dk) {
+              dt_0 = (dt_0 + (A[((di * 3) + dk)] * Bt[((dj * 8) + dk)]));
+            }
+            {
+              const float e = (dt_0 + bias[(16 + dj)]);
+              C[((di * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
             }
           }
         }
