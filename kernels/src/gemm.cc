@@ -367,17 +367,22 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   };
   // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
   // block has been accumulated into the output.
+  // Stores x, the sum for output row `row`, column `col`, at `index` of the
+  // output with the bias added and the ReLU applied (through Var "e").
+  auto store_fused = [&](Expr x, Expr row, Expr col, Expr index) -> Stmt {
+    if (spec.bias == GemmSpec::Bias::kPerColumn) x = x + Load::Make(spec.bias_buffer, col);
+    if (spec.bias == GemmSpec::Bias::kPerRow) x = x + Load::Make(spec.bias_buffer, row);
+    Expr e = Var::Make("e", f32);
+    Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
+    return LetStmt::Make("e", x, Store::Make(out, value, index));
+  };
   auto epilogue = [&](Expr rows, Expr cols) -> Stmt {
     if (spec.bias == GemmSpec::Bias::kNone && !spec.relu) return Stmt();
     Expr ii = V("ii"), jj = V("jj");
-    Expr x = Load::Make(out, c_index(ii, jj));
-    if (spec.bias == GemmSpec::Bias::kPerColumn) x = x + Load::Make(spec.bias_buffer, jc + jr + jj);
-    if (spec.bias == GemmSpec::Bias::kPerRow) x = x + Load::Make(spec.bias_buffer, ic + ir + ii);
-    Expr e = Var::Make("e", f32);
-    Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
-    Stmt apply = For::Make("ii", 0, rows, ForKind::kSerial,
-                           For::Make("jj", 0, cols, ForKind::kVectorized,
-                                     LetStmt::Make("e", x, Store::Make(out, value, c_index(ii, jj)))));
+    Stmt apply = For::Make(
+        "ii", 0, rows, ForKind::kSerial,
+        For::Make("jj", 0, cols, ForKind::kVectorized,
+                  store_fused(Load::Make(out, c_index(ii, jj)), ic + ir + ii, jc + jr + jj, c_index(ii, jj))));
     return IfThenElse::Make(EQ::Make(pc + kb, Expr(K)), apply, Stmt());
   };
 
@@ -553,17 +558,12 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
         "dk", KV, K - KV, ForKind::kSerial,
         Store::Make("dt", Load::Make("dt", Expr(0)) + spec.a(di, Expr(0), dk) * Load::Make("Bt", dj * Expr(KP) + dk),
                     Expr(0)));
-    Expr x = Load::Make("dt", Expr(0));
-    if (spec.bias == GemmSpec::Bias::kPerColumn) x = x + Load::Make(spec.bias_buffer, j);
-    if (spec.bias == GemmSpec::Bias::kPerRow) x = x + Load::Make(spec.bias_buffer, di);
-    Expr e = Var::Make("e", f32);
-    Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
     Expr index = spec.out_index ? spec.out_index(di, j) : di * Expr(N) + j;
     if (batched && !spec.out_index) index = V("c_off") + index;
     Stmt one =
         Block::Make({Store::Make("ds", Broadcast::Make(FloatImm::Make(0), static_cast<int>(W)), Expr(0)), vectors,
                      Store::Make("dt", Call::Make("tf_hsum", {Load::Make("ds", Expr(0), vec_t)}, f32), Expr(0)), tail,
-                     LetStmt::Make("e", x, Store::Make(out, value, index))});
+                     store_fused(Load::Make("dt", Expr(0)), di, j, index)});
     one = Allocate::Make("ds", vec_t, 1, MemoryScope::kRegister,
                          Allocate::Make("dt", f32, 1, MemoryScope::kRegister, one));
     Stmt dots =
