@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -268,11 +269,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     if (edge) return Load::Make("Be", k.kq * Expr(NRE) + j, t);
     return t.is_vector() ? spec.b_vector(k.k0, k.kk, jc + jr + j, t) : spec.b(k.k0, k.kk, jc + jr + j);
   };
-  auto c_index = [&](Expr ii, Expr j) {
-    if (spec.out_index) return spec.out_index(ic + ir + ii, jc + jr + j);
-    Expr idx = (ic + ir + ii) * Expr(N) + jc + jr + j;
+  // Index into `out` of row i and the column that is the sum of `cols`.
+  auto out_at = [&](Expr i, std::initializer_list<Expr> cols) {
+    Expr j, idx = i * Expr(N);
+    for (const Expr& c : cols) j = j.defined() ? j + c : c, idx = idx + c;
+    if (spec.out_index) return spec.out_index(i, j);
     return batched ? V("c_off") + idx : idx;
   };
+  auto c_index = [&](Expr ii, Expr j) { return out_at(ic + ir + ii, {jc, jr, j}); };
 
   // --- micro-kernel for an MR x NR tile or, with `edge`, the MR x NRE
   // tile of the last columns (see padded_tile) ---
@@ -365,8 +369,6 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister,
                           Block::Make({load, k_loop(clamp, edge, ends), store}));
   };
-  // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
-  // block has been accumulated into the output.
   // Stores x, the sum for output row `row`, column `col`, at `index` of the
   // output with the bias added and the ReLU applied (through Var "e").
   auto store_fused = [&](Expr x, Expr row, Expr col, Expr index) -> Stmt {
@@ -376,6 +378,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Expr value = spec.relu ? Select::Make(FloatImm::Make(0) < e, e, FloatImm::Make(0)) : e;
     return LetStmt::Make("e", x, Store::Make(out, value, index));
   };
+  // Epilogue over the rows x cols of the tile at (ir, jr), once the last K
+  // block has been accumulated into the output.
   auto epilogue = [&](Expr rows, Expr cols) -> Stmt {
     if (spec.bias == GemmSpec::Bias::kNone && !spec.relu) return Stmt();
     Expr ii = V("ii"), jj = V("jj");
@@ -558,8 +562,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
         "dk", KV, K - KV, ForKind::kSerial,
         Store::Make("dt", Load::Make("dt", Expr(0)) + spec.a(di, Expr(0), dk) * Load::Make("Bt", dj * Expr(KP) + dk),
                     Expr(0)));
-    Expr index = spec.out_index ? spec.out_index(di, j) : di * Expr(N) + j;
-    if (batched && !spec.out_index) index = V("c_off") + index;
+    Expr index = out_at(di, {j});
     Stmt one =
         Block::Make({Store::Make("ds", Broadcast::Make(FloatImm::Make(0), static_cast<int>(W)), Expr(0)), vectors,
                      Store::Make("dt", Call::Make("tf_hsum", {Load::Make("ds", Expr(0), vec_t)}, f32), Expr(0)), tail,
