@@ -417,9 +417,9 @@ int main(int argc, char** argv) {
                        "stop after N trials without improvement (0: off)")->default_val(0)->check(CLI::NonNegativeNumber);
   tune_cmd
       ->add_option("--confirm", tune.options.confirm,
-                   "measure the best N configs again once the search ends, so that one lucky measurement "
-                   "cannot pick the winner (0: off)")
-      ->default_val(3)
+                   "measure the best N configs again once the search ends, in three interleaved rounds, so that "
+                   "one lucky measurement cannot pick the winner (0: off)")
+      ->default_val(5)
       ->check(CLI::Range(0, 100));
   add_measure_options(tune_cmd);
 

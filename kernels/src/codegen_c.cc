@@ -1,5 +1,6 @@
 #include "tunefarm/kernels/codegen_c.h"
 
+#include <cstdio>
 #include <set>
 #include <tuple>
 
@@ -53,9 +54,34 @@ class CodeGenC : public CLikePrinter {
             "for (int tf_w_ = (int)(sizeof(tf_h_) / sizeof(float)) / 2; tf_w_ > 0; tf_w_ /= 2) "
             "for (int tf_i_ = 0; tf_i_ < tf_w_; ++tf_i_) tf_h_[tf_i_] += tf_h_[tf_i_ + tf_w_]; tf_h_[0]; })\n";
     }
+    if (keep_last_) {
+      // The vector with all but its last n_ lanes zero.
+      os << "#define tf_keep_last(v_, n_) __extension__({ __typeof__(+(v_)) tf_k_ = (v_); "
+            "for (int tf_i_ = 0; tf_i_ < (int)(sizeof(tf_k_) / sizeof(float)) - (n_); ++tf_i_) tf_k_[tf_i_] = 0; "
+            "tf_k_; })\n";
+    }
+    for (const auto& [lanes, g] : folds_) {
+      // Two vectors whose lanes hold partial sums in groups of g (one row
+      // each) folded into one with groups of g / 2: lane i takes group i /
+      // (g / 2) of x (even) or y (odd), the two halves of that group added.
+      const int h = g / 2;
+      std::string lo, hi;
+      for (int i = 0; i < lanes; ++i) {
+        const int at = ((i / h) % 2) * lanes + (i / h / 2) * g + i % h;
+        absl::StrAppend(&lo, ", ", at);
+        absl::StrAppend(&hi, ", ", at + h);
+      }
+      os << "#define tf_fold" << lanes << "_" << g << "(x_, y_) (__builtin_shufflevector((x_), (y_)" << lo
+         << ") + __builtin_shufflevector((x_), (y_)" << hi << "))\n";
+    }
   }
   bool HasIntrinsic(const std::string& name) override {
     if (name == "tf_hsum") return hsum_ = true;
+    if (name == "tf_keep_last") return keep_last_ = true;
+    if (int lanes = 0, g = 0; std::sscanf(name.c_str(), "tf_fold%d_%d", &lanes, &g) == 2) {
+      folds_.insert({lanes, g});
+      return true;
+    }
     if (name != "tf_fma_mem") return false;
     fma_mem_ = true;
     return true;
@@ -131,8 +157,10 @@ class CodeGenC : public CLikePrinter {
   int threads_ = 1;
   int team_depth_ = 0;  // kTeam loops around the statement being printed
   std::set<Type, TypeLess> vector_types_;
-  bool fma_mem_ = false;  // the body calls tf_fma_mem
-  bool hsum_ = false;     // the body calls tf_hsum
+  bool fma_mem_ = false;                 // the body calls tf_fma_mem
+  bool hsum_ = false;                    // the body calls tf_hsum
+  bool keep_last_ = false;               // the body calls tf_keep_last
+  std::set<std::pair<int, int>> folds_;  // (lanes, group) of each tf_fold<lanes>_<group> called
 };
 
 }  // namespace

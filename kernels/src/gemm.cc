@@ -11,10 +11,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cpu_knobs.h"
 
@@ -28,6 +30,8 @@ using namespace ir;  // NOLINT: this file builds IR
 constexpr int64_t kStackPanelFloats = 32768;
 // Vector registers of AVX-512, the file the register tiles are sized for.
 constexpr int64_t kVectorRegisters = 32;
+// Rows of A that the dot-product columns (LowerGemm) take at a time.
+constexpr int64_t kDotRows = 8;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 Expr CeilDiv(const Expr& a, int64_t b) { return (a + Expr(b - 1)) / Expr(b); }
@@ -53,6 +57,48 @@ Stmt TileLoop(const std::string& d, const std::string& b, const Expr& lo, const 
   Stmt s = LetStmt::Make(b, min(Expr(tile), end - Var::Make(d)), body);
   s = LetStmt::Make(d, from_zero ? Var::Make(o) * Expr(tile) : lo + Var::Make(o) * Expr(tile), s);
   return For::Make(o, 0, CeilDiv(from_zero ? end : end - lo, tile), ForKind::kSerial, s);
+}
+
+// Sums the lanes of each of the `rows` (a power of two) vectors of `lanes`
+// floats in register array `regs` together: vectors are folded in pairs,
+// each fold (tf_fold<lanes>_<g>, two shuffles and one add) halving the
+// lanes that each row's partial sums take, until every row's sum is one
+// lane. The vectors left are stored into `stack` (lane_of->size() /
+// rows * lanes floats); (*lane_of)[r] is where row r's sum ends up. Eight
+// rows of 16 lanes take 8 folds, where summing each row alone takes 8 x 4
+// halvings.
+Stmt FoldRows(const std::string& regs, const std::string& stack, int64_t rows, int64_t lanes,
+              std::vector<int64_t>* lane_of) {
+  const Type vec_t = Type::Float(32, static_cast<int>(lanes));
+  // The row of each lane of each vector still in use.
+  std::vector<std::vector<int64_t>> label(rows, std::vector<int64_t>(lanes));
+  for (int64_t r = 0; r < rows; ++r) std::fill(label[r].begin(), label[r].end(), r);
+  std::vector<Stmt> steps;
+  for (int64_t g = lanes; g > 1; g /= 2) {
+    const int64_t h = g / 2, pairs = std::max<int64_t>(1, static_cast<int64_t>(label.size()) / 2);
+    const std::string fold = absl::StrCat("tf_fold", lanes, "_", g);
+    std::vector<std::vector<int64_t>> next;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int64_t x = label.size() > 1 ? 2 * p : 0, y = label.size() > 1 ? 2 * p + 1 : 0;
+      // Lane i of the fold: group i / h, from x for even groups and y for
+      // odd ones, both halves of that group of g lanes added.
+      std::vector<int64_t> out(lanes);
+      for (int64_t i = 0; i < lanes; ++i) out[i] = label[(i / h) % 2 ? y : x][(i / h / 2) * g + i % h];
+      next.push_back(std::move(out));
+      steps.push_back(Store::Make(
+          regs, Call::Make(fold, {Load::Make(regs, Expr(x), vec_t), Load::Make(regs, Expr(y), vec_t)}, vec_t),
+          Expr(p)));
+    }
+    label = std::move(next);
+  }
+  lane_of->assign(rows, -1);
+  for (size_t v = 0; v < label.size(); ++v) {
+    steps.push_back(Store::Make(stack, Load::Make(regs, Expr(static_cast<int64_t>(v)), vec_t),
+                                Expr(static_cast<int64_t>(v) * lanes)));
+    for (int64_t i = lanes - 1; i >= 0; --i) (*lane_of)[label[v][i]] = static_cast<int64_t>(v) * lanes + i;
+  }
+  lane_of->resize(label.size() * rows);  // its size tells the stack floats needed
+  return Block::Make(steps);
 }
 
 }  // namespace
@@ -533,48 +579,90 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     if (edge_panel) s = Allocate::Make("Be", f32, be_size, panels, s);
     return s;
   };
+  // --- the last E columns as dot products along the whole of K: those
+  // columns of B packed k-contiguous ("Bt"), then for rows [lo, hi), kDotRows
+  // rows at a time, a vector of products per W values of k. The rows of a
+  // group are independent chains of multiply-adds (one row alone waits on
+  // each add's latency), and each vector of B serves all of them. A K short
+  // of whole vectors ends on each row's last W values of k, the lanes
+  // already counted zeroed (tf_keep_last: an infinity there must not meet
+  // a zero of B) and their B lanes zero; the group's vectors are then
+  // summed together (FoldRows). With K below W, each row is a scalar chain.
+  // The last group reads row hi - 1 again in place of rows past the end and
+  // stores its sums again: the same values. ---
+  auto dot_columns = [&](Expr lo, Expr hi) -> Stmt {
+    if (E == 0) return Stmt();
+    const int64_t KV = K / W * W, KP = RoundUp(K, W), DR = kDotRows;
+    Expr dr = V("dr"), dj = V("dj"), dk = V("dk"), j = Expr(NT) + dj;
+    auto row_at = [&](Expr r) { return min(lo + V("dg") * Expr(DR) + r, hi - Expr(1)); };
+    auto rows = [&](Stmt s) { return For::Make("dr", 0, DR, ForKind::kUnrolled, s); };
+    // Column dj of Bt: k 0 .. KV - 1, then the last vector's k K - W ..
+    // K - 1 with those below KV zero (or, with K below W, k 0 .. K - 1).
+    const int64_t plain = KV > 0 ? KV : K;
+    Stmt pack =
+        For::Make("dk", 0, plain, ForKind::kSerial, Store::Make("Bt", spec.b(Expr(0), dk, j), dj * Expr(KP) + dk));
+    if (K > KV && KV > 0) {
+      Expr k = Expr(K - W) + dk;
+      Expr b = Select::Make(Expr(KV) <= k, spec.b(Expr(0), k, j), FloatImm::Make(0));
+      pack = Block::Make(
+          {pack, For::Make("dk", 0, W, ForKind::kSerial, Store::Make("Bt", b, dj * Expr(KP) + Expr(KV) + dk))});
+    }
+    pack = For::Make("dj", 0, E, ForKind::kSerial, pack);
+    std::vector<Stmt> steps;
+    std::function<Expr(int64_t)> sum;  // row r's sum, once `steps` ran
+    std::string scratch;               // "dq": the folded vectors (FoldRows)
+    int64_t scratch_floats = 0;
+    if (KV > 0) {
+      auto multiply_add = [&](Expr a, Expr bt) {
+        return rows(
+            Store::Make("ds", Load::Make("ds", dr, vec_t) + a * Load::Make("Bt", dj * Expr(KP) + bt, vec_t), dr));
+      };
+      steps.push_back(rows(Store::Make("ds", Broadcast::Make(FloatImm::Make(0), static_cast<int>(W)), dr)));
+      steps.push_back(For::Make("dk", 0, KV / W, ForKind::kSerial,
+                                multiply_add(spec.a_k_vector(row_at(dr), dk * Expr(W), vec_t), dk * Expr(W))));
+      if (K > KV) {
+        Expr a = Call::Make("tf_keep_last", {spec.a_k_vector(row_at(dr), Expr(K - W), vec_t), Expr(K - KV)}, vec_t);
+        steps.push_back(multiply_add(a, Expr(KV)));
+      }
+      std::vector<int64_t> lane;
+      steps.push_back(FoldRows("ds", "dq", DR, W, &lane));
+      scratch = "dq", scratch_floats = static_cast<int64_t>(lane.size()) / DR * W;
+      sum = [lane](int64_t r) { return Load::Make("dq", Expr(lane[r])); };
+    } else {
+      steps.push_back(rows(Store::Make("dt", FloatImm::Make(0), dr)));
+      steps.push_back(For::Make(
+          "dk", 0, K, ForKind::kSerial,
+          rows(Store::Make(
+              "dt", Load::Make("dt", dr) + spec.a(row_at(dr), Expr(0), dk) * Load::Make("Bt", dj * Expr(KP) + dk),
+              dr))));
+      sum = [](int64_t r) { return Load::Make("dt", Expr(r)); };
+    }
+    for (int64_t r = 0; r < DR; ++r)
+      steps.push_back(store_fused(sum(r), row_at(Expr(r)), j, out_at(row_at(Expr(r)), {j})));
+    Stmt column = Block::Make(steps);
+    if (KV > 0) {
+      column = Allocate::Make("ds", vec_t, DR, MemoryScope::kRegister,
+                              Allocate::Make(scratch, f32, scratch_floats, MemoryScope::kStack, column));
+    } else {
+      column = Allocate::Make("dt", f32, DR, MemoryScope::kRegister, column);
+    }
+    Stmt groups =
+        For::Make("dg", 0, CeilDiv(hi - lo, DR), ForKind::kSerial, For::Make("dj", 0, E, ForKind::kSerial, column));
+    return Allocate::Make("Bt", f32, E * KP, E * KP <= kStackPanelFloats ? MemoryScope::kStack : MemoryScope::kHeap,
+                          Block::Make({pack, groups}));
+  };
   // A team shares all panels. Otherwise each part writes only its own rows
-  // / columns of the output and packs into its own panels.
+  // / columns of the output and packs into its own panels; parts of rows
+  // also compute the dot-product columns of their rows.
   if (team) {
     body = For::Make("team", 0, T, ForKind::kTeam, body);
   } else if (split_rows || split_cols) {
     const int64_t parts = split_rows ? (M + part_m - 1) / part_m : (NT + part_n - 1) / part_n;
-    body = For::Make("tp", 0, parts, ForKind::kParallel, allocate_panels(body));
+    body = allocate_panels(body);
+    if (split_rows) body = Block::Make({body, dot_columns(m_lo, m_end)});
+    body = For::Make("tp", 0, parts, ForKind::kParallel, body);
   }
-
-  // --- the last E columns as dot products along the whole of K, after the
-  // tiles (and their threads): those columns of B packed k-contiguous, a
-  // vector of products per W values of k, its lanes summed, then the tail
-  // of k one value at a time ---
-  if (E > 0) {
-    const int64_t KV = K / W * W, KP = RoundUp(K, W);
-    Expr di = V("di"), dj = V("dj"), dk = V("dk"), j = Expr(NT) + dj;
-    Stmt pack = For::Make(
-        "dj", 0, E, ForKind::kSerial,
-        For::Make("dk", 0, K, ForKind::kSerial, Store::Make("Bt", spec.b(Expr(0), dk, j), dj * Expr(KP) + dk)));
-    Stmt vectors = For::Make(
-        "dk", 0, KV / W, ForKind::kSerial,
-        Store::Make("ds",
-                    Load::Make("ds", Expr(0), vec_t) + spec.a_k_vector(di, dk * Expr(W), vec_t) *
-                                                           Load::Make("Bt", dj * Expr(KP) + dk * Expr(W), vec_t),
-                    Expr(0)));
-    Stmt tail = For::Make(
-        "dk", KV, K - KV, ForKind::kSerial,
-        Store::Make("dt", Load::Make("dt", Expr(0)) + spec.a(di, Expr(0), dk) * Load::Make("Bt", dj * Expr(KP) + dk),
-                    Expr(0)));
-    Expr index = out_at(di, {j});
-    Stmt one =
-        Block::Make({Store::Make("ds", Broadcast::Make(FloatImm::Make(0), static_cast<int>(W)), Expr(0)), vectors,
-                     Store::Make("dt", Call::Make("tf_hsum", {Load::Make("ds", Expr(0), vec_t)}, f32), Expr(0)), tail,
-                     store_fused(Load::Make("dt", Expr(0)), di, j, index)});
-    one = Allocate::Make("ds", vec_t, 1, MemoryScope::kRegister,
-                         Allocate::Make("dt", f32, 1, MemoryScope::kRegister, one));
-    Stmt dots =
-        Block::Make({pack, For::Make("di", 0, M, ForKind::kSerial, For::Make("dj", 0, E, ForKind::kSerial, one))});
-    body = Block::Make(
-        {body, Allocate::Make("Bt", f32, E * KP, E * KP <= kStackPanelFloats ? MemoryScope::kStack : MemoryScope::kHeap,
-                              dots)});
-  }
+  if (!split_rows) body = Block::Make({body, dot_columns(Expr(0), Expr(M))});
   if (batched && !spec.out_index) body = LetStmt::Make("c_off", V("bi") * Expr(M * N), body);
   if (spec.finish.defined()) body = Block::Make({body, spec.finish});
   if (batched) body = For::Make("bi", 0, spec.batch, ForKind::kSerial, body);

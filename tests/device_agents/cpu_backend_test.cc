@@ -1,11 +1,17 @@
 // The CPU backend end to end: real compilers, real measurement processes.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
+#include <mutex>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "tunefarm/device_agents/backend.h"
+#include "tunefarm/device_agents/cpu_build.h"
+#include "tunefarm/device_agents/process.h"
 #include "tunefarm/kernels/codegen_c.h"
 #include "tunefarm/kernels/template.h"
 
@@ -227,6 +233,71 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
     }
     ExpectEachMatchesReference(text, *space, batch);
   }
+}
+
+// The last N % vec columns, short of a whole vector, are dot products
+// along k, eight rows at a time: K below one vector (scalar chains), a
+// multiple of it, and with a part of a vector left (the row's last vector,
+// its counted lanes zeroed); fewer rows than a group and a part-used last
+// group; every vector width (the lane sums fold differently for each);
+// bias, ReLU, B transposed, batches; one thread, and two threads splitting
+// rows (each part does its rows' dot products) or as a team (after it).
+TEST_F(CpuBackendTest, DotProductColumnsMatchReference) {
+  for (const char* text : {"matmul(M=13,N=21,K=3)", "matmul(M=5,N=37,K=32,bias=1,relu=1)",
+                           "matmul(M=19,N=37,K=45,trans_b=1,bias=1)", "batch_matmul(B=2,M=9,N=23,K=20)"}) {
+    auto w = kernels::ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+    auto space = t.Space(*w);
+    ASSERT_TRUE(space.ok());
+    std::vector<v1::MeasureRequest> batch;
+    for (int64_t vec : {4, 8, 16}) {
+      for (const auto& [threads, parallel] :
+           std::vector<std::pair<int64_t, std::string>>{{1, "rows"}, {2, "rows"}, {2, "tiles"}}) {
+        auto c = space->FromValues({{"mr", int64_t{4}},
+                                    {"nv", int64_t{1}},
+                                    {"vec", vec},
+                                    {"mc", int64_t{8}},
+                                    {"kc", int64_t{16}},
+                                    {"threads", threads},
+                                    {"parallel", parallel}});
+        ASSERT_TRUE(c.ok()) << c.status();
+        batch.push_back(Request(text, c->index));
+        batch.back().mutable_options()->set_repeat(5);
+      }
+    }
+    ExpectEachMatchesReference(text, *space, batch);
+  }
+}
+
+// An infinity of A among the k that the last part of a vector reads again
+// (the lanes zeroed) gives an infinite dot product, never NaN from
+// infinity times the zeros there.
+TEST_F(CpuBackendTest, DotProductColumnsKeepInfinities) {
+  auto w = kernels::ParseWorkload("matmul(M=2,N=17,K=20)");
+  ASSERT_TRUE(w.ok());
+  const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
+  auto space = t.Space(*w);
+  ASSERT_TRUE(space.ok());
+  auto c = space->FromValues({{"vec", int64_t{16}}, {"threads", int64_t{1}}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string so = (std::filesystem::temp_directory_path() / absl::StrCat("tf-inf-", getpid(), ".so")).string();
+  ASSERT_TRUE(BuildCpuKernel(*w, c->index, so).ok());
+  void* lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(lib, nullptr) << dlerror();
+  auto fn = reinterpret_cast<void (*)(void* const*)>(dlsym(lib, "tunefarm_kernel"));
+  ASSERT_NE(fn, nullptr);
+  // Column 16 is the dot product; the last vector of k is 4 .. 19, of which
+  // 4 .. 15 were counted already.
+  std::vector<float> a(2 * 20, 1.0f), b(20 * 17, 1.0f), out(2 * 17, 0.0f);
+  a[5] = std::numeric_limits<float>::infinity();
+  void* args[] = {a.data(), b.data(), out.data()};
+  fn(args);
+  EXPECT_EQ(out[16], std::numeric_limits<float>::infinity());
+  EXPECT_EQ(out[17 + 16], 20.0f);
+  dlclose(lib);
+  std::filesystem::remove(so);
+  std::filesystem::remove(so + ".c");
 }
 
 // A 7 x 4 tile of 16-float vectors is one vector register short (28
@@ -484,6 +555,44 @@ TEST_F(CpuBackendTest, FaultyCandidatesAreIsolated) {
     }
   }
   EXPECT_EQ(seen, (std::vector<size_t>{0, 1, 2, 3, 4, 5}));
+}
+
+// Requests for one kernel in a batch (a config measured in several rounds)
+// build it once; each is measured on its own, and a build error is each
+// one's result.
+TEST_F(CpuBackendTest, RepeatedRequestsShareOneBuild) {
+  struct Counting : ProcessLauncher {
+    absl::StatusOr<ProcessResult> Run(const std::vector<std::string>& argv, const ProcessOptions& o) override {
+      std::lock_guard<std::mutex> lock(mu);
+      ++(argv.at(0) == TUNEFARM_MEASURE_PROGRAM ? runs : builds);
+      return posix->Run(argv, o);
+    }
+    std::shared_ptr<ProcessLauncher> posix = NewPosixProcessLauncher();
+    std::mutex mu;
+    int builds = 0, runs = 0;
+  };
+  auto counting = std::make_shared<Counting>();
+  BackendOptions o;
+  o.measure_program = TUNEFARM_MEASURE_PROGRAM;
+  o.launcher = counting;
+  auto backend = NewBackend("cpu", o);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  const int probes = counting->builds;  // toolchain detection
+  const std::string w = "faulty_copy(N=100)";
+  // mode: 0 ok, 3 wrong, 4 compile_error
+  std::vector<v1::MeasureRequest> batch = {Request(w, 0), Request(w, 4), Request(w, 3),
+                                           Request(w, 0), Request(w, 4), Request(w, 3)};
+  auto results = (*backend)->Measure(batch);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ(counting->builds - probes, 3);
+  EXPECT_EQ(counting->runs, 4);
+  for (size_t i : {0, 3}) {
+    EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_OK) << (*results)[i].error();
+    EXPECT_EQ((*results)[i].costs_size(), 2);
+  }
+  for (size_t i : {1, 4}) EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_COMPILE_HOST);
+  EXPECT_EQ((*results)[1].error(), (*results)[4].error());
+  for (size_t i : {2, 5}) EXPECT_EQ((*results)[i].status(), v1::MEASURE_STATUS_WRONG_ANSWER);
 }
 
 TEST_F(CpuBackendTest, BadRequestsAreInstantiationErrors) {

@@ -86,9 +86,10 @@ TEST_F(TuneTest, RecordsEveryTrialAndReportsBest) {
   });
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->trials_run, 40);
-  // 40 trials, then the best three measured again (confirm = 3).
-  ASSERT_EQ(backend.measured.size(), 43u);
-  EXPECT_EQ(r->confirmed, 3);
+  // 40 trials, then the best five measured again (confirm = 5), in three
+  // rounds of the same order.
+  ASSERT_EQ(backend.measured.size(), 55u);
+  EXPECT_EQ(r->confirmed, 5);
   std::vector<uint64_t> trials(backend.measured.begin(), backend.measured.begin() + 40);
   std::vector<uint64_t> ok_trials;
   for (uint64_t i : trials) {
@@ -98,11 +99,17 @@ TEST_F(TuneTest, RecordsEveryTrialAndReportsBest) {
     return ScriptedBackend::Cost(a) < ScriptedBackend::Cost(b) ||
            (ScriptedBackend::Cost(a) == ScriptedBackend::Cost(b) && a < b);
   });
-  std::vector<uint64_t> confirmed(backend.measured.begin() + 40, backend.measured.end());
+  std::vector<uint64_t> best5(ok_trials.begin(), ok_trials.begin() + 5);
+  std::sort(best5.begin(), best5.end());
+  const std::vector<uint64_t> round1(backend.measured.begin() + 40, backend.measured.begin() + 45);
+  for (int round = 1; round < 3; ++round) {
+    EXPECT_EQ(
+        std::vector<uint64_t>(backend.measured.begin() + 40 + 5 * round, backend.measured.begin() + 45 + 5 * round),
+        round1);
+  }
+  std::vector<uint64_t> confirmed = round1;
   std::sort(confirmed.begin(), confirmed.end());
-  std::vector<uint64_t> best3(ok_trials.begin(), ok_trials.begin() + 3);
-  std::sort(best3.begin(), best3.end());
-  EXPECT_EQ(confirmed, best3);
+  EXPECT_EQ(confirmed, best5);
   EXPECT_GT(calls, 40);
   auto counts = db_->CountRecords(r->workload_key, "test-cpu");
   EXPECT_EQ(counts->total, 40);
@@ -117,7 +124,7 @@ TEST_F(TuneTest, RecordsEveryTrialAndReportsBest) {
     best = std::min(best, 1e-3 * (1.0 + static_cast<double>(i % 1000) / 100.0));
   }
   EXPECT_DOUBLE_EQ(r->best->mean_cost, best);
-  EXPECT_EQ(r->best->costs.size(), 2u);  // measured twice, the same both times
+  EXPECT_EQ(r->best->costs.size(), 4u);  // measured four times, the same every time
   EXPECT_EQ(r->errors, errors);
   // The default config is the first one measured.
   const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul");
@@ -263,12 +270,12 @@ TEST_F(TuneTest, ConfirmationDemotesALuckyOrFlakyBest) {
       continue;
     }
     EXPECT_EQ(r->confirmed, 3);
-    EXPECT_EQ(backend.measured.size(), 19u);
+    EXPECT_EQ(backend.measured.size(), 25u);  // 16 trials, then 3 configs in 3 rounds
     EXPECT_NE(r->best->config_index, def);
-    EXPECT_EQ(r->best->costs.size(), 2u);  // the new best was measured again too
+    EXPECT_EQ(r->best->costs.size(), 4u);  // the new best was measured again too
     if (mode[0] == 'l') {
       EXPECT_EQ(d->status, 0);
-      EXPECT_EQ(d->costs, (std::vector<double>{1e-5, 1.0}));
+      EXPECT_EQ(d->costs, (std::vector<double>{1e-5, 1.0, 1.0, 1.0}));
     } else {
       EXPECT_EQ(d->status, v1::MEASURE_STATUS_WRONG_ANSWER);
       EXPECT_EQ(d->error, "differs from the reference");

@@ -64,6 +64,8 @@ void SetKnobs(const kernels::ConfigSpace& space, uint64_t index, v1::Config* c) 
 
 // At most this many records of other workloads warm-start the model.
 constexpr int kMaxTransferRecords = 5000;
+// Times each of the best configs is measured again (TuneOptions::confirm).
+constexpr int kConfirmRounds = 3;
 
 // Records of the same template on the same device key for other workloads,
 // keeping only those whose template version still matches the current code
@@ -311,9 +313,15 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       if (std::optional<uint64_t> j = search.FromParentIndex(r.config_index)) again.push_back(*j);
     }
     if (again.size() < 2) return absl::OkStatus();
-    spdlog::info("{}: measuring the best {} configs again", report.workload_key, again.size());
+    spdlog::info("{}: measuring the best {} configs again, {} rounds", report.workload_key, again.size(),
+                 kConfirmRounds);
     measure.set_timing_cutoff_s(0);
-    const std::vector<v1::MeasureRequest> requests = make_requests(again);
+    // Round after round (A B C, A B C, ...) in one batch, which builds each
+    // kernel once: a slow or fast spell of the machine, often seconds long,
+    // falls on every config of a round alike.
+    std::vector<uint64_t> rounds;
+    for (int r = 0; r < kConfirmRounds; ++r) rounds.insert(rounds.end(), again.begin(), again.end());
+    const std::vector<v1::MeasureRequest> requests = make_requests(rounds);
     absl::StatusOr<std::vector<v1::MeasureResult>> results = backend.Measure(requests, {});
     if (!results.ok()) {
       // The search's records are in the log; only the second opinion is lost.

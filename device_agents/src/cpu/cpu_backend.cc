@@ -51,6 +51,7 @@ struct Candidate {
   std::string stem;     // work_dir/cand-<n>
   std::string data;     // measurement data file
   bool pending = true;  // false once `result` is final
+  bool shares_build = false;  // an earlier candidate of the batch builds `stem`
 };
 
 class CpuBackend : public DeviceBackend {
@@ -74,16 +75,42 @@ class CpuBackend : public DeviceBackend {
       results[i].set_agent_id(options_.agent_id);
       Prepare(batch[i], cands[i], results[i]);
     }
+    // Requests for one kernel (a config measured in several rounds) share
+    // its build: the later ones take the first one's binary, or its error.
+    std::vector<size_t> built_by(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      built_by[i] = i;
+      for (size_t j = 0; j < i && cands[i].pending; ++j) {
+        if (built_by[j] == j && cands[j].pending && cands[j].source == cands[i].source &&
+            cands[j].spec.compiler == cands[i].spec.compiler && cands[j].spec.flags == cands[i].spec.flags) {
+          built_by[i] = j;
+          cands[i].stem = cands[j].stem;
+          cands[i].shares_build = true;
+          break;
+        }
+      }
+    }
     CompileAll(batch, cands, results);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (const size_t j = built_by[i]; j != i) {
+        results[i].set_compile_time_s(results[j].compile_time_s());
+        if (!cands[j].pending && results[j].status() != v1::MEASURE_STATUS_OK) {
+          Finish(cands[i], results[i], results[j].status(), results[j].error());
+        }
+      }
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (cands[i].pending) Run(batch[i].options(), cands[i], results[i]);
       results[i].set_timestamp_ms(NowMs());
-      if (!options_.keep_files && !cands[i].stem.empty()) {
+      if (on_result) on_result(i, results[i]);
+    }
+    if (!options_.keep_files) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (built_by[i] != i || cands[i].stem.empty()) continue;
         std::error_code ec;
         fs::remove(cands[i].stem + ".so", ec);
         fs::remove(cands[i].stem + ".c", ec);
       }
-      if (on_result) on_result(i, results[i]);
     }
     return results;
   }
@@ -122,7 +149,7 @@ class CpuBackend : public DeviceBackend {
     const int n = options_.compile_workers > 0 ? options_.compile_workers
                                                : static_cast<int>(std::max<int64_t>(1, target_.limits().at("cores")));
     ParallelFor(cands.size(), n, [&](size_t i) {
-      if (cands[i].pending) Compile(batch[i].options(), cands[i], results[i]);
+      if (cands[i].pending && !cands[i].shares_build) Compile(batch[i].options(), cands[i], results[i]);
     });
   }
 

@@ -7,7 +7,6 @@ static inline int64_t tf_max(int64_t a, int64_t b) { return a > b ? a : b; }
 typedef float tf_f32x8 __attribute__((vector_size(32)));
 typedef float tf_f32x8_u __attribute__((vector_size(32), aligned(4), may_alias));
 static inline tf_f32x8 tf_f32x8_splat(float x) { tf_f32x8 r = {x, x, x, x, x, x, x, x}; return r; }
-#define tf_hsum(v_) __extension__({ __typeof__(v_) tf_h_ = (v_); for (int tf_w_ = (int)(sizeof(tf_h_) / sizeof(float)) / 2; tf_w_ > 0; tf_w_ /= 2) for (int tf_i_ = 0; tf_i_ < tf_w_; ++tf_i_) tf_h_[tf_i_] += tf_h_[tf_i_ + tf_w_]; tf_h_[0]; })
 
 void tunefarm_kernel(void* const* args) {
   const float* restrict A = (const float*)args[0];
@@ -202,24 +201,59 @@ void tunefarm_kernel(void* const* args) {
             Bt[((dj * 8) + dk)] = B[((bi * 57) + ((dk * 19) + (16 + dj)))];
           }
         }
-        for (int64_t di = 0; di < 5; ++di) {
+        for (int64_t dg = 0; dg < 1; ++dg) {
           for (int64_t dj = 0; dj < 3; ++dj) {
             {
-              tf_f32x8 ds_0;
+              float dt_0, dt_1, dt_2, dt_3, dt_4, dt_5, dt_6, dt_7;
+              dt_0 = 0.0f;
+              dt_1 = 0.0f;
+              dt_2 = 0.0f;
+              dt_3 = 0.0f;
+              dt_4 = 0.0f;
+              dt_5 = 0.0f;
+              dt_6 = 0.0f;
+              dt_7 = 0.0f;
+              for (int64_t dk = 0; dk < 3; ++dk) {
+                dt_0 = (dt_0 + (A[((bi * 15) + ((tf_min((dg * 8), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+                dt_1 = (dt_1 + (A[((bi * 15) + ((tf_min(((dg * 8) + 1), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+                dt_2 = (dt_2 + (A[((bi * 15) + ((tf_min(((dg * 8) + 2), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+                dt_3 = (dt_3 + (A[((bi * 15) + ((tf_min(((dg * 8) + 3), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+                dt_4 = (dt_4 + (A[((bi * 15) + ((tf_min(((dg * 8) + 4), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+                dt_5 = (dt_5 + (A[((bi * 15) + ((tf_min(((dg * 8) + 5), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+                dt_6 = (dt_6 + (A[((bi * 15) + ((tf_min(((dg * 8) + 6), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+                dt_7 = (dt_7 + (A[((bi * 15) + ((tf_min(((dg * 8) + 7), 4) * 3) + dk))] * Bt[((dj * 8) + dk)]));
+              }
               {
-                float dt_0;
-                ds_0 = tf_f32x8_splat(0.0f);
-                for (int64_t dk = 0; dk < 0; ++dk) {
-                  ds_0 = (ds_0 + ((*(const tf_f32x8_u*)(A + ((bi * 15) + ((di * 3) + (dk * 8))))) * (*(const tf_f32x8_u*)(Bt + ((dj * 8) + (dk * 8))))));
-                }
-                dt_0 = tf_hsum(ds_0);
-                for (int64_t dk = 0; dk < 3; ++dk) {
-                  dt_0 = (dt_0 + (A[((bi * 15) + ((di * 3) + dk))] * Bt[((dj * 8) + dk)]));
-                }
-                {
-                  const float e = dt_0;
-                  C[(c_off + ((di * 19) + (16 + dj)))] = e;
-                }
+                const float e = dt_0;
+                C[(c_off + ((tf_min((dg * 8), 4) * 19) + (16 + dj)))] = e;
+              }
+              {
+                const float e = dt_1;
+                C[(c_off + ((tf_min(((dg * 8) + 1), 4) * 19) + (16 + dj)))] = e;
+              }
+              {
+                const float e = dt_2;
+                C[(c_off + ((tf_min(((dg * 8) + 2), 4) * 19) + (16 + dj)))] = e;
+              }
+              {
+                const float e = dt_3;
+                C[(c_off + ((tf_min(((dg * 8) + 3), 4) * 19) + (16 + dj)))] = e;
+              }
+              {
+                const float e = dt_4;
+                C[(c_off + ((tf_min(((dg * 8) + 4), 4) * 19) + (16 + dj)))] = e;
+              }
+              {
+                const float e = dt_5;
+                C[(c_off + ((tf_min(((dg * 8) + 5), 4) * 19) + (16 + dj)))] = e;
+              }
+              {
+                const float e = dt_6;
+                C[(c_off + ((tf_min(((dg * 8) + 6), 4) * 19) + (16 + dj)))] = e;
+              }
+              {
+                const float e = dt_7;
+                C[(c_off + ((tf_min(((dg * 8) + 7), 4) * 19) + (16 + dj)))] = e;
               }
             }
           }

@@ -7,7 +7,6 @@ static inline int64_t tf_max(int64_t a, int64_t b) { return a > b ? a : b; }
 typedef float tf_f32x8 __attribute__((vector_size(32)));
 typedef float tf_f32x8_u __attribute__((vector_size(32), aligned(4), may_alias));
 static inline tf_f32x8 tf_f32x8_splat(float x) { tf_f32x8 r = {x, x, x, x, x, x, x, x}; return r; }
-#define tf_hsum(v_) __extension__({ __typeof__(v_) tf_h_ = (v_); for (int tf_w_ = (int)(sizeof(tf_h_) / sizeof(float)) / 2; tf_w_ > 0; tf_w_ /= 2) for (int tf_i_ = 0; tf_i_ < tf_w_; ++tf_i_) tf_h_[tf_i_] += tf_h_[tf_i_ + tf_w_]; tf_h_[0]; })
 
 void tunefarm_kernel(void* const* args) {
   const float* restrict A = (const float*)args[0];
@@ -238,31 +237,66 @@ void tunefarm_kernel(void* const* args) {
         }
       }
     }
-  }
-  {
-    float Bt[24] __attribute__((aligned(64)));
-    for (int64_t dj = 0; dj < 3; ++dj) {
-      for (int64_t dk = 0; dk < 3; ++dk) {
-        Bt[((dj * 8) + dk)] = B[(((16 + dj) * 3) + dk)];
-      }
-    }
-    for (int64_t di = 0; di < 5; ++di) {
+    {
+      float Bt[24] __attribute__((aligned(64)));
       for (int64_t dj = 0; dj < 3; ++dj) {
-        {
-          tf_f32x8 ds_0;
+        for (int64_t dk = 0; dk < 3; ++dk) {
+          Bt[((dj * 8) + dk)] = B[(((16 + dj) * 3) + dk)];
+        }
+      }
+      for (int64_t dg = 0; dg < (((tf_min(5, ((tp * 4) + 4)) - (tp * 4)) + 7) / 8); ++dg) {
+        for (int64_t dj = 0; dj < 3; ++dj) {
           {
-            float dt_0;
-            ds_0 = tf_f32x8_splat(0.0f);
-            for (int64_t dk = 0; dk < 0; ++dk) {
-              ds_0 = (ds_0 + ((*(const tf_f32x8_u*)(A + ((di * 3) + (dk * 8)))) * (*(const tf_f32x8_u*)(Bt + ((dj * 8) + (dk * 8))))));
-            }
-            dt_0 = tf_hsum(ds_0);
+            float dt_0, dt_1, dt_2, dt_3, dt_4, dt_5, dt_6, dt_7;
+            dt_0 = 0.0f;
+            dt_1 = 0.0f;
+            dt_2 = 0.0f;
+            dt_3 = 0.0f;
+            dt_4 = 0.0f;
+            dt_5 = 0.0f;
+            dt_6 = 0.0f;
+            dt_7 = 0.0f;
             for (int64_t dk = 0; dk < 3; ++dk) {
-              dt_0 = (dt_0 + (A[((di * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_0 = (dt_0 + (A[((tf_min(((tp * 4) + (dg * 8)), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_1 = (dt_1 + (A[((tf_min((((tp * 4) + (dg * 8)) + 1), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_2 = (dt_2 + (A[((tf_min((((tp * 4) + (dg * 8)) + 2), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_3 = (dt_3 + (A[((tf_min((((tp * 4) + (dg * 8)) + 3), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_4 = (dt_4 + (A[((tf_min((((tp * 4) + (dg * 8)) + 4), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_5 = (dt_5 + (A[((tf_min((((tp * 4) + (dg * 8)) + 5), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_6 = (dt_6 + (A[((tf_min((((tp * 4) + (dg * 8)) + 6), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
+              dt_7 = (dt_7 + (A[((tf_min((((tp * 4) + (dg * 8)) + 7), (tf_min(5, ((tp * 4) + 4)) - 1)) * 3) + dk)] * Bt[((dj * 8) + dk)]));
             }
             {
               const float e = (dt_0 + bias[(16 + dj)]);
-              C[((di * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+              C[((tf_min(((tp * 4) + (dg * 8)), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+            }
+            {
+              const float e = (dt_1 + bias[(16 + dj)]);
+              C[((tf_min((((tp * 4) + (dg * 8)) + 1), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+            }
+            {
+              const float e = (dt_2 + bias[(16 + dj)]);
+              C[((tf_min((((tp * 4) + (dg * 8)) + 2), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+            }
+            {
+              const float e = (dt_3 + bias[(16 + dj)]);
+              C[((tf_min((((tp * 4) + (dg * 8)) + 3), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+            }
+            {
+              const float e = (dt_4 + bias[(16 + dj)]);
+              C[((tf_min((((tp * 4) + (dg * 8)) + 4), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+            }
+            {
+              const float e = (dt_5 + bias[(16 + dj)]);
+              C[((tf_min((((tp * 4) + (dg * 8)) + 5), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+            }
+            {
+              const float e = (dt_6 + bias[(16 + dj)]);
+              C[((tf_min((((tp * 4) + (dg * 8)) + 6), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
+            }
+            {
+              const float e = (dt_7 + bias[(16 + dj)]);
+              C[((tf_min((((tp * 4) + (dg * 8)) + 7), (tf_min(5, ((tp * 4) + 4)) - 1)) * 19) + (16 + dj))] = ((0.0f < e) ? e : 0.0f);
             }
           }
         }

@@ -56,14 +56,14 @@ struct TuneOptions {
   // 0 times every candidate `repeat` times.
   double timing_cutoff_factor = 3;
   // After a run that measured something, the best `confirm` configs of the
-  // searched space are measured once more, in one batch, and each record
-  // keeps all its costs (Database::MergeRecords): a config that won on one
-  // lucky measurement (the other core idle for a moment, on a shared
-  // machine) loses its place when it measures slower again, and one that
-  // fails its check the second time (a race) is marked failed. 0 or 1:
-  // off. Skipped with backend_commits (the farm's agents write their own
-  // records).
-  int confirm = 3;
+  // searched space are measured again, in three interleaved rounds of one
+  // batch, and each record keeps all its costs (Database::MergeRecords): a
+  // config that won on one lucky measurement (the other core idle for a
+  // moment, on a shared machine) loses its place when it measures slower
+  // again, and one that fails its check again (a race) is marked failed.
+  // 0 or 1: off. Skipped with backend_commits (the farm's agents write
+  // their own records).
+  int confirm = 5;
   std::optional<int64_t> job_id;
   // Checked between batches: when it becomes true the loop stops after the
   // batch in flight is recorded (TuneReport::interrupted). May be null.
