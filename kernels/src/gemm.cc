@@ -610,8 +610,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     pack = For::Make("dj", 0, E, ForKind::kSerial, pack);
     std::vector<Stmt> steps;
     std::function<Expr(int64_t)> sum;  // row r's sum, once `steps` ran
-    std::string scratch;               // "dq": the folded vectors (FoldRows)
-    int64_t scratch_floats = 0;
+    int64_t folded_floats = 0;         // "dq": the folded vectors (FoldRows)
     if (KV > 0) {
       auto multiply_add = [&](Expr a, Expr bt) {
         return rows(
@@ -626,7 +625,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
       }
       std::vector<int64_t> lane;
       steps.push_back(FoldRows("ds", "dq", DR, W, &lane));
-      scratch = "dq", scratch_floats = static_cast<int64_t>(lane.size()) / DR * W;
+      folded_floats = static_cast<int64_t>(lane.size()) / DR * W;
       sum = [lane](int64_t r) { return Load::Make("dq", Expr(lane[r])); };
     } else {
       steps.push_back(rows(Store::Make("dt", FloatImm::Make(0), dr)));
@@ -642,7 +641,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt column = Block::Make(steps);
     if (KV > 0) {
       column = Allocate::Make("ds", vec_t, DR, MemoryScope::kRegister,
-                              Allocate::Make(scratch, f32, scratch_floats, MemoryScope::kStack, column));
+                              Allocate::Make("dq", f32, folded_floats, MemoryScope::kStack, column));
     } else {
       column = Allocate::Make("dt", f32, DR, MemoryScope::kRegister, column);
     }

@@ -283,6 +283,41 @@ TEST_F(TuneTest, ConfirmationDemotesALuckyOrFlakyBest) {
   }
 }
 
+// The best three of the search all measure ten times slower when measured
+// again, so the fourth, never measured again, leads; it is measured again
+// with the two behind it, and keeps its place.
+TEST_F(TuneTest, ConfirmationMeasuresANewLeaderAgain) {
+  ScriptedBackend backend;
+  std::set<uint64_t> slowed;
+  int again_calls = 0;
+  backend.again = [&](long n, v1::MeasureResult& r) {
+    if (n == 0 || r.status() != v1::MEASURE_STATUS_OK) return;
+    if (++again_calls <= 9) slowed.insert(r.config_index());  // the first pass: 3 configs, 3 rounds
+    if (slowed.count(r.config_index())) r.set_costs(0, 10 * r.costs(0));
+  };
+  TuneOptions o;
+  o.trials = 16;
+  o.batch_size = 8;
+  o.seed = 4;
+  o.confirm = 3;
+  auto r = TuneTask(workload_, backend, *db_, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<uint64_t> ok;
+  for (size_t i = 0; i < 16; ++i) {
+    if (backend.measured[i] % 7 != 3) ok.push_back(backend.measured[i]);
+  }
+  std::sort(ok.begin(), ok.end(), [](uint64_t a, uint64_t b) {
+    return std::make_pair(ScriptedBackend::Cost(a), a) < std::make_pair(ScriptedBackend::Cost(b), b);
+  });
+  ASSERT_GE(ok.size(), 6u);
+  EXPECT_EQ(slowed, std::set<uint64_t>(ok.begin(), ok.begin() + 3));
+  EXPECT_EQ(backend.measured.size(), 16u + 2 * 9);  // two passes
+  EXPECT_EQ(r->confirmed, 6);
+  ASSERT_TRUE(r->best.has_value());
+  EXPECT_EQ(r->best->config_index, ok[3]);
+  EXPECT_EQ(r->best->costs.size(), 4u);
+}
+
 TEST_F(TuneTest, RejectsBadOptions) {
   ScriptedBackend backend;
   TuneOptions o;

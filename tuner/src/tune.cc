@@ -3,19 +3,20 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
-#include <map>
-#include <optional>
 #include <limits>
+#include <map>
 #include <numeric>
+#include <optional>
+#include <set>
 #include <unordered_set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "record_row.h"
 #include "spdlog/spdlog.h"
 #include "tunefarm/cost_model/features.h"
 #include "tunefarm/kernels/template.h"
 #include "tunefarm/tuner/strategy.h"
-#include "record_row.h"
 
 namespace tunefarm::tuner {
 namespace v1 = tunefarm::v1;
@@ -64,8 +65,10 @@ void SetKnobs(const kernels::ConfigSpace& space, uint64_t index, v1::Config* c) 
 
 // At most this many records of other workloads warm-start the model.
 constexpr int kMaxTransferRecords = 5000;
-// Times each of the best configs is measured again (TuneOptions::confirm).
+// Times each of the best configs is measured again in one pass, and the
+// most passes (TuneOptions::confirm).
 constexpr int kConfirmRounds = 3;
+constexpr int kConfirmPasses = 3;
 
 // Records of the same template on the same device key for other workloads,
 // keeping only those whose template version still matches the current code
@@ -299,47 +302,55 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
 
   // The best few configs of the searched space measured again (see
-  // TuneOptions::confirm), once the search is over.
+  // TuneOptions::confirm), once the search is over. When they all measure
+  // slower than before, a config that was not among them may now lead; the
+  // best few are then measured again, up to kConfirmPasses times, until
+  // the leader is one that was just measured again.
   auto confirm_best = [&]() -> absl::Status {
     if (options.confirm < 2 || options.backend_commits || report.trials_run == 0 || report.interrupted) {
       return absl::OkStatus();
     }
-    absl::StatusOr<std::vector<database::Record>> top = db.BestRecords(
-        report.workload_key, report.device_key, std::numeric_limits<int>::max(), report.template_version);
-    if (!top.ok()) return top.status();
-    std::vector<uint64_t> again;
-    for (const database::Record& r : *top) {
-      if (static_cast<int>(again.size()) == options.confirm) break;
-      if (std::optional<uint64_t> j = search.FromParentIndex(r.config_index)) again.push_back(*j);
-    }
-    if (again.size() < 2) return absl::OkStatus();
-    spdlog::info("{}: measuring the best {} configs again, {} rounds", report.workload_key, again.size(),
-                 kConfirmRounds);
     measure.set_timing_cutoff_s(0);
-    // Round after round (A B C, A B C, ...) in one batch, which builds each
-    // kernel once: a slow or fast spell of the machine, often seconds long,
-    // falls on every config of a round alike.
-    std::vector<uint64_t> rounds;
-    for (int r = 0; r < kConfirmRounds; ++r) rounds.insert(rounds.end(), again.begin(), again.end());
-    const std::vector<v1::MeasureRequest> requests = make_requests(rounds);
-    absl::StatusOr<std::vector<v1::MeasureResult>> results = backend.Measure(requests, {});
-    if (!results.ok()) {
-      // The search's records are in the log; only the second opinion is lost.
-      spdlog::warn("{}: could not measure the best configs again: {}", report.workload_key,
-                   std::string(results.status().message()));
-      return absl::OkStatus();
-    }
-    std::vector<database::RecordRow> rows;
-    for (size_t i = 0; i < requests.size(); ++i) {
-      rows.push_back(MakeRecordRow(requests[i], (*results)[i], target, target_json, options.job_id));
-      if ((*results)[i].status() != v1::MEASURE_STATUS_OK) {
-        spdlog::warn("{}: config {} failed when measured again ({}): {}", report.workload_key,
-                     requests[i].config().index(), v1::MeasureStatus_Name((*results)[i].status()),
-                     (*results)[i].error());
+    std::set<uint64_t> confirmed, last;
+    for (int pass = 0; pass < kConfirmPasses; ++pass) {
+      absl::StatusOr<std::vector<database::Record>> top = db.BestRecords(
+          report.workload_key, report.device_key, std::numeric_limits<int>::max(), report.template_version);
+      if (!top.ok()) return top.status();
+      std::vector<uint64_t> again;
+      for (const database::Record& r : *top) {
+        if (static_cast<int>(again.size()) == options.confirm) break;
+        if (std::optional<uint64_t> j = search.FromParentIndex(r.config_index)) again.push_back(*j);
       }
+      if (again.size() < 2 || last.count(again.front())) break;
+      spdlog::info("{}: measuring the best {} configs again, {} rounds", report.workload_key, again.size(),
+                   kConfirmRounds);
+      // Round after round (A B C, A B C, ...) in one batch, which builds
+      // each kernel once: a slow or fast spell of the machine, often
+      // seconds long, falls on every config of a round alike.
+      std::vector<uint64_t> rounds;
+      for (int r = 0; r < kConfirmRounds; ++r) rounds.insert(rounds.end(), again.begin(), again.end());
+      const std::vector<v1::MeasureRequest> requests = make_requests(rounds);
+      absl::StatusOr<std::vector<v1::MeasureResult>> results = backend.Measure(requests, {});
+      if (!results.ok()) {
+        // The search's records are in the log; only the second opinion is lost.
+        spdlog::warn("{}: could not measure the best configs again: {}", report.workload_key,
+                     std::string(results.status().message()));
+        break;
+      }
+      std::vector<database::RecordRow> rows;
+      for (size_t i = 0; i < requests.size(); ++i) {
+        rows.push_back(MakeRecordRow(requests[i], (*results)[i], target, target_json, options.job_id));
+        if ((*results)[i].status() != v1::MEASURE_STATUS_OK) {
+          spdlog::warn("{}: config {} failed when measured again ({}): {}", report.workload_key,
+                       requests[i].config().index(), v1::MeasureStatus_Name((*results)[i].status()),
+                       (*results)[i].error());
+        }
+      }
+      if (absl::StatusOr<int> merged = db.MergeRecords(rows); !merged.ok()) return merged.status();
+      last = std::set<uint64_t>(again.begin(), again.end());
+      confirmed.insert(again.begin(), again.end());
     }
-    if (absl::StatusOr<int> merged = db.MergeRecords(rows); !merged.ok()) return merged.status();
-    report.confirmed = static_cast<int>(again.size());
+    report.confirmed = static_cast<int>(confirmed.size());
     return absl::OkStatus();
   };
 
