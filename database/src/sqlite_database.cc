@@ -1,7 +1,5 @@
 // SQLite implementation of tunefarm::database::Database.
 
-#include "tunefarm/database/database.h"
-
 #include <pwd.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -28,6 +27,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "sqlite_handles.h"
+#include "tunefarm/database/database.h"
 
 // Local to this file; abseil 20220623 has no public ASSIGN_OR_RETURN.
 #define TF_DB_RETURN_IF_ERROR(expr)                \
@@ -363,8 +363,9 @@ class SqliteDatabase final : public Database {
   absl::StatusOr<int64_t> WorkloadIdLocked(std::string_view key);
   // AddRecords, or with `merge` MergeRecords.
   absl::StatusOr<int> AddRecords(const std::vector<RecordRow>& rows, bool merge);
-  // MergeRecords for one row whose record exists: whether it changed.
-  absl::StatusOr<bool> MergeLocked(int64_t workload_id, const RecordRow& row, bool& found);
+  // MergeRecords for one row: nullopt when its record is absent, else
+  // whether the record changed (a failed record stays as it is).
+  absl::StatusOr<std::optional<bool>> MergeLocked(int64_t workload_id, const RecordRow& row);
   absl::StatusOr<int64_t> TargetIdLocked(const RecordRow& row);
 
   absl::Status CheckWritable() const {
@@ -528,7 +529,7 @@ absl::StatusOr<int64_t> SqliteDatabase::TargetIdLocked(const RecordRow& row) {
   return select.Int64(0);
 }
 
-absl::StatusOr<bool> SqliteDatabase::MergeLocked(int64_t workload_id, const RecordRow& row, bool& found) {
+absl::StatusOr<std::optional<bool>> SqliteDatabase::MergeLocked(int64_t workload_id, const RecordRow& row) {
   TF_DB_ASSIGN_OR_RETURN(Statement select,
                          PrepareLocked("SELECT id, costs_json, status FROM records WHERE workload_id = ?1 AND "
                                        "device_key = ?2 AND template_version = ?3 AND config_index = ?4"));
@@ -536,8 +537,9 @@ absl::StatusOr<bool> SqliteDatabase::MergeLocked(int64_t workload_id, const Reco
   select.Bind(2, row.device_key);
   select.Bind(3, row.template_version);
   select.Bind(4, static_cast<int64_t>(row.config_index));
-  TF_DB_ASSIGN_OR_RETURN(found, select.Step());
-  if (!found || select.Int64(2) != 0) return false;
+  TF_DB_ASSIGN_OR_RETURN(bool found, select.Step());
+  if (!found) return std::nullopt;
+  if (select.Int64(2) != 0) return std::optional<bool>(false);
   const int64_t id = select.Int64(0);
   TF_DB_ASSIGN_OR_RETURN(std::vector<double> costs, ParseCosts(id, select.Text(1)));
   TF_DB_ASSIGN_OR_RETURN(Statement update,
@@ -554,7 +556,7 @@ absl::StatusOr<bool> SqliteDatabase::MergeLocked(int64_t workload_id, const Reco
   update.Bind(4, static_cast<int64_t>(row.status));
   update.Bind(5, row.status == 0 ? std::string() : row.error);
   TF_DB_RETURN_IF_ERROR(update.Run());
-  return true;
+  return std::optional<bool>(true);
 }
 
 absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& rows, bool merge) {
@@ -580,10 +582,11 @@ absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& row
       workload_ids.emplace(row.workload_key, workload_id);
     }
     if (merge) {
-      bool found = false;
-      TF_DB_ASSIGN_OR_RETURN(bool changed, MergeLocked(workload_id, row, found));
-      inserted += changed ? 1 : 0;
-      if (found) continue;
+      TF_DB_ASSIGN_OR_RETURN(std::optional<bool> changed, MergeLocked(workload_id, row));
+      if (changed.has_value()) {
+        inserted += *changed ? 1 : 0;
+        continue;
+      }
     }
     int64_t target_id = 0;
     if (last_target_row != nullptr && last_target_row->device_key == row.device_key &&

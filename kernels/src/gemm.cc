@@ -59,16 +59,21 @@ Stmt TileLoop(const std::string& d, const std::string& b, const Expr& lo, const 
   return For::Make(o, 0, CeilDiv(from_zero ? end : end - lo, tile), ForKind::kSerial, s);
 }
 
+// What FoldRows builds: `stmt` leaves each row's sum in one float of the
+// stack array (`stack_floats` floats), row r's at index `lane[r]`.
+struct FoldedRows {
+  Stmt stmt;
+  std::vector<int64_t> lane;
+  int64_t stack_floats = 0;
+};
+
 // Sums the lanes of each of the `rows` (a power of two) vectors of `lanes`
 // floats in register array `regs` together: vectors are folded in pairs,
 // each fold (tf_fold<lanes>_<g>, two shuffles and one add) halving the
 // lanes that each row's partial sums take, until every row's sum is one
-// lane. The vectors left are stored into `stack` (lane_of->size() /
-// rows * lanes floats); (*lane_of)[r] is where row r's sum ends up. Eight
-// rows of 16 lanes take 8 folds, where summing each row alone takes 8 x 4
-// halvings.
-Stmt FoldRows(const std::string& regs, const std::string& stack, int64_t rows, int64_t lanes,
-              std::vector<int64_t>* lane_of) {
+// lane; the vectors left are stored into `stack`. Eight rows of 16 lanes
+// take 8 folds, where summing each row alone takes 8 x 4 halvings.
+FoldedRows FoldRows(const std::string& regs, const std::string& stack, int64_t rows, int64_t lanes) {
   const Type vec_t = Type::Float(32, static_cast<int>(lanes));
   // The row of each lane of each vector still in use.
   std::vector<std::vector<int64_t>> label(rows, std::vector<int64_t>(lanes));
@@ -91,14 +96,16 @@ Stmt FoldRows(const std::string& regs, const std::string& stack, int64_t rows, i
     }
     label = std::move(next);
   }
-  lane_of->assign(rows, -1);
+  FoldedRows folded;
+  folded.lane.assign(rows, -1);
   for (size_t v = 0; v < label.size(); ++v) {
     steps.push_back(Store::Make(stack, Load::Make(regs, Expr(static_cast<int64_t>(v)), vec_t),
                                 Expr(static_cast<int64_t>(v) * lanes)));
-    for (int64_t i = lanes - 1; i >= 0; --i) (*lane_of)[label[v][i]] = static_cast<int64_t>(v) * lanes + i;
+    for (int64_t i = lanes - 1; i >= 0; --i) folded.lane[label[v][i]] = static_cast<int64_t>(v) * lanes + i;
   }
-  lane_of->resize(label.size() * rows);  // its size tells the stack floats needed
-  return Block::Make(steps);
+  folded.stack_floats = static_cast<int64_t>(label.size()) * lanes;
+  folded.stmt = Block::Make(steps);
+  return folded;
 }
 
 }  // namespace
@@ -609,8 +616,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     }
     pack = For::Make("dj", 0, E, ForKind::kSerial, pack);
     std::vector<Stmt> steps;
-    std::function<Expr(int64_t)> sum;  // row r's sum, once `steps` ran
-    int64_t folded_floats = 0;         // "dq": the folded vectors (FoldRows)
+    std::vector<Expr> sums;  // each row's sum, once `steps` ran
+    int64_t dq_floats = 0;   // the folded vectors' stack array (FoldRows)
     if (KV > 0) {
       auto multiply_add = [&](Expr a, Expr bt) {
         return rows(
@@ -623,10 +630,10 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
         Expr a = Call::Make("tf_keep_last", {spec.a_k_vector(row_at(dr), Expr(K - W), vec_t), Expr(K - KV)}, vec_t);
         steps.push_back(multiply_add(a, Expr(KV)));
       }
-      std::vector<int64_t> lane;
-      steps.push_back(FoldRows("ds", "dq", DR, W, &lane));
-      folded_floats = static_cast<int64_t>(lane.size()) / DR * W;
-      sum = [lane](int64_t r) { return Load::Make("dq", Expr(lane[r])); };
+      const FoldedRows folded = FoldRows("ds", "dq", DR, W);
+      steps.push_back(folded.stmt);
+      dq_floats = folded.stack_floats;
+      for (int64_t at : folded.lane) sums.push_back(Load::Make("dq", Expr(at)));
     } else {
       steps.push_back(rows(Store::Make("dt", FloatImm::Make(0), dr)));
       steps.push_back(For::Make(
@@ -634,14 +641,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
           rows(Store::Make(
               "dt", Load::Make("dt", dr) + spec.a(row_at(dr), Expr(0), dk) * Load::Make("Bt", dj * Expr(KP) + dk),
               dr))));
-      sum = [](int64_t r) { return Load::Make("dt", Expr(r)); };
+      for (int64_t r = 0; r < DR; ++r) sums.push_back(Load::Make("dt", Expr(r)));
     }
     for (int64_t r = 0; r < DR; ++r)
-      steps.push_back(store_fused(sum(r), row_at(Expr(r)), j, out_at(row_at(Expr(r)), {j})));
+      steps.push_back(store_fused(sums[r], row_at(Expr(r)), j, out_at(row_at(Expr(r)), {j})));
     Stmt column = Block::Make(steps);
     if (KV > 0) {
       column = Allocate::Make("ds", vec_t, DR, MemoryScope::kRegister,
-                              Allocate::Make("dq", f32, folded_floats, MemoryScope::kStack, column));
+                              Allocate::Make("dq", f32, dq_floats, MemoryScope::kStack, column));
     } else {
       column = Allocate::Make("dt", f32, DR, MemoryScope::kRegister, column);
     }

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <functional>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "tunefarm/kernels/template.h"
 
@@ -46,6 +48,17 @@ class ScriptedBackend : public device_agents::DeviceBackend {
     return out;
   }
   static double Cost(uint64_t idx) { return 1e-3 * (1.0 + static_cast<double>(idx % 1000) / 100.0); }
+  // The first `n` configs measured, those that passed (not i % 7 == 3),
+  // fastest first (ties by index, as the log orders them).
+  std::vector<uint64_t> PassedByCost(size_t n) const {
+    std::vector<uint64_t> ok;
+    for (size_t i = 0; i < n; ++i) {
+      if (measured[i] % 7 != 3) ok.push_back(measured[i]);
+    }
+    std::sort(ok.begin(), ok.end(),
+              [](uint64_t a, uint64_t b) { return std::make_pair(Cost(a), a) < std::make_pair(Cost(b), b); });
+    return ok;
+  }
   std::vector<uint64_t> measured;
   // Optional: rewrites the result of a config's measurement after `n` earlier ones.
   std::function<void(long n, v1::MeasureResult& r)> again;
@@ -91,14 +104,7 @@ TEST_F(TuneTest, RecordsEveryTrialAndReportsBest) {
   ASSERT_EQ(backend.measured.size(), 55u);
   EXPECT_EQ(r->confirmed, 5);
   std::vector<uint64_t> trials(backend.measured.begin(), backend.measured.begin() + 40);
-  std::vector<uint64_t> ok_trials;
-  for (uint64_t i : trials) {
-    if (i % 7 != 3) ok_trials.push_back(i);
-  }
-  std::sort(ok_trials.begin(), ok_trials.end(), [](uint64_t a, uint64_t b) {
-    return ScriptedBackend::Cost(a) < ScriptedBackend::Cost(b) ||
-           (ScriptedBackend::Cost(a) == ScriptedBackend::Cost(b) && a < b);
-  });
+  const std::vector<uint64_t> ok_trials = backend.PassedByCost(40);
   std::vector<uint64_t> best5(ok_trials.begin(), ok_trials.begin() + 5);
   std::sort(best5.begin(), best5.end());
   const std::vector<uint64_t> round1(backend.measured.begin() + 40, backend.measured.begin() + 45);
@@ -121,7 +127,7 @@ TEST_F(TuneTest, RecordsEveryTrialAndReportsBest) {
       ++errors;
       continue;
     }
-    best = std::min(best, 1e-3 * (1.0 + static_cast<double>(i % 1000) / 100.0));
+    best = std::min(best, ScriptedBackend::Cost(i));
   }
   EXPECT_DOUBLE_EQ(r->best->mean_cost, best);
   EXPECT_EQ(r->best->costs.size(), 4u);  // measured four times, the same every time
@@ -302,13 +308,7 @@ TEST_F(TuneTest, ConfirmationMeasuresANewLeaderAgain) {
   o.confirm = 3;
   auto r = TuneTask(workload_, backend, *db_, o);
   ASSERT_TRUE(r.ok()) << r.status();
-  std::vector<uint64_t> ok;
-  for (size_t i = 0; i < 16; ++i) {
-    if (backend.measured[i] % 7 != 3) ok.push_back(backend.measured[i]);
-  }
-  std::sort(ok.begin(), ok.end(), [](uint64_t a, uint64_t b) {
-    return std::make_pair(ScriptedBackend::Cost(a), a) < std::make_pair(ScriptedBackend::Cost(b), b);
-  });
+  const std::vector<uint64_t> ok = backend.PassedByCost(16);
   ASSERT_GE(ok.size(), 6u);
   EXPECT_EQ(slowed, std::set<uint64_t>(ok.begin(), ok.begin() + 3));
   EXPECT_EQ(backend.measured.size(), 16u + 2 * 9);  // two passes

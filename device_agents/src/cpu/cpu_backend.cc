@@ -51,7 +51,6 @@ struct Candidate {
   std::string stem;     // work_dir/cand-<n>
   std::string data;     // measurement data file
   bool pending = true;  // false once `result` is final
-  bool shares_build = false;  // an earlier candidate of the batch builds `stem`
 };
 
 class CpuBackend : public DeviceBackend {
@@ -85,12 +84,11 @@ class CpuBackend : public DeviceBackend {
             cands[j].spec.compiler == cands[i].spec.compiler && cands[j].spec.flags == cands[i].spec.flags) {
           built_by[i] = j;
           cands[i].stem = cands[j].stem;
-          cands[i].shares_build = true;
           break;
         }
       }
     }
-    CompileAll(batch, cands, results);
+    CompileAll(batch, built_by, cands, results);
     for (size_t i = 0; i < batch.size(); ++i) {
       if (const size_t j = built_by[i]; j != i) {
         results[i].set_compile_time_s(results[j].compile_time_s());
@@ -144,12 +142,14 @@ class CpuBackend : public DeviceBackend {
     c.stem = absl::StrCat(work_dir_->path(), "/cand-", next_id_++);
   }
 
-  void CompileAll(const std::vector<v1::MeasureRequest>& batch, std::vector<Candidate>& cands,
-                  std::vector<v1::MeasureResult>& results) {
+  // Compiles each pending candidate that builds its own kernel
+  // (built_by[i] == i).
+  void CompileAll(const std::vector<v1::MeasureRequest>& batch, const std::vector<size_t>& built_by,
+                  std::vector<Candidate>& cands, std::vector<v1::MeasureResult>& results) {
     const int n = options_.compile_workers > 0 ? options_.compile_workers
                                                : static_cast<int>(std::max<int64_t>(1, target_.limits().at("cores")));
     ParallelFor(cands.size(), n, [&](size_t i) {
-      if (cands[i].pending && !cands[i].shares_build) Compile(batch[i].options(), cands[i], results[i]);
+      if (cands[i].pending && built_by[i] == i) Compile(batch[i].options(), cands[i], results[i]);
     });
   }
 

@@ -61,7 +61,8 @@ struct TuneOptions {
   // config that won on one lucky measurement (the other core idle for a
   // moment, on a shared machine) loses its place when it measures slower
   // again, and one that fails its check again (a race) is marked failed.
-  // 0 or 1: off. Skipped with backend_commits (the farm's agents write
+  // When a config that was not among them leads afterwards, the best are
+  // measured again (three passes at most). 0 or 1: off. Skipped with backend_commits (the farm's agents write
   // their own records).
   int confirm = 5;
   std::optional<int64_t> job_id;
