@@ -143,6 +143,8 @@ class CodeGenCuda : public CLikePrinter {
     if (op->scope == MemoryScope::kShared) {
       Line() << "__shared__ __align__(16) " << type << " " << op->name << "[" << n->value << "];\n";
       result_.shared_bytes += n->value * op->type.bits / 8;
+    } else if (op->scope == MemoryScope::kModule) {
+      Line() << "static __device__ __align__(16) " << type << " " << op->name << "[" << n->value << "];\n";
     } else {
       Line() << type << " " << op->name << "[" << n->value << "];\n";
     }
@@ -172,6 +174,16 @@ class CodeGenCuda : public CLikePrinter {
          "               : \"r\"(__float_as_uint(a0)), \"r\"(__float_as_uint(a1)), \"r\"(__float_as_uint(a2)),\n"
          "                 \"r\"(__float_as_uint(a3)), \"r\"(__float_as_uint(b0)), \"r\"(__float_as_uint(b1)));\n"
          "}\n"},
+        // Split-K: a fence making this thread's writes visible device-wide,
+        // an atomic increment returning the count before it, and a load
+        // that bypasses the L1 cache (which is not coherent across SMs).
+        {"tf_fence", "static __device__ __forceinline__ void tf_fence() { __threadfence(); }\n"},
+        {"tf_arrive",
+         "static __device__ __forceinline__ int64_t tf_arrive(int64_t& c) {\n"
+         "  if (sizeof(int64_t) == 4) return (int64_t)atomicAdd((unsigned*)&c, 1u);\n"
+         "  return (int64_t)atomicAdd((unsigned long long*)&c, 1ull);\n"
+         "}\n"},
+        {"tf_load_cg", "static __device__ __forceinline__ float tf_load_cg(const float& x) { return __ldcg(&x); }\n"},
     };
     return *defs;
   }

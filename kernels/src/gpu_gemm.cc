@@ -18,7 +18,14 @@ constexpr int64_t kMaxThreads = 1024;
 constexpr int64_t kMaxSharedBytes = 48 * 1024;
 constexpr int64_t kMaxGridY = 65535;
 
+// The split-K workspace a kernel may keep in device memory.
+constexpr int64_t kMaxWorkspaceBytes = int64_t{64} << 20;
+
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Split-K pays where the output has too few tiles to fill a large GPU and
+// each has a long k loop: outputs of at most 2^21 elements, K >= 256.
+bool SplitKOffered(const GpuGemmSpec& spec) { return spec.M * spec.N <= (int64_t{1} << 21) && spec.K >= 256; }
 
 Expr AndAll(Expr a, Expr b) {
   if (!a.defined()) return b;
@@ -36,6 +43,9 @@ struct SliceLoad {
   int64_t bo = 0, bk = 0;
   int64_t g = 1;  // elements per global read: 1 or 4
   int64_t threads = 0;
+  // Reads past K happen (K is not a whole number of slices, or split-K
+  // gives the last blocks slices beyond it) and must read zeros.
+  bool guard_k = false;
   // Tensor-core fragments: pad 8, so that the 8 x 4 lanes reading k rows
   // t and columns g hit 32 different banks; and TF32 values in shared
   // memory, rounded once per element.
@@ -73,7 +83,7 @@ struct SliceLoad {
       Expr go = o0 + o, gk = k0 + kk;
       Expr cond = Exists(tid, l);
       if (extent % bo != 0) cond = AndAll(cond, go < Expr(extent));
-      if (K % bk != 0) cond = AndAll(cond, gk < Expr(K));
+      if (guard_k) cond = AndAll(cond, gk < Expr(K));
       if (op->valid) cond = AndAll(cond, op->valid(go, gk));
       Stmt read = g == 4 ? Store::Make(stage, Load::Make(op->buffer, op->index(go, gk), Type::Float(32, 4)), l * 4)
                          : Store::Make(stage, Load::Make(op->buffer, op->index(go, gk)), l);
@@ -108,7 +118,7 @@ struct SliceLoad {
 };
 
 struct Tiles {
-  int64_t bm, bn, bk, tm, tn, warp_x, split, stages, vec;
+  int64_t bm, bn, bk, tm, tn, warp_x, split, stages, vec, split_k;
   bool unroll_k, mma;
   int64_t tx() const { return bn / tn; }  // threads along n
   int64_t ty() const { return bm / tm; }  // threads along m
@@ -121,6 +131,48 @@ struct Tiles {
   }
 };
 
+// Split-K's end of a block: the block publishes its partial sums in the
+// workspace `tf_ws` (slot (tile, z, register) of every thread, threads
+// adjacent), and the last of the tile's split_k blocks to arrive (counted
+// in `tf_cnt`, which it resets for the next launch) sums the tile's
+// partials in z order, so the result does not depend on which block came
+// last, and runs `epilogue` on them. The workspace lives as long as the
+// loaded module (zero when loaded), so launches of one loaded split-K
+// kernel must not overlap.
+Stmt SplitKReduce(const Tiles& t, int64_t threads, int64_t tiles, const Expr& tile, const Expr& bz, const Expr& tid,
+                  const Stmt& epilogue) {
+  const int64_t regs = t.tm * t.tn;
+  auto slot = [&](const Expr& z, int64_t r) {
+    return ((tile * Expr(t.split_k) + z) * Expr(regs) + Expr(r)) * Expr(threads) + tid;
+  };
+  const Expr first = EQ::Make(tid, Expr(0));
+  std::vector<Stmt> publish;
+  for (int64_t r = 0; r < regs; ++r) publish.push_back(Store::Make("tf_ws", Load::Make("acc", r), slot(bz, r)));
+  // Visible to the block that sums them before this block is counted.
+  publish.push_back(Evaluate::Make(Call::Make("tf_fence", {})));
+  publish.push_back(Barrier::Make());
+  const Expr arrived = Call::Make("tf_arrive", {Load::Make("tf_cnt", tile, Type::Int())}, Type::Int());
+  publish.push_back(IfThenElse::Make(
+      first, Store::Make("tf_last", Select::Make(EQ::Make(arrived, Expr(t.split_k - 1)), Expr(1), Expr(0)), Expr(0))));
+  publish.push_back(Barrier::Make());
+  std::vector<Stmt> sum = {IfThenElse::Make(first, Store::Make("tf_cnt", Expr(0), tile))};
+  for (int64_t r = 0; r < regs; ++r) {
+    // Read past the (incoherent) L1 cache: other blocks wrote them.
+    Expr v;
+    for (int64_t z = 0; z < t.split_k; ++z) {
+      Expr p = Call::Make("tf_load_cg", {Load::Make("tf_ws", slot(Expr(z), r))});
+      v = v.defined() ? v + p : p;
+    }
+    sum.push_back(Store::Make("acc", v, r));
+  }
+  sum.push_back(epilogue);
+  publish.push_back(IfThenElse::Make(EQ::Make(Load::Make("tf_last", Expr(0), Type::Int()), Expr(1)), Block::Make(sum)));
+  Stmt s = Block::Make(publish);
+  s = Allocate::Make("tf_last", Type::Int(), Expr(1), MemoryScope::kShared, s);
+  s = Allocate::Make("tf_cnt", Type::Int(), Expr(tiles), MemoryScope::kModule, s);
+  return Allocate::Make("tf_ws", Type::Float(), Expr(t.split_k * tiles * regs * threads), MemoryScope::kModule, s);
+}
+
 }  // namespace
 
 absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
@@ -131,13 +183,14 @@ absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
       {"bn", KnobKind::kSplit, ints({16, 32, 64, 128, 256})},
       {"bk", KnobKind::kSplit, ints({8, 16, 32})},
       {"tm", KnobKind::kSplit, ints({1, 2, 4, 8})},
-      {"tn", KnobKind::kSplit, ints({1, 2, 4, 8})},
+      {"tn", KnobKind::kSplit, ints({1, 2, 4, 8, 16})},
       {"warp_x", KnobKind::kAnnotate, ints({4, 8, 16, 32})},
       {"split", KnobKind::kChoice, ints({1, 2})},
       {"stages", KnobKind::kChoice, ints({1, 2})},
       {"vec", KnobKind::kAnnotate, any_vec ? ints({1, 4}) : ints({1})},
       {"unroll_k", KnobKind::kAnnotate, ints({0, 1})},
       {"mma", KnobKind::kChoice, spec.tf32 ? ints({0, 1}) : ints({0})},
+      {"split_k", KnobKind::kChoice, SplitKOffered(spec) ? ints({1, 2, 3, 4, 6}) : ints({1})},
   });
 }
 
@@ -158,16 +211,25 @@ Config GpuGemmDefaultConfig(const GpuGemmSpec& spec, const ConfigSpace& space) {
                                                {"stages", int64_t{2}},
                                                {"vec", int64_t{spec.a.vec4 || spec.b.vec4 ? 4 : 1}},
                                                {"unroll_k", int64_t{1}},
-                                               {"mma", int64_t{spec.tf32 ? 1 : 0}}});
+                                               {"mma", int64_t{spec.tf32 ? 1 : 0}},
+                                               {"split_k", int64_t{1}}});
   return c.ok() ? *c : space.FromIndex(0);
 }
 
 absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferArg> args, const ConfigSpace& space,
                                     const Config& c) {
-  const Tiles t{space.IntValue(c, "bm"),     space.IntValue(c, "bn"),    space.IntValue(c, "bk"),
-                space.IntValue(c, "tm"),     space.IntValue(c, "tn"),    space.IntValue(c, "warp_x"),
-                space.IntValue(c, "split"),  space.IntValue(c, "stages"), space.IntValue(c, "vec"),
-                space.IntValue(c, "unroll_k") != 0, space.IntValue(c, "mma") != 0};
+  const Tiles t{space.IntValue(c, "bm"),
+                space.IntValue(c, "bn"),
+                space.IntValue(c, "bk"),
+                space.IntValue(c, "tm"),
+                space.IntValue(c, "tn"),
+                space.IntValue(c, "warp_x"),
+                space.IntValue(c, "split"),
+                space.IntValue(c, "stages"),
+                space.IntValue(c, "vec"),
+                space.IntValue(c, "split_k"),
+                space.IntValue(c, "unroll_k") != 0,
+                space.IntValue(c, "mma") != 0};
   const int64_t threads = t.threads(), warp_y = kWarp / t.warp_x;
   if (threads % kWarp != 0 || threads > kMaxThreads) {
     return absl::InvalidArgumentError(absl::StrCat("a ", t.bm, "x", t.bn, " block of ", t.tm, "x", t.tn,
@@ -192,8 +254,21 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   if (CeilDiv(spec.M, t.bm) > kMaxGridY) {
     return absl::InvalidArgumentError(absl::StrCat(CeilDiv(spec.M, t.bm), " row blocks exceed the grid's ", kMaxGridY));
   }
-  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, t.mma};
-  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, t.mma};
+  // Split-K: block z takes `per` of the nk k slices, from slice z * per.
+  const int64_t nk = CeilDiv(spec.K, t.bk), per = CeilDiv(nk, t.split_k);
+  if (t.split_k > 1 && per * (t.split_k - 1) >= nk) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("split_k=", t.split_k, " leaves blocks without k slices (", nk, " slices of ", t.bk, ")"));
+  }
+  const int64_t tiles = CeilDiv(spec.M, t.bm) * CeilDiv(spec.N, t.bn);
+  const int64_t workspace_bytes = t.split_k > 1 ? t.split_k * tiles * t.tm * t.tn * threads * 4 : 0;
+  if (workspace_bytes > kMaxWorkspaceBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("split_k=", t.split_k, " needs ", workspace_bytes,
+                                                   " bytes of workspace; at most ", kMaxWorkspaceBytes));
+  }
+  const bool guard_k = spec.K % t.bk != 0 || per * t.split_k != nk;
+  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, guard_k, t.mma};
+  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, guard_k, t.mma};
   const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4;
   if (shared_bytes > kMaxSharedBytes) {
     return absl::InvalidArgumentError(
@@ -201,8 +276,10 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   }
 
   const Expr tid = Var::Make("tid"), tx = Var::Make("tx"), ty = Var::Make("ty");
-  const Expr m0 = Var::Make("by") * Expr(t.bm), n0 = Var::Make("bx") * Expr(t.bn);
-  const int64_t nk = CeilDiv(spec.K, t.bk);
+  const Expr bx = Var::Make("bx"), by = Var::Make("by"), bz = Var::Make("bz");
+  const Expr m0 = by * Expr(t.bm), n0 = bx * Expr(t.bn);
+  // The first k of slice ko of this block.
+  auto k_at = [&](const Expr& ko) { return (t.split_k > 1 ? bz * Expr(per) + ko : ko) * Expr(t.bk); };
   auto row_of = [&](int64_t i) { return Tiles::Offset(i, t.bm, t.tm, t.split, ty); };
   auto col_of = [&](int64_t j) { return Tiles::Offset(j, t.bn, t.tn, t.split, tx); };
 
@@ -272,19 +349,20 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   const Expr ko = Var::Make("ko");
   Stmt main_loop;
   if (t.stages == 1) {
-    main_loop = For::Make("ko", 0, nk, ForKind::kSerial,
-                          Block::Make({read(ko * Expr(t.bk)), write(Expr(0)), Barrier::Make(),
-                                       compute(Expr(0), Expr(0)), Barrier::Make()}));
+    main_loop = For::Make(
+        "ko", 0, per, ForKind::kSerial,
+        Block::Make({read(k_at(ko)), write(Expr(0)), Barrier::Make(), compute(Expr(0), Expr(0)), Barrier::Make()}));
   } else {
     // Slice ko+1 travels global -> registers while slice ko is computed
     // from shared memory, then lands in the other buffer: one barrier per
     // slice.
     const Expr cur = ko % Expr(2), nxt = (ko + Expr(1)) % Expr(2);
-    const Expr more = ko + Expr(1) < Expr(nk);
-    Stmt body = Block::Make({nk > 1 ? IfThenElse::Make(more, read((ko + Expr(1)) * Expr(t.bk))) : Stmt(),
+    const Expr more = ko + Expr(1) < Expr(per);
+    Stmt body = Block::Make({per > 1 ? IfThenElse::Make(more, read(k_at(ko + Expr(1)))) : Stmt(),
                              compute(cur * Expr(la.elements()), cur * Expr(lb.elements())),
-                             nk > 1 ? IfThenElse::Make(more, write(nxt)) : Stmt(), Barrier::Make()});
-    main_loop = Block::Make({read(Expr(0)), write(Expr(0)), Barrier::Make(), For::Make("ko", 0, nk, ForKind::kSerial, body)});
+                             per > 1 ? IfThenElse::Make(more, write(nxt)) : Stmt(), Barrier::Make()});
+    main_loop = Block::Make(
+        {read(k_at(Expr(0))), write(Expr(0)), Barrier::Make(), For::Make("ko", 0, per, ForKind::kSerial, body)});
   }
 
   // The epilogue: bias, ReLU, and the store of every element inside the
@@ -318,9 +396,12 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     epilogue.push_back(inside.defined() ? IfThenElse::Make(inside, store) : store);
   }
 
+  Stmt finish = Block::Make(epilogue);
+  if (t.split_k > 1) finish = SplitKReduce(t, threads, tiles, by * Expr(CeilDiv(spec.N, t.bn)) + bx, bz, tid, finish);
+
   std::vector<Stmt> init;
   for (int64_t i = 0; i < t.tm * t.tn; ++i) init.push_back(Store::Make("acc", FloatImm::Make(0), i));
-  Stmt thread = Block::Make({Block::Make(init), main_loop, Block::Make(epilogue)});
+  Stmt thread = Block::Make({Block::Make(init), main_loop, finish});
   // Operand registers: a row and a column of the micro-tile, or the
   // tensor-core fragments of the warp tile.
   thread = t.mma ? Allocate::Make("fa", Type::Float(), warp_m / 16 * 4, MemoryScope::kRegister,
@@ -350,6 +431,7 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                         Allocate::Make("Bs", Type::Float(), t.stages * lb.elements(), MemoryScope::kShared, body));
   body = For::Make("by", 0, CeilDiv(spec.M, t.bm), ForKind::kGpuBlock,
                    For::Make("bx", 0, CeilDiv(spec.N, t.bn), ForKind::kGpuBlock, body));
+  if (t.split_k > 1) body = For::Make("bz", 0, t.split_k, ForKind::kGpuBlock, body);
 
   Kernel k;
   k.func.name = "tunefarm_kernel";

@@ -27,6 +27,8 @@ const char* MemoryScopeName(MemoryScope s) {
     case MemoryScope::kRegister: return "register";
     case MemoryScope::kShared: return "shared";
     case MemoryScope::kLocal: return "local";
+    case MemoryScope::kModule:
+      return "module";
   }
   return "?";
 }

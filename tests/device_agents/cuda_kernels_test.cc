@@ -41,6 +41,10 @@ const char* const kWorkloads[] = {
     "conv2d(N=1,C=4,H=5,W=5,K=8,R=1,S=1,stride=1,pad=0,bias=1,layout=NHWC)",
     "conv2d(N=2,C=8,H=7,W=6,K=24,R=3,S=3,stride=1,pad=1,relu=1,tf32=1,layout=NHWC)",
     "conv2d(N=1,C=6,H=9,W=9,K=16,R=3,S=3,stride=2,pad=1,tf32=1,layout=NCHW)",
+    // Long k loops over small outputs: split-K.
+    "matmul(M=40,N=36,K=300,bias=1,relu=1)",
+    "matmul(M=24,N=40,K=264,trans_b=1,tf32=1)",
+    "conv2d(N=1,C=32,H=5,W=4,K=12,R=3,S=3,stride=1,pad=1,layout=NHWC)",
 };
 constexpr int kSampled = 4;
 
@@ -49,9 +53,20 @@ struct Candidate {
   const Template* tmpl;
   std::string config;
   CudaKernelSource kernel;
+  // The kernel keeps a split-K workspace between launches.
+  bool split_k = false;
 };
 
-// The default config and kSampled instantiable random ones per workload.
+// Whether a knob of `space` offers a value other than its first.
+bool Offers(const ConfigSpace& space, const std::string& knob) {
+  const std::vector<kernels::Knob>& knobs = space.knobs();
+  return std::any_of(knobs.begin(), knobs.end(),
+                     [&](const kernels::Knob& k) { return k.name == knob && k.values.size() > 1; });
+}
+
+// The default config and kSampled instantiable random ones per workload;
+// kSampled more on the tensor cores where the workload allows TF32, and
+// kSampled more with split-K where the space offers it.
 std::vector<Candidate> SampledCandidates() {
   std::vector<Candidate> out;
   std::mt19937_64 rng(5);
@@ -74,17 +89,17 @@ std::vector<Candidate> SampledCandidates() {
       }
     }
     EXPECT_EQ(instantiable, kSampled) << text << ": too few instantiable configs in 2000 draws";
-    // Where the workload allows TF32, configs on the tensor cores too.
-    const std::vector<kernels::Knob>& knobs = space->knobs();
-    const bool tensor_cores = std::any_of(knobs.begin(), knobs.end(), [](const kernels::Knob& k) {
-      return k.name == "mma" && k.values.size() > 1;
-    });
-    for (int mma = 0, tries = 0; tensor_cores && mma < kSampled && tries < 20000; ++tries) {
-      Config c = space->FromIndex(space->Sample(rng));
-      if (space->IntValue(c, "mma") == 1 && t->Instantiate(*w, *space, c).ok()) {
-        configs.push_back(c);
-        ++mma;
+    for (const auto& [knob, at_least] : {std::pair<std::string, int64_t>{"mma", 1}, {"split_k", 2}}) {
+      if (!Offers(*space, knob)) continue;
+      int found = 0;
+      for (int tries = 0; found < kSampled && tries < 20000; ++tries) {
+        Config c = space->FromIndex(space->Sample(rng));
+        if (space->IntValue(c, knob) >= at_least && t->Instantiate(*w, *space, c).ok()) {
+          configs.push_back(c);
+          ++found;
+        }
       }
+      EXPECT_EQ(found, kSampled) << text << ": too few instantiable configs with " << knob;
     }
     for (const Config& c : configs) {
       absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, c);
@@ -92,7 +107,7 @@ std::vector<Candidate> SampledCandidates() {
       if (!k.ok()) continue;
       absl::StatusOr<CudaKernelSource> src = kernels::GenerateCuda(k->func);
       EXPECT_TRUE(src.ok()) << text << " " << space->ToString(c) << ": " << src.status();
-      if (src.ok()) out.push_back({*w, t, space->ToString(c), std::move(*src)});
+      if (src.ok()) out.push_back({*w, t, space->ToString(c), std::move(*src), space->IntValue(c, "split_k") > 1});
     }
   }
   return out;
@@ -116,7 +131,12 @@ TEST(GpuScheduleTest, SampledConfigsGiveTheReferenceAnswer) {
       if (!args[i].is_output) inputs.emplace_back(data[i]);
       pointers.push_back(data[i].data());
     }
-    ASSERT_TRUE(kernels::EmulateCuda(c.kernel, pointers, dir).ok()) << c.workload.Key() << " " << c.config;
+    // A split-K kernel launches twice, its output poisoned again before the
+    // second: its workspace and arrival counts must be ready for the next
+    // launch.
+    auto poison = [&] { std::fill(data.back().begin(), data.back().end(), std::numeric_limits<float>::quiet_NaN()); };
+    ASSERT_TRUE(kernels::EmulateCuda(c.kernel, pointers, dir, c.split_k ? 2 : 1, poison).ok())
+        << c.workload.Key() << " " << c.config;
     std::vector<kernels::ReferenceOutput> ref = c.tmpl->Reference(c.workload, inputs);
     const std::vector<float>& out = data.back();
     ASSERT_EQ(out.size(), ref[0].expected.size());

@@ -61,6 +61,11 @@ static inline void tf_mma_tf32_m16n8k8(float& d0, float& d1, float& d2, float& d
   tf_sync();
   d0 = d[0]; d1 = d[1]; d2 = d[2]; d3 = d[3];
 }
+// Split-K's device-wide intrinsics; blocks run one after another here.
+static inline void tf_fence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+template <class T>
+static inline T tf_arrive(T& c) { return __atomic_fetch_add(&c, 1, __ATOMIC_SEQ_CST); }
+static inline float tf_load_cg(const float& x) { return x; }
 #define __global__
 #define __device__
 #define __forceinline__ inline
@@ -76,7 +81,8 @@ void Sync() { g_block->arrive_and_wait(); }
 
 }  // namespace
 
-absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& buffers, const std::string& work_dir) {
+absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& buffers, const std::string& work_dir,
+                         int launches, const std::function<void()>& between) {
   static std::atomic<int> next{0};
   const std::string stem = absl::StrCat(work_dir, "/emulated-", next++);
   std::ofstream(stem + ".h") << kShim;
@@ -112,20 +118,23 @@ absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& b
   };
   if (buffers.size() < 2 || buffers.size() > 5) return absl::InvalidArgumentError("2 to 5 buffers");
   const int64_t threads = k.block[0] * k.block[1] * k.block[2];
-  for (int64_t bz = 0; bz < k.grid[2]; ++bz) {
-    for (int64_t by = 0; by < k.grid[1]; ++by) {
-      for (int64_t bx = 0; bx < k.grid[0]; ++bx) {
-        std::barrier<> block(threads);
-        g_block = &block;
-        std::vector<std::thread> pool;
-        for (int64_t t = 0; t < threads; ++t) {
-          pool.emplace_back([&, t] {
-            set_index(bx, by, bz, t % k.block[0], t / k.block[0] % k.block[1], t / (k.block[0] * k.block[1]), t);
-            call();
-            block.arrive_and_drop();  // a finished thread waits at no more barriers
-          });
+  for (int launch = 0; launch < launches; ++launch) {
+    if (launch > 0 && between) between();
+    for (int64_t bz = 0; bz < k.grid[2]; ++bz) {
+      for (int64_t by = 0; by < k.grid[1]; ++by) {
+        for (int64_t bx = 0; bx < k.grid[0]; ++bx) {
+          std::barrier<> block(threads);
+          g_block = &block;
+          std::vector<std::thread> pool;
+          for (int64_t t = 0; t < threads; ++t) {
+            pool.emplace_back([&, t] {
+              set_index(bx, by, bz, t % k.block[0], t / k.block[0] % k.block[1], t / (k.block[0] * k.block[1]), t);
+              call();
+              block.arrive_and_drop();  // a finished thread waits at no more barriers
+            });
+          }
+          for (std::thread& th : pool) th.join();
         }
-        for (std::thread& th : pool) th.join();
       }
     }
   }

@@ -8,6 +8,7 @@
 // wrong index shows up as a wrong answer, as on a GPU.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,8 +17,10 @@
 
 namespace tunefarm::kernels {
 
-// Launches `k` once over `buffers` (kernel argument order); `work_dir`
-// holds the compiled shim and kernel.
-absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& buffers, const std::string& work_dir);
+// Launches `k` `launches` times over `buffers` (kernel argument order),
+// calling `between` before each launch after the first; `work_dir` holds
+// the compiled shim and kernel, loaded once for all the launches.
+absl::Status EmulateCuda(const CudaKernelSource& k, const std::vector<float*>& buffers, const std::string& work_dir,
+                         int launches = 1, const std::function<void()>& between = {});
 
 }  // namespace tunefarm::kernels

@@ -265,7 +265,9 @@ struct Store : StmtNode {
 // Where an allocation lives. kRegister buffers must have a constant extent
 // and only constant indices once loops are unrolled; the C printer turns each
 // element into its own variable so the compiler keeps them in registers.
-enum class MemoryScope : uint8_t { kHeap, kStack, kRegister, kShared, kLocal };
+// kModule (GPU only) is device memory that lives as long as the loaded
+// kernel, zero when it is loaded and shared by every block and launch.
+enum class MemoryScope : uint8_t { kHeap, kStack, kRegister, kShared, kLocal, kModule };
 const char* MemoryScopeName(MemoryScope s);
 
 // `extent` elements of `type` (a vector type allocates extent vectors),
