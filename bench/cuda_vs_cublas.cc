@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     auto space = t.Space(*w);
     auto kernel = t.Instantiate(*w, *space, space->FromIndex(report->best->config_index));
     auto src = tunefarm::kernels::GenerateCuda(kernel->func);
-    auto cubin = (*nvrtc)->CompileToCubin(src->source, "best.cu", target.arch());
+    auto cubin = (*nvrtc)->CompileToCubin(src->source, "best.cu", src->CompileArch(target.arch()));
     if (!cubin.ok()) return std::fprintf(stderr, "%s\n", std::string(cubin.status().message()).c_str()), 1;
     auto module = (*driver)->LoadModule(*cubin, src->entry);
     if (!module.ok()) return std::fprintf(stderr, "%s\n", std::string(module.status().message()).c_str()), 1;

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "c_like_printer.h"
 
@@ -66,7 +68,7 @@ class CodeGenCuda : public CLikePrinter {
       // Device intrinsics, as inline PTX. Other compilers of this source
       // (a host emulation, say) must define them first.
       os << "\n#if defined(__CUDACC__) || defined(__CUDACC_RTC__)\n";
-      for (const std::string& name : intrinsics_) os << Intrinsics().at(name);
+      for (const std::string& name : intrinsics_) os << *IntrinsicDefinition(name);
       os << "#endif\n";
     }
   }
@@ -145,6 +147,7 @@ class CodeGenCuda : public CLikePrinter {
       result_.shared_bytes += n->value * op->type.bits / 8;
     } else if (op->scope == MemoryScope::kModule) {
       Line() << "static __device__ __align__(16) " << type << " " << op->name << "[" << n->value << "];\n";
+      result_.module_bytes += n->value * op->type.bits / 8;
     } else {
       Line() << type << " " << op->name << "[" << n->value << "];\n";
     }
@@ -184,11 +187,71 @@ class CodeGenCuda : public CLikePrinter {
          "  return (int64_t)atomicAdd((unsigned long long*)&c, 1ull);\n"
          "}\n"},
         {"tf_load_cg", "static __device__ __forceinline__ float tf_load_cg(const float& x) { return __ldcg(&x); }\n"},
+        // Warpgroup tensor cores: the shared-memory matrix descriptor (no
+        // swizzling; 128 bytes between core matrices along k), the fence
+        // making generic-proxy shared-memory writes visible to them, and
+        // the fence / commit / wait around a group of wgmma instructions.
+        {"tf_wgmma_desc",
+         "static __device__ __forceinline__ unsigned long long tf_wgmma_desc(const float* p, int64_t sbo) {\n"
+         "  const unsigned long long addr = (unsigned long long)__cvta_generic_to_shared(p);\n"
+         "  return ((addr & 0x3FFFF) >> 4) | ((128ull >> 4) << 16) | ((unsigned long long)((sbo & 0x3FFFF) >> 4) << "
+         "32);\n"
+         "}\n"},
+        {"tf_fence_proxy_async",
+         "static __device__ __forceinline__ void tf_fence_proxy_async() {\n"
+         "  asm volatile(\"fence.proxy.async.shared::cta;\" ::: \"memory\");\n"
+         "}\n"},
+        {"tf_wgmma_fence",
+         "static __device__ __forceinline__ void tf_wgmma_fence() { asm volatile(\"wgmma.fence.sync.aligned;\" ::: "
+         "\"memory\"); }\n"},
+        {"tf_wgmma_commit",
+         "static __device__ __forceinline__ void tf_wgmma_commit() {\n"
+         "  asm volatile(\"wgmma.commit_group.sync.aligned;\" ::: \"memory\");\n"
+         "}\n"},
+        {"tf_wgmma_wait",
+         "static __device__ __forceinline__ void tf_wgmma_wait() { asm volatile(\"wgmma.wait_group.sync.aligned 0;\" "
+         "::: \"memory\"); }\n"},
     };
     return *defs;
   }
+  // The definition of intrinsic `name`: a fixed one, or wgmma for one
+  // width (tf_wgmma_tf32_n<N>); nullopt when there is none.
+  static std::optional<std::string> IntrinsicDefinition(const std::string& name) {
+    if (auto it = Intrinsics().find(name); it != Intrinsics().end()) return it->second;
+    const std::string wgmma = "tf_wgmma_tf32_n";
+    int n = 0;
+    if (name.rfind(wgmma, 0) != 0 || !absl::SimpleAtoi(name.substr(wgmma.size()), &n) || n < 8 || n > 256 || n % 8) {
+      return std::nullopt;
+    }
+    return WgmmaDefinition(name, n);
+  }
+  // D (64 x n, FP32, in the warpgroup's registers) += A (64 x 8) B (8 x n)
+  // for the warpgroup, A and B TF32 values in shared memory as core
+  // matrices (8 rows x 16 bytes, contiguous): `a` and `b` are their first
+  // elements, core matrices adjacent along k are 128 bytes apart and along
+  // m (n) sbo_a (sbo_b) bytes apart. The instruction runs asynchronously
+  // until tf_wgmma_wait.
+  static std::string WgmmaDefinition(const std::string& name, int n) {
+    std::string params, regs, outs;
+    for (int i = 0; i < n / 2; ++i) {
+      absl::StrAppend(&params, ", float& d", i);
+      absl::StrAppend(&regs, i ? ", " : "", "%", i);
+      absl::StrAppend(&outs, i ? ", " : "", "\"+f\"(d", i, ")");
+    }
+    return absl::StrCat("static __device__ __forceinline__ void ", name,
+                        "(const float& a, const float& b, int64_t sbo_a, int64_t sbo_b", params, ") {\n",
+                        "  const unsigned long long da = tf_wgmma_desc(&a, sbo_a), db = tf_wgmma_desc(&b, sbo_b);\n",
+                        "  asm volatile(\"wgmma.mma_async.sync.aligned.m64n", n, "k8.f32.tf32.tf32 {", regs, "}, %",
+                        n / 2, ", %", n / 2 + 1, ", 1, 1, 1;\"\n               : ", outs,
+                        "\n               : \"l\"(da), \"l\"(db) : \"memory\");\n}\n");
+  }
   bool HasIntrinsic(const std::string& name) override {
-    if (!Intrinsics().count(name)) return false;
+    if (!IntrinsicDefinition(name)) return false;
+    if (name.rfind("tf_wgmma_tf32_n", 0) == 0) {
+      // wgmma exists on sm_90a alone (not on later architectures).
+      result_.arch_specific = true;
+      intrinsics_.insert("tf_wgmma_desc");
+    }
     intrinsics_.insert(name);
     return true;
   }

@@ -50,11 +50,20 @@ struct SliceLoad {
   // t and columns g hit 32 different banks; and TF32 values in shared
   // memory, rounded once per element.
   bool mma = false;
+  // Warpgroup tensor cores (wgmma) read the slice from shared memory
+  // themselves, in "core matrices" of 8 outer x 4 k values (128 contiguous
+  // bytes, outer-major), those of one group of 8 outer adjacent along k.
+  bool blocked = false;
   // A slice read along k is written transposed; a pad of one float4 keeps
   // its k rows in different banks.
   int64_t pad() const { return mma ? 8 : op->k_contiguous ? 4 : 0; }
   int64_t row() const { return bo + pad(); }
-  int64_t elements() const { return bk * row(); }
+  int64_t elements() const { return blocked ? bo * bk : bk * row(); }
+  // The shared-memory element of (outer, k) of the slice.
+  Expr At(const Expr& o, const Expr& k) const {
+    if (blocked) return o / Expr(8) * Expr(8 * bk) + k / Expr(4) * Expr(32) + o % Expr(8) * Expr(4) + k % Expr(4);
+    return k * Expr(row()) + o;
+  }
   int64_t groups() const { return bo * bk / g; }
   int64_t per_thread() const { return CeilDiv(groups(), threads); }
 
@@ -105,9 +114,9 @@ struct SliceLoad {
       auto [o, kk] = Coord(tid, l);
       std::vector<Stmt> stores;
       for (int64_t q = 0; q < g; ++q) {
-        Expr at = op->k_contiguous ? (kk + Expr(q)) * Expr(row()) + o : kk * Expr(row()) + o + Expr(q);
+        Expr at = op->k_contiguous ? At(o, kk + Expr(q)) : blocked ? At(o + Expr(q), kk) : At(o, kk) + Expr(q);
         Expr v = Load::Make(stage, l * g + q);
-        if (mma) v = Call::Make("tf_round_tf32", {v});
+        if (mma || blocked) v = Call::Make("tf_round_tf32", {v});
         stores.push_back(Store::Make(smem, v, base + at));
       }
       Expr exists = Exists(tid, l);
@@ -119,7 +128,8 @@ struct SliceLoad {
 
 struct Tiles {
   int64_t bm, bn, bk, tm, tn, warp_x, split, stages, vec, split_k;
-  bool unroll_k, mma;
+  bool unroll_k;
+  int64_t mma;                            // 0: CUDA cores; 1: warp tensor cores (mma.sync); 2: warpgroup ones (wgmma)
   int64_t tx() const { return bn / tn; }  // threads along n
   int64_t ty() const { return bm / tm; }  // threads along m
   int64_t threads() const { return tx() * ty(); }
@@ -189,7 +199,7 @@ absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
       {"stages", KnobKind::kChoice, ints({1, 2})},
       {"vec", KnobKind::kAnnotate, any_vec ? ints({1, 4}) : ints({1})},
       {"unroll_k", KnobKind::kAnnotate, ints({0, 1})},
-      {"mma", KnobKind::kChoice, spec.tf32 ? ints({0, 1}) : ints({0})},
+      {"mma", KnobKind::kChoice, spec.tf32 ? ints({0, 1, 2}) : ints({0})},
       {"split_k", KnobKind::kChoice, SplitKOffered(spec) ? ints({1, 2, 3, 4, 6}) : ints({1})},
   });
 }
@@ -229,7 +239,7 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                 space.IntValue(c, "vec"),
                 space.IntValue(c, "split_k"),
                 space.IntValue(c, "unroll_k") != 0,
-                space.IntValue(c, "mma") != 0};
+                space.IntValue(c, "mma")};
   const int64_t threads = t.threads(), warp_y = kWarp / t.warp_x;
   if (threads % kWarp != 0 || threads > kMaxThreads) {
     return absl::InvalidArgumentError(absl::StrCat("a ", t.bm, "x", t.bn, " block of ", t.tm, "x", t.tn,
@@ -247,9 +257,17 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   // With mma, each warp computes its (warp_y * tm) x (warp_x * tn) warp
   // tile as 16 x 8 tensor-core tiles.
   const int64_t warp_m = warp_y * t.tm, warp_n = t.warp_x * t.tn;
-  if (t.mma && (warp_m % 16 != 0 || warp_n % 8 != 0 || t.split != 1)) {
+  if (t.mma == 1 && (warp_m % 16 != 0 || warp_n % 8 != 0 || t.split != 1)) {
     return absl::InvalidArgumentError(absl::StrCat("mma needs a warp tile of 16 x 8 tiles and split=1; this one is ",
                                                    warp_m, "x", warp_n, " with split=", t.split));
+  }
+  // With mma=2, the four warps of a warpgroup stack their 16-row warp tiles
+  // into one 64 x warp_n tile, computed by wgmma m64n<warp_n>k8.
+  if (t.mma == 2 && (warp_m != 16 || warp_n % 8 != 0 || warp_n > 256 || t.split != 1 || t.bm % 64 != 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mma=2 needs warp tiles of 16 rows (tm = warp_x / 2), a multiple of 8 up to 256 wide, split=1 "
+                     "and bm a multiple of 64; this one is ",
+                     warp_m, "x", warp_n, " with split=", t.split, ", bm=", t.bm));
   }
   if (CeilDiv(spec.M, t.bm) > kMaxGridY) {
     return absl::InvalidArgumentError(absl::StrCat(CeilDiv(spec.M, t.bm), " row blocks exceed the grid's ", kMaxGridY));
@@ -267,8 +285,8 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                                                    " bytes of workspace; at most ", kMaxWorkspaceBytes));
   }
   const bool guard_k = spec.K % t.bk != 0 || per * t.split_k != nk;
-  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, guard_k, t.mma};
-  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, guard_k, t.mma};
+  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
+  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
   const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4;
   if (shared_bytes > kMaxSharedBytes) {
     return absl::InvalidArgumentError(
@@ -331,8 +349,17 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
       }
       return Block::Make(s);
     };
+    // The warpgroup step over k .. k+7: one wgmma reads the warpgroup's
+    // 64 rows of A and warp_n columns of B from shared memory.
+    auto wgmma_step = [&](const Expr& k) {
+      const Expr wgr = Var::Make("wgr") * Expr(64), wgc = Var::Make("wgc") * Expr(warp_n);
+      std::vector<Expr> args = {Load::Make("As", a_base + la.At(wgr, k)), Load::Make("Bs", b_base + lb.At(wgc, k)),
+                                Expr(8 * t.bk * 4), Expr(8 * t.bk * 4)};
+      for (int64_t r = 0; r < warp_n / 2; ++r) args.push_back(Load::Make("acc", r));
+      return Evaluate::Make(Call::Make(absl::StrCat("tf_wgmma_tf32_n", warp_n), args));
+    };
     const int64_t step_k = t.mma ? 8 : 1;
-    auto one = [&](const Expr& k) { return t.mma ? mma_step(k) : step(k); };
+    auto one = [&](const Expr& k) { return t.mma == 2 ? wgmma_step(k) : t.mma ? mma_step(k) : step(k); };
     if (!t.unroll_k) {
       return For::Make("kk", 0, t.bk / step_k, ForKind::kSerial, one(Var::Make("kk") * Expr(step_k)));
     }
@@ -346,12 +373,26 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                         lb.Write(tid, stage * Expr(lb.elements()), "Bs", "sb")});
   };
 
+  // Warpgroup tensor cores read shared memory asynchronously: the writes
+  // are fenced for them, and a slice's wgmma instructions are issued as one
+  // group and waited for before its buffer is written again.
+  const bool wg = t.mma == 2;
+  auto call = [](const char* f) { return Evaluate::Make(Call::Make(f, {})); };
+  auto store = [&](const Expr& stage) {
+    return wg ? Block::Make({write(stage), call("tf_fence_proxy_async")}) : write(stage);
+  };
+  auto issue = [&](const Expr& a_base, const Expr& b_base) {
+    return wg ? Block::Make({call("tf_wgmma_fence"), compute(a_base, b_base), call("tf_wgmma_commit")})
+              : compute(a_base, b_base);
+  };
+  const Stmt retire = wg ? call("tf_wgmma_wait") : Stmt();
+
   const Expr ko = Var::Make("ko");
   Stmt main_loop;
   if (t.stages == 1) {
-    main_loop = For::Make(
-        "ko", 0, per, ForKind::kSerial,
-        Block::Make({read(k_at(ko)), write(Expr(0)), Barrier::Make(), compute(Expr(0), Expr(0)), Barrier::Make()}));
+    main_loop = For::Make("ko", 0, per, ForKind::kSerial,
+                          Block::Make({read(k_at(ko)), store(Expr(0)), Barrier::Make(), issue(Expr(0), Expr(0)), retire,
+                                       Barrier::Make()}));
   } else {
     // Slice ko+1 travels global -> registers while slice ko is computed
     // from shared memory, then lands in the other buffer: one barrier per
@@ -359,17 +400,27 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     const Expr cur = ko % Expr(2), nxt = (ko + Expr(1)) % Expr(2);
     const Expr more = ko + Expr(1) < Expr(per);
     Stmt body = Block::Make({per > 1 ? IfThenElse::Make(more, read(k_at(ko + Expr(1)))) : Stmt(),
-                             compute(cur * Expr(la.elements()), cur * Expr(lb.elements())),
-                             per > 1 ? IfThenElse::Make(more, write(nxt)) : Stmt(), Barrier::Make()});
+                             issue(cur * Expr(la.elements()), cur * Expr(lb.elements())), retire,
+                             per > 1 ? IfThenElse::Make(more, store(nxt)) : Stmt(), Barrier::Make()});
     main_loop = Block::Make(
-        {read(k_at(Expr(0))), write(Expr(0)), Barrier::Make(), For::Make("ko", 0, per, ForKind::kSerial, body)});
+        {read(k_at(Expr(0))), store(Expr(0)), Barrier::Make(), For::Make("ko", 0, per, ForKind::kSerial, body)});
   }
 
   // The epilogue: bias, ReLU, and the store of every element inside the
   // problem. Accumulator `reg` of this thread holds (row, column) of the
   // block tile.
   std::vector<std::tuple<int64_t, Expr, Expr>> owned;
-  if (t.mma) {
+  if (wg) {
+    // wgmma's accumulators: warp w of the warpgroup holds rows 16w .. 16w+15
+    // in m16n8 tiles along n.
+    const Expr g = Var::Make("g"), tq = Var::Make("t");
+    const Expr row0 = Var::Make("wgr") * Expr(64) + Var::Make("w4") * Expr(16) + g;
+    const Expr col0 = Var::Make("wgc") * Expr(warp_n) + tq * Expr(2);
+    for (int64_t at = 0; at < warp_n / 2; ++at) {
+      const int64_t ni = at / 4, q = at % 4;
+      owned.emplace_back(at, row0 + Expr(q >= 2 ? 8 : 0), col0 + Expr(ni * 8 + q % 2));
+    }
+  } else if (t.mma) {
     const Expr g = Var::Make("g"), tq = Var::Make("t");
     const Expr wr = Var::Make("wr") * Expr(warp_m), wc = Var::Make("wc") * Expr(warp_n);
     const int64_t nt = warp_n / 8;
@@ -404,10 +455,13 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   Stmt thread = Block::Make({Block::Make(init), main_loop, finish});
   // Operand registers: a row and a column of the micro-tile, or the
   // tensor-core fragments of the warp tile.
-  thread = t.mma ? Allocate::Make("fa", Type::Float(), warp_m / 16 * 4, MemoryScope::kRegister,
-                                  Allocate::Make("fb", Type::Float(), warp_n / 8 * 2, MemoryScope::kRegister, thread))
-                 : Allocate::Make("ra", Type::Float(), t.tm, MemoryScope::kRegister,
-                                  Allocate::Make("rb", Type::Float(), t.tn, MemoryScope::kRegister, thread));
+  if (t.mma == 1) {
+    thread = Allocate::Make("fa", Type::Float(), warp_m / 16 * 4, MemoryScope::kRegister,
+                            Allocate::Make("fb", Type::Float(), warp_n / 8 * 2, MemoryScope::kRegister, thread));
+  } else if (t.mma == 0) {
+    thread = Allocate::Make("ra", Type::Float(), t.tm, MemoryScope::kRegister,
+                            Allocate::Make("rb", Type::Float(), t.tn, MemoryScope::kRegister, thread));
+  }
   thread = Allocate::Make(
       "acc", Type::Float(), t.tm * t.tn, MemoryScope::kRegister,
       Allocate::Make("sa", Type::Float(), la.per_thread() * la.g, MemoryScope::kRegister,
@@ -415,7 +469,15 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   // Warps of warp_y x warp_x micro-tiles, laid out row-major over the block.
   const int64_t warps_per_row = t.tx() / t.warp_x;
   const Expr warp = tid / Expr(kWarp), lane = tid % Expr(kWarp);
-  if (t.mma) {
+  if (wg) {
+    // Warpgroup (wgr, wgc) of the block, warp w4 inside it; lane = 4g + t.
+    const Expr group = tid / Expr(4 * kWarp);
+    thread = LetStmt::Make(
+        "wgr", group / Expr(t.bn / warp_n),
+        LetStmt::Make("wgc", group % Expr(t.bn / warp_n),
+                      LetStmt::Make("w4", warp % Expr(4),
+                                    LetStmt::Make("g", lane / Expr(4), LetStmt::Make("t", lane % Expr(4), thread)))));
+  } else if (t.mma) {
     // Warp (wr, wc) of the block; lane = 4g + t inside the fragments.
     thread = LetStmt::Make(
         "wr", warp / Expr(warps_per_row),

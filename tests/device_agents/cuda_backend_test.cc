@@ -78,24 +78,29 @@ TEST(CudaBackendTest, SampledConfigsGiveTheReferenceAnswerOnTheGpu) {
         "conv2d(N=1,C=16,H=15,W=13,K=24,R=3,S=3,stride=2,pad=1,dilation=1,bias=1,layout=NCHW)",
         "conv2d(N=1,C=64,H=28,W=28,K=32,R=1,S=1,stride=1,pad=0,layout=NCHW)", "matmul(M=200,N=136,K=72,bias=1,tf32=1)",
         "matmul(M=512,N=256,K=128,tf32=1)", "matmul(M=128,N=768,K=768,tf32=1)",
-        "conv2d(N=1,C=64,H=7,W=7,K=64,R=3,S=3,stride=1,pad=1,relu=1,layout=NHWC)"}) {
+        "conv2d(N=1,C=64,H=7,W=7,K=64,R=3,S=3,stride=1,pad=1,relu=1,layout=NHWC)",
+        "conv2d(N=2,C=32,H=14,W=14,K=64,R=3,S=3,stride=1,pad=1,tf32=1,layout=NHWC)",
+        "conv2d(N=1,C=24,H=15,W=15,K=40,R=3,S=3,stride=2,pad=1,bias=1,relu=1,tf32=1,layout=NCHW)"}) {
     absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok()) << w.status();
     const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op, DeviceClass::kCuda);
     absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
     ASSERT_TRUE(space.ok());
     batch.push_back(Request(w->Key(), t->DefaultConfig(*w, *space).index));
-    // Six sampled configs; six more on the tensor cores where the space
-    // offers them, and six more with split-K (whose kernels run several
-    // times per measurement, checked after the timed runs).
-    for (const auto& [knob, at_least] : {std::pair<std::string, int64_t>{"", 0}, {"mma", 1}, {"split_k", 2}}) {
+    // Six sampled configs; six more on each kind of tensor cores where the
+    // space offers them (warp mma.sync, warpgroup wgmma), and six more with
+    // split-K (whose kernels run several times per measurement, checked
+    // after the timed runs). (knob, lowest value, highest value)
+    for (const auto& [knob, lo, hi] :
+         {std::tuple<std::string, int64_t, int64_t>{"", 0, 0}, {"mma", 1, 1}, {"mma", 2, 2}, {"split_k", 2, 99}}) {
       const auto& knobs = space->knobs();
       const auto k = std::find_if(knobs.begin(), knobs.end(), [&](const kernels::Knob& x) { return x.name == knob; });
       if (!knob.empty() && (k == knobs.end() || k->values.size() < 2)) continue;
       for (int n = 0, tries = 0; n < 6 && tries < 20000; ++tries) {
         uint64_t i = space->Sample(rng);
         const kernels::Config c = space->FromIndex(i);
-        if ((!knob.empty() && space->IntValue(c, knob) < at_least) || !t->Instantiate(*w, *space, c).ok()) continue;
+        if (!knob.empty() && (space->IntValue(c, knob) < lo || space->IntValue(c, knob) > hi)) continue;
+        if (!t->Instantiate(*w, *space, c).ok()) continue;
         batch.push_back(Request(w->Key(), i));
         ++n;
       }

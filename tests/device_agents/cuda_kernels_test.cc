@@ -89,17 +89,20 @@ std::vector<Candidate> SampledCandidates() {
       }
     }
     EXPECT_EQ(instantiable, kSampled) << text << ": too few instantiable configs in 2000 draws";
-    for (const auto& [knob, at_least] : {std::pair<std::string, int64_t>{"mma", 1}, {"split_k", 2}}) {
+    // (knob, lowest value, highest value)
+    for (const auto& [knob, lo, hi] :
+         {std::tuple<std::string, int64_t, int64_t>{"mma", 1, 1}, {"mma", 2, 2}, {"split_k", 2, 99}}) {
       if (!Offers(*space, knob)) continue;
       int found = 0;
       for (int tries = 0; found < kSampled && tries < 20000; ++tries) {
         Config c = space->FromIndex(space->Sample(rng));
-        if (space->IntValue(c, knob) >= at_least && t->Instantiate(*w, *space, c).ok()) {
+        const int64_t v = space->IntValue(c, knob);
+        if (v >= lo && v <= hi && t->Instantiate(*w, *space, c).ok()) {
           configs.push_back(c);
           ++found;
         }
       }
-      EXPECT_EQ(found, kSampled) << text << ": too few instantiable configs with " << knob;
+      EXPECT_EQ(found, kSampled) << text << ": too few instantiable configs with " << knob << "=" << lo;
     }
     for (const Config& c : configs) {
       absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, c);
@@ -161,7 +164,9 @@ TEST(GpuScheduleTest, SampledConfigsCompileForSm80AndSm90) {
   auto worker = [&] {
     for (size_t i = next++; i < failures.size(); i = next++) {
       const Candidate& c = cands[i / 2];
-      const char* arch = i % 2 ? "sm_90" : "sm_80";
+      // Hopper-only kernels (wgmma) compile for sm_90a, and not for Ampere.
+      const std::string arch = c.kernel.CompileArch(i % 2 ? "sm_90" : "sm_80");
+      if (c.kernel.arch_specific && arch != "sm_90a") continue;
       absl::StatusOr<std::string> cubin = (*nvrtc)->CompileToCubin(c.kernel.source, "candidate.cu", arch);
       if (!cubin.ok()) failures[i] = absl::StrCat(c.workload.Key(), " ", c.config, " (", arch, "): ", cubin.status().message());
     }

@@ -66,6 +66,39 @@ static inline void tf_fence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 template <class T>
 static inline T tf_arrive(T& c) { return __atomic_fetch_add(&c, 1, __ATOMIC_SEQ_CST); }
 static inline float tf_load_cg(const float& x) { return x; }
+// Warpgroup tensor cores: wgmma m64n<N>k8 with both operands in shared
+// memory as core matrices (8 rows of 4 values, 16 bytes apart; 128 bytes
+// between core matrices along k, sbo bytes along m or n). Each thread
+// computes its own accumulators (row 16 * warp + g (+8), column 8i + 2t
+// (+1)); the instruction's asynchrony is not modelled, so the fences and
+// waits do nothing.
+static inline void tf_fence_proxy_async() {}
+static inline void tf_wgmma_fence() {}
+static inline void tf_wgmma_commit() {}
+static inline void tf_wgmma_wait() {}
+static inline float tf_core_matrix_at(const float& base, long long sbo, unsigned outer, unsigned k) {
+  return (&base)[outer / 8 * (sbo / 4) + k / 4 * 32 + outer % 8 * 4 + k % 4];
+}
+static inline void tf_wgmma_emulate(unsigned n, const float& a, const float& b, long long sbo_a, long long sbo_b,
+                                    float* const* d) {
+  const unsigned wt = tf_linear % 128, w = wt / 32, g = wt % 32 / 4, t = wt % 4;
+  for (unsigned r = 0; r < n / 2; ++r) {
+    const unsigned row = 16 * w + g + (r % 4 >= 2 ? 8 : 0), col = 8 * (r / 4) + 2 * t + r % 2;
+    float acc = *d[r];
+    for (unsigned k = 0; k < 8; ++k) acc += tf_core_matrix_at(a, sbo_a, row, k) * tf_core_matrix_at(b, sbo_b, col, k);
+    *d[r] = acc;
+  }
+}
+#define TF_WGMMA(N)                                                                                     \
+  template <class... D>                                                                                 \
+  static inline void tf_wgmma_tf32_n##N(const float& a, const float& b, long long sa, long long sb, D&... d) { \
+    float* const regs[] = {&d...};                                                                      \
+    tf_wgmma_emulate(N, a, b, sa, sb, regs);                                                            \
+  }
+TF_WGMMA(8) TF_WGMMA(16) TF_WGMMA(24) TF_WGMMA(32) TF_WGMMA(40) TF_WGMMA(48) TF_WGMMA(56) TF_WGMMA(64)
+TF_WGMMA(72) TF_WGMMA(80) TF_WGMMA(88) TF_WGMMA(96) TF_WGMMA(104) TF_WGMMA(112) TF_WGMMA(120) TF_WGMMA(128)
+TF_WGMMA(136) TF_WGMMA(144) TF_WGMMA(152) TF_WGMMA(160) TF_WGMMA(168) TF_WGMMA(176) TF_WGMMA(184) TF_WGMMA(192)
+TF_WGMMA(200) TF_WGMMA(208) TF_WGMMA(216) TF_WGMMA(224) TF_WGMMA(232) TF_WGMMA(240) TF_WGMMA(248) TF_WGMMA(256)
 #define __global__
 #define __device__
 #define __forceinline__ inline

@@ -188,7 +188,8 @@ TEST_F(KernelLibraryTest, FallbackChainProvenanceAndCorrectKernels) {
 TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
   const char* mm = "matmul(M=64,N=72,K=40,bias=1)";
   const char* conv = "conv2d(N=1,C=16,H=8,W=8,K=32,R=3,S=3,stride=1,pad=1,layout=NHWC)";
-  auto gpu_row = [&](const char* text, const char* key) {
+  const char* deep = "matmul(M=32,N=48,K=512)";  // recorded with split-K
+  auto gpu_row = [&](const char* text, const char* key, int64_t split_k = 1) {
     auto w = kernels::ParseWorkload(text);
     const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op, kernels::DeviceClass::kCuda);
     auto space = t.Space(*w);
@@ -199,7 +200,7 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
     r.toolchain = "NVRTC 13.0; CUDA driver 13.0";
     r.template_name = w->op;
     r.template_version = *kernels::TemplateVersion(t, *w);
-    r.config_index = t.DefaultConfig(*w, *space).index;
+    r.config_index = space->With(t.DefaultConfig(*w, *space), {{"split_k", split_k}})->index;
     r.config_json = "{}";
     r.costs = {1e-5};
     r.agent_id = "test";
@@ -208,18 +209,19 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
   {
     auto db = database::Database::Open((dir_ / "log.db").string());
     ASSERT_TRUE(db.ok());
-    auto added = (*db)->AddRecords({gpu_row(mm, "lab-h100"), gpu_row(conv, "lab-h200")});
+    auto added = (*db)->AddRecords({gpu_row(mm, "lab-h100"), gpu_row(conv, "lab-h200"), gpu_row(deep, "lab-h100", 3)});
     ASSERT_TRUE(added.ok()) << added.status();
   }
   auto log = TuningLogClient::OpenFile((dir_ / "log.db").string());
   ASSERT_TRUE(log.ok());
   LibraryOptions o;
   o.device_key = "lab-h100";
-  o.workloads = {mm, conv};
+  o.workloads = {mm, conv, deep};
   o.output_dir = (dir_ / "gpu").string();
   auto entries = WriteKernelLibrary(**log, o);
   ASSERT_TRUE(entries.ok()) << entries.status();
-  ASSERT_EQ(entries->size(), 2u);
+  ASSERT_EQ(entries->size(), 3u);
+  EXPECT_NE((*entries)[2].config.find("split_k=3"), std::string::npos) << (*entries)[2].config;
   EXPECT_EQ((*entries)[0].level, FallbackLevel::kExactDevice);
   EXPECT_EQ((*entries)[0].source, "kernel_0.cu");
   EXPECT_EQ((*entries)[1].level, FallbackLevel::kArchFamily) << (*entries)[1].why;
@@ -239,6 +241,12 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
             std::string::npos)
       << header;
   EXPECT_NE(header.find("int tunefarm_conv2d("), std::string::npos);
+  // The split-K kernel's calls must not overlap; the others' may.
+  EXPECT_NE(header.find("must\n// not overlap (one stream at a time, or synchronise between them)\nint "
+                        "tunefarm_matmul_M32_N48_K512("),
+            std::string::npos)
+      << header;
+  EXPECT_EQ(header.find("not overlap"), header.rfind("not overlap")) << header;
 
   // The same log read for a CPU, and an operator the GPU has no template for.
   o.device_class = kernels::DeviceClass::kCpu;
@@ -259,7 +267,7 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
   }
   if (nvcc.empty()) GTEST_SKIP() << "no nvcc (tried /usr/local/cuda/bin/nvcc, /usr/bin/nvcc): sources not compiled";
   std::string objects;
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 3; ++i) {
     const std::filesystem::path lib = dir_ / "gpu";
     const std::string obj = (dir_ / ("g" + std::to_string(i) + ".o")).string();
     const std::string cmd = nvcc + " -c -Xcompiler -fPIC --options-file " +

@@ -76,6 +76,8 @@ struct Built {
   LibraryEntry entry;
   kernels::Workload workload;
   std::vector<kernels::ir::BufferArg> buffers;
+  // Its calls must not overlap (a CUDA kernel with a split-K workspace).
+  bool exclusive = false;
 };
 
 // C parameter list of a workload's buffers: inputs const; a CUDA kernel's
@@ -229,12 +231,13 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
       code = absl::StrCat("namespace ", ns, " {\n", src->source, "}  // namespace ", ns, "\n");
       // For the GPU the record was measured on, or one of the key's family.
       const std::string arch = e.record ? TargetField(e.record->target_json, "arch") : family;
-      flags = absl::StrCat("-O3 -arch=", arch.empty() ? "native" : arch);
+      flags = absl::StrCat("-O3 -arch=", arch.empty() ? "native" : src->CompileArch(arch));
       wrapper = absl::StrCat("\nextern \"C\" int ", e.function, "(", TypedParams(b.buffers, true), ") {\n  ", ns, "::", src->entry,
                              "<<<dim3(", absl::StrJoin(src->grid, ", "), "), dim3(", absl::StrJoin(src->block, ", "),
                              "), 0, (cudaStream_t)stream>>>(");
       for (size_t k = 0; k < b.buffers.size(); ++k) absl::StrAppend(&wrapper, k ? ", " : "", b.buffers[k].name);
       absl::StrAppend(&wrapper, ");\n  return (int)cudaGetLastError();\n}\n");
+      b.exclusive = src->module_bytes > 0;
     }
 
     std::string head = absl::StrCat("// tunefarm kernel for ", e.workload, "\n// device key:  ", o.device_key, "\n",
@@ -272,6 +275,11 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
     absl::StrAppend(&h, "\n// buffers:");
     for (const auto& buf : b.buffers) {
       absl::StrAppend(&h, " ", buf.name, "[", buf.elements, "]", buf.is_output ? " (out)" : "");
+    }
+    if (b.exclusive) {
+      absl::StrAppend(&h,
+                      "\n// split-K: keeps its partial sums in device memory of its own, so calls of it must\n"
+                      "// not overlap (one stream at a time, or synchronise between them)");
     }
     absl::StrAppend(&h, cuda ? "\nint " : "\nvoid ", e.function, "(", TypedParams(b.buffers, cuda), ");\n\n");
     by_op[b.workload.op].push_back(&b);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <limits>
 #include <map>
@@ -118,22 +119,33 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   }
   absl::StatusOr<kernels::ConfigSpace> full = tmpl->Space(workload);
   if (!full.ok()) return full.status();
-  // The strategy walks `search`: the space with options.pins applied and a
-  // knob named "threads" limited to the device's cores. Requests and
-  // records always carry indices of the full space.
+  // The strategy walks `search`: the space with options.pins applied, a
+  // knob named "threads" limited to the device's cores, and "mma" to the
+  // tensor cores the device has (warpgroup ones, mma=2, where its features
+  // say wgmma). Requests and records always carry indices of the full space.
   std::vector<std::pair<std::string, std::vector<kernels::KnobValue>>> allowed;
   for (const auto& [name, value] : options.pins) allowed.push_back({name, {value}});
-  const auto threads = std::find_if(full->knobs().begin(), full->knobs().end(),
-                                    [](const kernels::Knob& k) { return k.name == "threads"; });
-  const auto cores = backend.target().limits().find("cores");
-  const bool pinned_threads = std::any_of(options.pins.begin(), options.pins.end(),
-                                          [](const auto& p) { return p.first == "threads"; });
-  if (threads != full->knobs().end() && cores != backend.target().limits().end() && !pinned_threads) {
-    std::vector<kernels::KnobValue> fit;
-    for (const kernels::KnobValue& v : threads->values) {
-      if (const int64_t* n = std::get_if<int64_t>(&v); n && *n <= std::max<int64_t>(1, cores->second)) fit.push_back(v);
+  // Keeps the integer values of knob `name` that `fits` accepts, unless the
+  // knob is pinned.
+  auto limit = [&](const std::string& name, const std::function<bool(int64_t)>& fits) {
+    const auto knob = std::find_if(full->knobs().begin(), full->knobs().end(),
+                                   [&](const kernels::Knob& k) { return k.name == name; });
+    if (knob == full->knobs().end() ||
+        std::any_of(options.pins.begin(), options.pins.end(), [&](const auto& p) { return p.first == name; })) {
+      return;
     }
-    if (!fit.empty()) allowed.push_back({"threads", fit});
+    std::vector<kernels::KnobValue> fit;
+    for (const kernels::KnobValue& v : knob->values) {
+      if (const int64_t* n = std::get_if<int64_t>(&v); n && fits(*n)) fit.push_back(v);
+    }
+    if (!fit.empty() && fit.size() < knob->values.size()) allowed.push_back({name, fit});
+  };
+  const v1::Target& device = backend.target();
+  if (const auto cores = device.limits().find("cores"); cores != device.limits().end()) {
+    limit("threads", [&](int64_t n) { return n <= std::max<int64_t>(1, cores->second); });
+  }
+  if (std::find(device.features().begin(), device.features().end(), "wgmma") == device.features().end()) {
+    limit("mma", [](int64_t n) { return n < 2; });
   }
   absl::StatusOr<kernels::ConfigSpace> pinned = allowed.empty() ? full : full->Restrict(allowed);
   if (!pinned.ok()) return pinned.status();

@@ -150,7 +150,8 @@ class CudaBackend : public DeviceBackend {
       Candidate& c = cands[i];
       if (!c.pending) return;
       auto t0 = std::chrono::steady_clock::now();
-      absl::StatusOr<std::string> cubin = nvrtc_->CompileToCubin(c.kernel.source, "candidate.cu", target_.arch());
+      absl::StatusOr<std::string> cubin =
+          nvrtc_->CompileToCubin(c.kernel.source, "candidate.cu", c.kernel.CompileArch(target_.arch()));
       results[i].set_compile_time_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       if (!cubin.ok()) {
         return Finish(c, results[i], v1::MEASURE_STATUS_COMPILE_DEVICE, std::string(cubin.status().message()));

@@ -41,6 +41,7 @@ tunefarm::v1::Target CudaTarget(const CudaDeviceInfo& info, const std::string& n
   t.set_device_key(CudaDeviceKey(info.name));
   t.add_features(t.arch());
   if (info.cc_major >= 8) t.add_features("tf32");
+  if (info.cc_major == 9 && info.cc_minor == 0) t.add_features("wgmma");  // sm_90a's warpgroup tensor cores
   auto& limits = *t.mutable_limits();
   limits["sm_count"] = info.sm_count;
   limits["max_threads_per_block"] = info.max_threads_per_block;

@@ -19,6 +19,13 @@ struct CudaKernelSource {
   std::array<int64_t, 3> grid{1, 1, 1};
   std::array<int64_t, 3> block{1, 1, 1};
   int64_t shared_bytes = 0;  // static __shared__ memory
+  // Device memory kept by the loaded module between launches (a split-K
+  // workspace): launches of one loaded kernel that has any must not overlap.
+  int64_t module_bytes = 0;
+  // The kernel uses instructions of its architecture alone (wgmma: sm_90a),
+  // so it is compiled for CompileArch(arch).
+  bool arch_specific = false;
+  std::string CompileArch(const std::string& arch) const { return arch_specific ? arch + "a" : arch; }
 };
 
 // Prints `f` as one CUDA kernel taking its buffers as pointer parameters in
