@@ -196,7 +196,7 @@ absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
       {"tn", KnobKind::kSplit, ints({1, 2, 4, 8, 16})},
       {"warp_x", KnobKind::kAnnotate, ints({4, 8, 16, 32})},
       {"split", KnobKind::kChoice, ints({1, 2})},
-      {"stages", KnobKind::kChoice, ints({1, 2})},
+      {"stages", KnobKind::kChoice, spec.tf32 ? ints({1, 2, 3}) : ints({1, 2})},
       {"vec", KnobKind::kAnnotate, any_vec ? ints({1, 4}) : ints({1})},
       {"unroll_k", KnobKind::kAnnotate, ints({0, 1})},
       {"mma", KnobKind::kChoice, spec.tf32 ? ints({0, 1, 2}) : ints({0})},
@@ -287,7 +287,11 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   const bool guard_k = spec.K % t.bk != 0 || per * t.split_k != nk;
   SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
   SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
-  const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4;
+  if (t.stages == 3 && t.mma != 2) {
+    return absl::InvalidArgumentError("stages=3 (three shared buffers) is for warpgroup tensor cores (mma=2) only");
+  }
+  // The slices' buffers, and split-K's flag.
+  const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4 + (t.split_k > 1 ? 8 : 0);
   if (shared_bytes > kMaxSharedBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(shared_bytes, " bytes of shared memory exceed the ", kMaxSharedBytes, " a block may declare"));
@@ -375,7 +379,11 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
 
   // Warpgroup tensor cores read shared memory asynchronously: the writes
   // are fenced for them, and a slice's wgmma instructions are issued as one
-  // group and waited for before its buffer is written again.
+  // group and waited for before its buffer is written again. With two
+  // buffers that is before the next slice is written; with three, the
+  // group of slice ko may still run while slice ko+1 is written (into the
+  // buffer of slice ko-2, whose groups every warpgroup saw finish before
+  // the last barrier).
   const bool wg = t.mma == 2;
   auto call = [](const char* f) { return Evaluate::Make(Call::Make(f, {})); };
   auto store = [&](const Expr& stage) {
@@ -385,7 +393,7 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     return wg ? Block::Make({call("tf_wgmma_fence"), compute(a_base, b_base), call("tf_wgmma_commit")})
               : compute(a_base, b_base);
   };
-  const Stmt retire = wg ? call("tf_wgmma_wait") : Stmt();
+  const Stmt retire = !wg ? Stmt() : t.stages == 3 ? call("tf_wgmma_wait1") : call("tf_wgmma_wait0");
 
   const Expr ko = Var::Make("ko");
   Stmt main_loop;
@@ -395,15 +403,16 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                                        Barrier::Make()}));
   } else {
     // Slice ko+1 travels global -> registers while slice ko is computed
-    // from shared memory, then lands in the other buffer: one barrier per
+    // from shared memory, then lands in the next buffer: one barrier per
     // slice.
-    const Expr cur = ko % Expr(2), nxt = (ko + Expr(1)) % Expr(2);
+    const Expr cur = ko % Expr(t.stages), nxt = (ko + Expr(1)) % Expr(t.stages);
     const Expr more = ko + Expr(1) < Expr(per);
     Stmt body = Block::Make({per > 1 ? IfThenElse::Make(more, read(k_at(ko + Expr(1)))) : Stmt(),
                              issue(cur * Expr(la.elements()), cur * Expr(lb.elements())), retire,
                              per > 1 ? IfThenElse::Make(more, store(nxt)) : Stmt(), Barrier::Make()});
-    main_loop = Block::Make(
-        {read(k_at(Expr(0))), store(Expr(0)), Barrier::Make(), For::Make("ko", 0, per, ForKind::kSerial, body)});
+    main_loop =
+        Block::Make({read(k_at(Expr(0))), store(Expr(0)), Barrier::Make(),
+                     For::Make("ko", 0, per, ForKind::kSerial, body), t.stages == 3 ? call("tf_wgmma_wait0") : Stmt()});
   }
 
   // The epilogue: bias, ReLU, and the store of every element inside the

@@ -154,6 +154,41 @@ TEST(GpuScheduleTest, SampledConfigsGiveTheReferenceAnswer) {
   }
 }
 
+// A block's static shared memory counts every buffer, split-K's flag too:
+// three 128x16 slices of A and of B fill the 48 KiB alone.
+TEST(GpuScheduleTest, SharedMemoryCountsSplitKsFlag) {
+  absl::StatusOr<Workload> w = kernels::ParseWorkload("matmul(M=256,N=256,K=512,tf32=1)");
+  ASSERT_TRUE(w.ok());
+  const Template* t = TemplateRegistry::Global().Find(w->op, DeviceClass::kCuda);
+  absl::StatusOr<ConfigSpace> space = t->Space(*w);
+  ASSERT_TRUE(space.ok());
+  auto config = [&](int64_t split_k) {
+    return space->FromValues({{"bm", int64_t{128}},
+                              {"bn", int64_t{128}},
+                              {"bk", int64_t{16}},
+                              {"tm", int64_t{8}},
+                              {"tn", int64_t{8}},
+                              {"warp_x", int64_t{16}},
+                              {"split", int64_t{1}},
+                              {"stages", int64_t{3}},
+                              {"vec", int64_t{4}},
+                              {"unroll_k", int64_t{1}},
+                              {"mma", int64_t{2}},
+                              {"split_k", split_k}});
+  };
+  ASSERT_TRUE(config(1).ok() && config(2).ok());
+  absl::StatusOr<kernels::Kernel> fits = t->Instantiate(*w, *space, *config(1));
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  absl::StatusOr<CudaKernelSource> src = kernels::GenerateCuda(fits->func);
+  ASSERT_TRUE(src.ok());
+  EXPECT_EQ(src->shared_bytes, 48 * 1024);
+  EXPECT_TRUE(src->arch_specific);
+  EXPECT_EQ(src->CompileArch("sm_90"), "sm_90a");
+  absl::StatusOr<kernels::Kernel> over = t->Instantiate(*w, *space, *config(2));
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("49160 bytes of shared memory"), std::string::npos) << over.status();
+}
+
 // Skipped, saying so, where the CUDA toolkit is not installed.
 TEST(GpuScheduleTest, SampledConfigsCompileForSm80AndSm90) {
   absl::StatusOr<std::unique_ptr<Nvrtc>> nvrtc = Nvrtc::Load();
