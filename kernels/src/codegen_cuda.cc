@@ -208,14 +208,9 @@ class CodeGenCuda : public CLikePrinter {
          "static __device__ __forceinline__ void tf_wgmma_commit() {\n"
          "  asm volatile(\"wgmma.commit_group.sync.aligned;\" ::: \"memory\");\n"
          "}\n"},
-        // (every group finished; all but the newest one)
-        {"tf_wgmma_wait0",
-         "static __device__ __forceinline__ void tf_wgmma_wait0() {\n"
+        {"tf_wgmma_wait",
+         "static __device__ __forceinline__ void tf_wgmma_wait() {\n"
          "  asm volatile(\"wgmma.wait_group.sync.aligned 0;\" ::: \"memory\");\n"
-         "}\n"},
-        {"tf_wgmma_wait1",
-         "static __device__ __forceinline__ void tf_wgmma_wait1() {\n"
-         "  asm volatile(\"wgmma.wait_group.sync.aligned 1;\" ::: \"memory\");\n"
          "}\n"},
     };
     return *defs;
@@ -236,7 +231,7 @@ class CodeGenCuda : public CLikePrinter {
   // matrices (8 rows x 16 bytes, contiguous): `a` and `b` are their first
   // elements, core matrices adjacent along k are 128 bytes apart and along
   // m (n) sbo_a (sbo_b) bytes apart. The instruction runs asynchronously
-  // until tf_wgmma_wait0 (or wait1 for all but the newest group).
+  // until tf_wgmma_wait.
   static std::string WgmmaDefinition(const std::string& name, int n) {
     std::string params, regs, outs;
     for (int i = 0; i < n / 2; ++i) {

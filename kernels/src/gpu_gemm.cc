@@ -196,7 +196,7 @@ absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
       {"tn", KnobKind::kSplit, ints({1, 2, 4, 8, 16})},
       {"warp_x", KnobKind::kAnnotate, ints({4, 8, 16, 32})},
       {"split", KnobKind::kChoice, ints({1, 2})},
-      {"stages", KnobKind::kChoice, spec.tf32 ? ints({1, 2, 3}) : ints({1, 2})},
+      {"stages", KnobKind::kChoice, ints({1, 2})},
       {"vec", KnobKind::kAnnotate, any_vec ? ints({1, 4}) : ints({1})},
       {"unroll_k", KnobKind::kAnnotate, ints({0, 1})},
       {"mma", KnobKind::kChoice, spec.tf32 ? ints({0, 1, 2}) : ints({0})},
@@ -208,15 +208,17 @@ Config GpuGemmDefaultConfig(const GpuGemmSpec& spec, const ConfigSpace& space) {
   // 256 threads, 128x128x16 blocks of 8x8 micro-tiles (large problems) or
   // 64x64x8 of 4x4, double-buffered; on the tensor cores where the workload
   // allows TF32 (on an H100 at 4096^3: 2.3x the FP32 path with the same
-  // tiles, and bk=16 1.2x bk=8 on either path).
+  // tiles, and bk=16 1.2x bk=8 on either path), there with 64x64 warp tiles
+  // for large problems (122 TFLOP/s against 112 for 32x64 ones).
   const bool large = spec.M >= 512 && spec.N >= 512;
+  const bool wide_warps = large && spec.tf32;
   const int64_t tile = large ? 128 : 64, micro = large ? 8 : 4;
   absl::StatusOr<Config> c = space.FromValues({{"bm", tile},
                                                {"bn", tile},
                                                {"bk", int64_t{large ? 16 : 8}},
                                                {"tm", micro},
-                                               {"tn", micro},
-                                               {"warp_x", int64_t{8}},
+                                               {"tn", wide_warps ? 2 * micro : micro},
+                                               {"warp_x", int64_t{wide_warps ? 4 : 8}},
                                                {"split", int64_t{large && !spec.tf32 ? 2 : 1}},
                                                {"stages", int64_t{2}},
                                                {"vec", int64_t{spec.a.vec4 || spec.b.vec4 ? 4 : 1}},
@@ -287,9 +289,6 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   const bool guard_k = spec.K % t.bk != 0 || per * t.split_k != nk;
   SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
   SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
-  if (t.stages == 3 && t.mma != 2) {
-    return absl::InvalidArgumentError("stages=3 (three shared buffers) is for warpgroup tensor cores (mma=2) only");
-  }
   // The slices' buffers, and split-K's flag.
   const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4 + (t.split_k > 1 ? 8 : 0);
   if (shared_bytes > kMaxSharedBytes) {
@@ -379,11 +378,7 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
 
   // Warpgroup tensor cores read shared memory asynchronously: the writes
   // are fenced for them, and a slice's wgmma instructions are issued as one
-  // group and waited for before its buffer is written again. With two
-  // buffers that is before the next slice is written; with three, the
-  // group of slice ko may still run while slice ko+1 is written (into the
-  // buffer of slice ko-2, whose groups every warpgroup saw finish before
-  // the last barrier).
+  // group and waited for before the next slice is written.
   const bool wg = t.mma == 2;
   auto call = [](const char* f) { return Evaluate::Make(Call::Make(f, {})); };
   auto store = [&](const Expr& stage) {
@@ -393,7 +388,7 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     return wg ? Block::Make({call("tf_wgmma_fence"), compute(a_base, b_base), call("tf_wgmma_commit")})
               : compute(a_base, b_base);
   };
-  const Stmt retire = !wg ? Stmt() : t.stages == 3 ? call("tf_wgmma_wait1") : call("tf_wgmma_wait0");
+  const Stmt retire = wg ? call("tf_wgmma_wait") : Stmt();
 
   const Expr ko = Var::Make("ko");
   Stmt main_loop;
@@ -403,16 +398,15 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                                        Barrier::Make()}));
   } else {
     // Slice ko+1 travels global -> registers while slice ko is computed
-    // from shared memory, then lands in the next buffer: one barrier per
+    // from shared memory, then lands in the other buffer: one barrier per
     // slice.
-    const Expr cur = ko % Expr(t.stages), nxt = (ko + Expr(1)) % Expr(t.stages);
+    const Expr cur = ko % Expr(2), nxt = (ko + Expr(1)) % Expr(2);
     const Expr more = ko + Expr(1) < Expr(per);
     Stmt body = Block::Make({per > 1 ? IfThenElse::Make(more, read(k_at(ko + Expr(1)))) : Stmt(),
                              issue(cur * Expr(la.elements()), cur * Expr(lb.elements())), retire,
                              per > 1 ? IfThenElse::Make(more, store(nxt)) : Stmt(), Barrier::Make()});
-    main_loop =
-        Block::Make({read(k_at(Expr(0))), store(Expr(0)), Barrier::Make(),
-                     For::Make("ko", 0, per, ForKind::kSerial, body), t.stages == 3 ? call("tf_wgmma_wait0") : Stmt()});
+    main_loop = Block::Make(
+        {read(k_at(Expr(0))), store(Expr(0)), Barrier::Make(), For::Make("ko", 0, per, ForKind::kSerial, body)});
   }
 
   // The epilogue: bias, ReLU, and the store of every element inside the

@@ -9,7 +9,7 @@
 // thread's rows and columns over that many strips of the block tile, so
 // that neighbouring threads read neighbouring shared words. With mma = 1 a
 // warp computes its warp tile with tensor-core instructions instead, from
-// TF32 values in shared memory.
+// TF32 values in shared memory (mma = 2: a warpgroup, with wgmma).
 #pragma once
 
 #include <cstdint>
@@ -56,12 +56,16 @@ struct GpuGemmSpec {
 };
 
 // Knobs: bm, bn, bk (block tile), tm, tn (thread micro-tile), warp_x (warp
-// tile), split, stages, vec, unroll_k, and mma (the warp tile on the tensor
-// cores, TF32 inputs and FP32 accumulation, through mma.sync m16n8k8; only
-// where spec.tf32). Configs that do not fit together
-// (threads not a whole number of warps or more than 1024, a warp layout
-// that does not tile the block, more than 48 KiB of shared memory) are
-// instantiation errors.
+// tile), split, stages, vec, unroll_k, split_k (that many blocks per output
+// tile, each over its share of k, the last to finish summing their partials
+// from a workspace in module memory; offered for small outputs with long k
+// loops), and mma (only where spec.tf32; TF32 inputs and FP32 accumulation):
+// 1 computes the warp tile with mma.sync m16n8k8, 2 computes a warpgroup's
+// four 16-row warp tiles as one 64-row tile with Hopper's wgmma from shared
+// memory (sm_90a). Configs that do not fit together (threads not a whole
+// number of warps or more than 1024, a warp layout that does not tile the
+// block, more than 48 KiB of shared memory, more than 64 MiB of split-K
+// workspace, split-K leaving blocks without k) are instantiation errors.
 absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec);
 Config GpuGemmDefaultConfig(const GpuGemmSpec& spec, const ConfigSpace& space);
 absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<ir::BufferArg> args, const ConfigSpace& space,

@@ -155,7 +155,7 @@ TEST(GpuScheduleTest, SampledConfigsGiveTheReferenceAnswer) {
 }
 
 // A block's static shared memory counts every buffer, split-K's flag too:
-// three 128x16 slices of A and of B fill the 48 KiB alone.
+// two 192x16 slices of A and of B fill the 48 KiB alone.
 TEST(GpuScheduleTest, SharedMemoryCountsSplitKsFlag) {
   absl::StatusOr<Workload> w = kernels::ParseWorkload("matmul(M=256,N=256,K=512,tf32=1)");
   ASSERT_TRUE(w.ok());
@@ -163,14 +163,14 @@ TEST(GpuScheduleTest, SharedMemoryCountsSplitKsFlag) {
   absl::StatusOr<ConfigSpace> space = t->Space(*w);
   ASSERT_TRUE(space.ok());
   auto config = [&](int64_t split_k) {
-    return space->FromValues({{"bm", int64_t{128}},
+    return space->FromValues({{"bm", int64_t{256}},
                               {"bn", int64_t{128}},
                               {"bk", int64_t{16}},
                               {"tm", int64_t{8}},
                               {"tn", int64_t{8}},
                               {"warp_x", int64_t{16}},
                               {"split", int64_t{1}},
-                              {"stages", int64_t{3}},
+                              {"stages", int64_t{2}},
                               {"vec", int64_t{4}},
                               {"unroll_k", int64_t{1}},
                               {"mma", int64_t{2}},

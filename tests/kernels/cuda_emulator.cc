@@ -75,8 +75,7 @@ static inline float tf_load_cg(const float& x) { return x; }
 static inline void tf_fence_proxy_async() {}
 static inline void tf_wgmma_fence() {}
 static inline void tf_wgmma_commit() {}
-static inline void tf_wgmma_wait0() {}
-static inline void tf_wgmma_wait1() {}
+static inline void tf_wgmma_wait() {}
 static inline float tf_core_matrix_at(const float& base, long long sbo, unsigned outer, unsigned k) {
   return (&base)[outer / 8 * (sbo / 4) + k / 4 * 32 + outer % 8 * 4 + k % 4];
 }
