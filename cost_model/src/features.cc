@@ -94,7 +94,7 @@ int FloatOps(const Expr& e) {
     void VisitMin(const Min* op) override { Count(op), Visitor::VisitMin(op); }
     void VisitMax(const Max* op) override { Count(op), Visitor::VisitMax(op); }
     void VisitCall(const Call* op) override {
-      if (op->name == "tf_fma_mem") ops += 2 * op->type.lanes;  // a multiply and an add
+      ops += static_cast<int>(IntrinsicFlops(*op));
       Visitor::VisitCall(op);
     }
   } c;
@@ -196,6 +196,15 @@ class Walker : public Visitor {
     }
     double work = count * lanes * std::max(1, FloatOps(op->value));
     if (work > hot.work) hot = {work, count, lanes, loops_};
+  }
+  // A call for its effect: a tensor-core operation's work and reads.
+  void VisitEvaluate(const Evaluate* op) override {
+    const double count = Count();
+    Reads(op->call);
+    const int ops = FloatOps(op->call);
+    flops += count * ops;
+    const double work = count * std::max(1, ops);
+    if (work > hot.work) hot = {work, count, 1, loops_};
   }
 
  private:

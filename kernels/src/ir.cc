@@ -149,6 +149,14 @@ Expr Call::Make(std::string name, std::vector<Expr> args, Type t) {
   return Expr(std::make_shared<Call>(std::move(name), std::move(args), t));
 }
 
+int64_t IntrinsicFlops(const Call& call) {
+  if (call.name == "tf_fma_mem") return 2 * call.type.lanes;
+  if (call.name == "tf_mma_tf32_m16n8k8") return 2 * 16 * 8 * 8 / 32;
+  const std::string wgmma = "tf_wgmma_tf32_n";
+  if (call.name.rfind(wgmma, 0) == 0) return 2 * 64 * 8 * std::stoll(call.name.substr(wgmma.size())) / 128;
+  return 0;
+}
+
 Stmt Evaluate::Make(Expr call) {
   TF_CHECK(call.as<Call>() != nullptr, "Evaluate of something other than a Call");
   return Stmt(std::make_shared<Evaluate>(std::move(call)));

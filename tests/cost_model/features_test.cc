@@ -93,5 +93,36 @@ TEST(FeaturesTest, MatmulVectorsAreComparableAcrossShapes) {
   for (float x : fa) EXPECT_TRUE(std::isfinite(x));
 }
 
+// The GPU's tensor-core paths do their multiply-adds in intrinsic calls:
+// the flops feature counts them, so that a 256^3 matmul has the same
+// 2 * 256^3 flops on the CUDA cores, through mma.sync and through wgmma.
+TEST(FeaturesTest, TensorCoreCallsCountTheirFlops) {
+  const kernels::Template& t = *kernels::TemplateRegistry::Global().Find("matmul", kernels::DeviceClass::kCuda);
+  auto w = kernels::ParseWorkload("matmul(M=256,N=256,K=256,tf32=1)");
+  auto space = t.Space(*w);
+  ASSERT_TRUE(space.ok());
+  auto config = [&](int64_t mma, int64_t tm, int64_t tn, int64_t warp_x) {
+    return *space->FromValues({{"bm", int64_t{128}},
+                               {"bn", int64_t{128}},
+                               {"bk", int64_t{16}},
+                               {"tm", tm},
+                               {"tn", tn},
+                               {"warp_x", warp_x},
+                               {"split", int64_t{1}},
+                               {"stages", int64_t{2}},
+                               {"vec", int64_t{4}},
+                               {"unroll_k", int64_t{1}},
+                               {"mma", mma},
+                               {"split_k", int64_t{1}}});
+  };
+  const double expected = std::log2(1 + 2.0 * 256 * 256 * 256);
+  for (const kernels::Config& c : {config(0, 8, 8, 8), config(1, 8, 16, 4), config(2, 8, 8, 16)}) {
+    auto k = t.Instantiate(*w, *space, c);
+    ASSERT_TRUE(k.ok()) << space->ToString(c) << ": " << k.status();
+    std::vector<float> f = ExtractFeatures(k->func, *space, c);
+    EXPECT_NEAR(Global(f, 0), expected, 0.01) << space->ToString(c);
+  }
+}
+
 }  // namespace
 }  // namespace tunefarm::cost_model

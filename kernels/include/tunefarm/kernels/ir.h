@@ -217,6 +217,12 @@ struct Call : ExprNode {
   const std::vector<Expr> args;
 };
 
+// The floating-point operations one call of an intrinsic stands for, per
+// thread making it (a multiply-add counts two): tf_fma_mem twice its lanes;
+// the tensor-core ones per thread of their warp (mma.sync m16n8k8: 64) or
+// warpgroup (wgmma m64nNk8, tf_wgmma_tf32_n<N>: 8N); 0 for any other call.
+int64_t IntrinsicFlops(const Call& call);
+
 // ---- statements ----
 
 // Binds an immutable scalar for the body.
