@@ -34,6 +34,16 @@ TEST(CudaTargetTest, DeviceKeysNameTheModel) {
   EXPECT_EQ(t.device_key(), "h100");
   EXPECT_EQ(t.limits().at("sm_count"), 132);
   EXPECT_EQ(t.toolchain(), "NVRTC 13.0; CUDA driver 13.0");
+  // Hopper's warpgroup tensor cores (sm_90a) exist on compute capability
+  // 9.0 alone.
+  auto has_wgmma = [](const v1::Target& x) {
+    return std::find(x.features().begin(), x.features().end(), "wgmma") != x.features().end();
+  };
+  EXPECT_TRUE(has_wgmma(t));
+  info.cc_major = 8;
+  EXPECT_FALSE(has_wgmma(CudaTarget(info, "13.0")));
+  info.cc_major = 12;
+  EXPECT_FALSE(has_wgmma(CudaTarget(info, "13.0")));
 }
 
 // The backend, or a skip that says why there is none here.
