@@ -6,7 +6,6 @@
 #include <set>
 #include <string>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "c_like_printer.h"
 
@@ -219,12 +218,8 @@ class CodeGenCuda : public CLikePrinter {
   // width (tf_wgmma_tf32_n<N>); nullopt when there is none.
   static std::optional<std::string> IntrinsicDefinition(const std::string& name) {
     if (auto it = Intrinsics().find(name); it != Intrinsics().end()) return it->second;
-    const std::string wgmma = "tf_wgmma_tf32_n";
-    int n = 0;
-    if (name.rfind(wgmma, 0) != 0 || !absl::SimpleAtoi(name.substr(wgmma.size()), &n) || n < 8 || n > 256 || n % 8) {
-      return std::nullopt;
-    }
-    return WgmmaDefinition(name, n);
+    if (std::optional<int64_t> n = WgmmaWidth(name)) return WgmmaDefinition(name, static_cast<int>(*n));
+    return std::nullopt;
   }
   // D (64 x n, FP32, in the warpgroup's registers) += A (64 x 8) B (8 x n)
   // for the warpgroup, A and B TF32 values in shared memory as core
@@ -248,7 +243,7 @@ class CodeGenCuda : public CLikePrinter {
   }
   bool HasIntrinsic(const std::string& name) override {
     if (!IntrinsicDefinition(name)) return false;
-    if (name.rfind("tf_wgmma_tf32_n", 0) == 0) {
+    if (WgmmaWidth(name)) {
       // wgmma exists on sm_90a alone (not on later architectures).
       result_.arch_specific = true;
       intrinsics_.insert("tf_wgmma_desc");

@@ -359,7 +359,7 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
       std::vector<Expr> args = {Load::Make("As", a_base + la.At(wgr, k)), Load::Make("Bs", b_base + lb.At(wgc, k)),
                                 Expr(8 * t.bk * 4), Expr(8 * t.bk * 4)};
       for (int64_t r = 0; r < warp_n / 2; ++r) args.push_back(Load::Make("acc", r));
-      return Evaluate::Make(Call::Make(absl::StrCat("tf_wgmma_tf32_n", warp_n), args));
+      return Evaluate::Make(Call::Make(WgmmaIntrinsic(warp_n), args));
     };
     const int64_t step_k = t.mma ? 8 : 1;
     auto one = [&](const Expr& k) { return t.mma == 2 ? wgmma_step(k) : t.mma ? mma_step(k) : step(k); };

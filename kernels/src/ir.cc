@@ -1,5 +1,6 @@
 #include "tunefarm/kernels/ir.h"
 
+#include <charconv>
 #include <sstream>
 #include <unordered_map>
 
@@ -152,9 +153,25 @@ Expr Call::Make(std::string name, std::vector<Expr> args, Type t) {
 int64_t IntrinsicFlops(const Call& call) {
   if (call.name == "tf_fma_mem") return 2 * call.type.lanes;
   if (call.name == "tf_mma_tf32_m16n8k8") return 2 * 16 * 8 * 8 / 32;
-  const std::string wgmma = "tf_wgmma_tf32_n";
-  if (call.name.rfind(wgmma, 0) == 0) return 2 * 64 * 8 * std::stoll(call.name.substr(wgmma.size())) / 128;
+  if (std::optional<int64_t> n = WgmmaWidth(call.name)) return 2 * 64 * 8 * *n / 128;
   return 0;
+}
+
+namespace {
+constexpr std::string_view kWgmmaPrefix = "tf_wgmma_tf32_n";
+}  // namespace
+
+std::string WgmmaIntrinsic(int64_t n) { return std::string(kWgmmaPrefix) + std::to_string(n); }
+
+std::optional<int64_t> WgmmaWidth(std::string_view name) {
+  if (name.substr(0, kWgmmaPrefix.size()) != kWgmmaPrefix) return std::nullopt;
+  const std::string_view digits = name.substr(kWgmmaPrefix.size());
+  int64_t n = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (error != std::errc() || end != digits.data() + digits.size() || n < 8 || n > 256 || n % 8 != 0) {
+    return std::nullopt;
+  }
+  return n;
 }
 
 Stmt Evaluate::Make(Expr call) {

@@ -103,9 +103,8 @@ TEST(CudaBackendTest, SampledConfigsGiveTheReferenceAnswerOnTheGpu) {
     // after the timed runs). (knob, lowest value, highest value)
     for (const auto& [knob, lo, hi] :
          {std::tuple<std::string, int64_t, int64_t>{"", 0, 0}, {"mma", 1, 1}, {"mma", 2, 2}, {"split_k", 2, 99}}) {
-      const auto& knobs = space->knobs();
-      const auto k = std::find_if(knobs.begin(), knobs.end(), [&](const kernels::Knob& x) { return x.name == knob; });
-      if (!knob.empty() && (k == knobs.end() || k->values.size() < 2)) continue;
+      const kernels::Knob* k = space->FindKnob(knob);
+      if (!knob.empty() && (k == nullptr || k->values.size() < 2)) continue;
       for (int n = 0, tries = 0; n < 6 && tries < 20000; ++tries) {
         uint64_t i = space->Sample(rng);
         const kernels::Config c = space->FromIndex(i);

@@ -59,9 +59,8 @@ struct Candidate {
 
 // Whether a knob of `space` offers a value other than its first.
 bool Offers(const ConfigSpace& space, const std::string& knob) {
-  const std::vector<kernels::Knob>& knobs = space.knobs();
-  return std::any_of(knobs.begin(), knobs.end(),
-                     [&](const kernels::Knob& k) { return k.name == knob && k.values.size() > 1; });
+  const kernels::Knob* k = space.FindKnob(knob);
+  return k != nullptr && k->values.size() > 1;
 }
 
 // The default config and kSampled instantiable random ones per workload;

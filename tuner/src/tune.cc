@@ -128,9 +128,8 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   // Keeps the integer values of knob `name` that `fits` accepts, unless the
   // knob is pinned.
   auto limit = [&](const std::string& name, const std::function<bool(int64_t)>& fits) {
-    const auto knob = std::find_if(full->knobs().begin(), full->knobs().end(),
-                                   [&](const kernels::Knob& k) { return k.name == name; });
-    if (knob == full->knobs().end() ||
+    const kernels::Knob* knob = full->FindKnob(name);
+    if (knob == nullptr ||
         std::any_of(options.pins.begin(), options.pins.end(), [&](const auto& p) { return p.first == name; })) {
       return;
     }

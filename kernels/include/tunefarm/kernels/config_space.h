@@ -81,6 +81,11 @@ class ConfigSpace {
   uint32_t ParentChoice(const Config& c, size_t k) const;
   bool pinned() const { return !parent_choice_.empty(); }
   bool HasKnob(std::string_view name) const { return KnobIndex(name) >= 0; }
+  // The knob called `name`; null when the space has none.
+  const Knob* FindKnob(std::string_view name) const {
+    const int k = KnobIndex(name);
+    return k < 0 ? nullptr : &knobs_[k];
+  }
 
   // {"knob": value, ...} as JSON text.
   std::string ToJson(const Config& c) const;

@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tunefarm::kernels::ir {
@@ -222,6 +224,11 @@ struct Call : ExprNode {
 // the tensor-core ones per thread of their warp (mma.sync m16n8k8: 64) or
 // warpgroup (wgmma m64nNk8, tf_wgmma_tf32_n<N>: 8N); 0 for any other call.
 int64_t IntrinsicFlops(const Call& call);
+// The name of the wgmma m64n<n>k8 TF32 intrinsic, and the n of such a name
+// (nullopt for any other name, or an n that is not a multiple of 8 in
+// 8 .. 256).
+std::string WgmmaIntrinsic(int64_t n);
+std::optional<int64_t> WgmmaWidth(std::string_view name);
 
 // ---- statements ----
 
