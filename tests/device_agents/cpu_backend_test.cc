@@ -73,6 +73,13 @@ class FaultyTemplate : public kernels::Template {
   }
 };
 
+// The CPU template's space of the workload `text`.
+absl::StatusOr<kernels::ConfigSpace> SpaceOf(const std::string& text) {
+  absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(text);
+  if (!w.ok()) return w.status();
+  return kernels::TemplateRegistry::Global().Find(w->op)->Space(*w);
+}
+
 class CpuBackendTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -212,11 +219,8 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
                            "conv2d(N=2,C=40,H=5,W=7,K=19,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
                            "conv2d(N=1,C=40,H=5,W=7,K=19,R=3,S=3,stride=2,pad=1,layout=NCHW)",
                            "conv2d(N=1,C=40,H=5,W=7,K=19,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)"}) {
-    auto w = kernels::ParseWorkload(text);
-    ASSERT_TRUE(w.ok());
-    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
-    auto space = t.Space(*w);
-    ASSERT_TRUE(space.ok());
+    auto space = SpaceOf(text);
+    ASSERT_TRUE(space.ok()) << text << ": " << space.status();
     std::vector<v1::MeasureRequest> batch;
     for (int64_t pack_a : {0, 1, 2}) {
       for (int64_t pack_b : {0, 1}) {
@@ -245,11 +249,8 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
 TEST_F(CpuBackendTest, DotProductColumnsMatchReference) {
   for (const char* text : {"matmul(M=13,N=21,K=3)", "matmul(M=5,N=37,K=32,bias=1,relu=1)",
                            "matmul(M=19,N=37,K=45,trans_b=1,bias=1)", "batch_matmul(B=2,M=9,N=23,K=20)"}) {
-    auto w = kernels::ParseWorkload(text);
-    ASSERT_TRUE(w.ok());
-    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
-    auto space = t.Space(*w);
-    ASSERT_TRUE(space.ok());
+    auto space = SpaceOf(text);
+    ASSERT_TRUE(space.ok()) << text << ": " << space.status();
     std::vector<v1::MeasureRequest> batch;
     for (int64_t vec : {4, 8, 16}) {
       for (const auto& [threads, parallel] :
@@ -399,10 +400,8 @@ TEST_F(CpuBackendTest, WinogradConvolutionsMatchReference) {
                            "conv2d(N=1,C=15,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,layout=NHWC)",
                            "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=2,stride=1,pad=1,layout=NHWC)",
                            "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,tf32=1,layout=NHWC)"}) {
-    auto w = kernels::ParseWorkload(text);
-    ASSERT_TRUE(w.ok()) << text;
-    auto space = kernels::TemplateRegistry::Global().Find(w->op)->Space(*w);
-    ASSERT_TRUE(space.ok());
+    auto space = SpaceOf(text);
+    ASSERT_TRUE(space.ok()) << text << ": " << space.status();
     EXPECT_FALSE(space->HasKnob("algo")) << text;
   }
   const int64_t cores = backend_->target().limits().at("cores");
@@ -467,10 +466,8 @@ TEST_F(CpuBackendTest, ThreadedKernelsGiveTheReferenceAnswerEveryTime) {
                            "conv2d(N=2,C=6,H=9,W=10,K=20,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
                            "depthwise_conv2d(N=2,C=13,H=17,W=19,R=3,S=3,stride=1,pad=1,relu=1,layout=NCHW)",
                            "depthwise_conv2d(N=1,C=40,H=17,W=19,R=3,S=3,stride=2,pad=1,bias=1,layout=NHWC)"}) {
-    auto w = kernels::ParseWorkload(text);
-    ASSERT_TRUE(w.ok());
-    const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
-    auto space = t.Space(*w);
+    auto space = SpaceOf(text);
+    ASSERT_TRUE(space.ok()) << text << ": " << space.status();
     auto two = space->Pin({{"threads", int64_t{2}}});
     ASSERT_TRUE(two.ok());
     std::vector<uint64_t> configs;
