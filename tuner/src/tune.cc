@@ -110,8 +110,9 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (!(options.timing_cutoff_factor == 0 || options.timing_cutoff_factor >= 1)) {
     return absl::InvalidArgumentError("the timing cutoff factor must be 0 (off) or >= 1");
   }
+  const v1::Target& target = backend.target();
   const kernels::DeviceClass device_class =
-      backend.target().kind() == v1::DEVICE_KIND_CUDA ? kernels::DeviceClass::kCuda : kernels::DeviceClass::kCpu;
+      target.kind() == v1::DEVICE_KIND_CUDA ? kernels::DeviceClass::kCuda : kernels::DeviceClass::kCpu;
   const kernels::Template* tmpl = kernels::TemplateRegistry::Global().Find(workload.op, device_class);
   if (tmpl == nullptr) {
     return absl::NotFoundError(absl::StrCat("no ", std::string(kernels::DeviceClassName(device_class)), " template for operator ",
@@ -139,11 +140,10 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     }
     if (!fit.empty() && fit.size() < knob->values.size()) allowed.push_back({name, fit});
   };
-  const v1::Target& device = backend.target();
-  if (const auto cores = device.limits().find("cores"); cores != device.limits().end()) {
+  if (const auto cores = target.limits().find("cores"); cores != target.limits().end()) {
     limit("threads", [&](int64_t n) { return n <= std::max<int64_t>(1, cores->second); });
   }
-  if (std::find(device.features().begin(), device.features().end(), "wgmma") == device.features().end()) {
+  if (std::find(target.features().begin(), target.features().end(), "wgmma") == target.features().end()) {
     limit("mma", [](int64_t n) { return n < 2; });
   }
   absl::StatusOr<kernels::ConfigSpace> pinned = allowed.empty() ? full : full->Restrict(allowed);
@@ -152,7 +152,6 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   absl::StatusOr<std::string> version = kernels::TemplateVersion(*tmpl, workload);
   if (!version.ok()) return version.status();
 
-  const v1::Target& target = backend.target();
   const std::string target_json = TargetJson(target);
   if (absl::Status s = db.UpsertDevice({target.device_key(), DeviceKindName(target.kind()), target.arch(),
                                         target.model(), target_json, 0});
