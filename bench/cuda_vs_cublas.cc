@@ -164,6 +164,11 @@ int main(int argc, char** argv) {
     if (!cubin.ok()) return std::fprintf(stderr, "%s\n", std::string(cubin.status().message()).c_str()), 1;
     auto module = (*driver)->LoadModule(*cubin, src->entry);
     if (!module.ok()) return std::fprintf(stderr, "%s\n", std::string(module.status().message()).c_str()), 1;
+    if (src->dynamic_shared_bytes > 0) {
+      if (absl::Status s = (*driver)->AllowDynamicShared(**module, src->dynamic_shared_bytes); !s.ok()) {
+        return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 1;
+      }
+    }
 
     const int64_t M = w->param("M"), N = w->param("N"), K = w->param("K");
     std::mt19937 rng(7);
@@ -176,7 +181,9 @@ int main(int argc, char** argv) {
     if (!A.ok() || !B.ok() || !C.ok() || !R.ok()) return std::fprintf(stderr, "out of GPU memory\n"), 1;
     (void)(*driver)->CopyToDevice(*A, a.data(), a.size() * 4);
     (void)(*driver)->CopyToDevice(*B, b.data(), b.size() * 4);
-    auto ours = [&]() { return (*driver)->Launch(**module, src->grid, src->block, {*A, *B, *C}); };
+    auto ours = [&]() {
+      return (*driver)->Launch(**module, src->grid, src->block, {*A, *B, *C}, src->dynamic_shared_bytes);
+    };
     const float one = 1, zero = 0;
     // Row-major C = A B is column-major C^T = B^T A^T.
     auto theirs = [&](int mode) {

@@ -33,6 +33,34 @@ class GpuLoopDepth : public Visitor {
   int depth_blocks_ = 0, depth_threads_ = 0;
 };
 
+// The shared memory a kernel allocates, and whether it uses an intrinsic
+// that needs its shared buffers aligned to 1024 bytes (the 128-byte
+// swizzle repeats every 8 rows of 128 bytes).
+class SharedUse : public Visitor {
+ public:
+  int64_t bytes = 0;
+  bool swizzled = false;
+
+  static bool Swizzles(const std::string& name) {
+    return WgmmaWidth(name).has_value() || name == "tf_cp_async16" || name == "tf_cp_async4";
+  }
+
+ private:
+  void VisitAllocate(const Allocate* op) override {
+    if (op->scope == MemoryScope::kShared) {
+      if (const IntImm* n = Simplify(op->extent).as<IntImm>()) bytes += AlignedSize(n->value * op->type.bits / 8);
+    }
+    Visitor::VisitAllocate(op);
+  }
+  void VisitCall(const Call* op) override {
+    swizzled = swizzled || Swizzles(op->name);
+    Visitor::VisitCall(op);
+  }
+
+ public:
+  static int64_t AlignedSize(int64_t bytes) { return (bytes + 1023) / 1024 * 1024; }
+};
+
 class CodeGenCuda : public CLikePrinter {
  public:
   absl::StatusOr<CudaKernelSource> Generate(const LoweredFunc& f) {
@@ -44,6 +72,9 @@ class CodeGenCuda : public CLikePrinter {
     }
     blocks_ = depth.blocks;
     threads_ = depth.threads;
+    SharedUse shared;
+    shared.Visit(f.body);
+    dynamic_ = shared.swizzled || shared.bytes > kMaxStaticSharedBytes;
     narrow_ = std::all_of(f.args.begin(), f.args.end(),
                           [](const BufferArg& a) { return a.elements < kNarrowElements; });
     absl::StatusOr<std::string> src = Print(f);
@@ -63,10 +94,13 @@ class CodeGenCuda : public CLikePrinter {
        << "#define INT64_C(x) x##LL\n\n"
        << "static __device__ __forceinline__ int64_t tf_min(int64_t a, int64_t b) { return a < b ? a : b; }\n"
        << "static __device__ __forceinline__ int64_t tf_max(int64_t a, int64_t b) { return a > b ? a : b; }\n";
-    if (!intrinsics_.empty()) {
-      // Device intrinsics, as inline PTX. Other compilers of this source
-      // (a host emulation, say) must define them first.
+    if (!intrinsics_.empty() || dynamic_) {
+      // The dynamic shared memory pool and the device intrinsics, as inline
+      // PTX. Other compilers of this source (a host emulation, say) must
+      // define them first.
       os << "\n#if defined(__CUDACC__) || defined(__CUDACC_RTC__)\n";
+      if (dynamic_) os << "extern __shared__ __align__(1024) unsigned char tf_dynamic_shared[];\n";
+      for (const std::string& name : helpers_) os << *IntrinsicDefinition(name);
       for (const std::string& name : intrinsics_) os << *IntrinsicDefinition(name);
       os << "#endif\n";
     }
@@ -141,7 +175,13 @@ class CodeGenCuda : public CLikePrinter {
       Fail(absl::StrCat("buffer '", op->name, "' needs a constant size on a GPU: ", ToString(op->extent)));
       return;
     }
-    if (op->scope == MemoryScope::kShared) {
+    if (op->scope == MemoryScope::kShared && dynamic_) {
+      // A 1024-byte-aligned part of the dynamic pool.
+      Line() << type << "* const " << op->name << " = (" << type << "*)(tf_dynamic_shared + "
+             << result_.dynamic_shared_bytes << ");\n";
+      result_.dynamic_shared_bytes += SharedUse::AlignedSize(n->value * op->type.bits / 8);
+      result_.shared_bytes = result_.dynamic_shared_bytes;
+    } else if (op->scope == MemoryScope::kShared) {
       Line() << "__shared__ __align__(16) " << type << " " << op->name << "[" << n->value << "];\n";
       result_.shared_bytes += n->value * op->type.bits / 8;
     } else if (op->scope == MemoryScope::kModule) {
@@ -186,15 +226,52 @@ class CodeGenCuda : public CLikePrinter {
          "  return (int64_t)atomicAdd((unsigned long long*)&c, 1ull);\n"
          "}\n"},
         {"tf_load_cg", "static __device__ __forceinline__ float tf_load_cg(const float& x) { return __ldcg(&x); }\n"},
-        // Warpgroup tensor cores: the shared-memory matrix descriptor (no
-        // swizzling; 128 bytes between core matrices along k), the fence
-        // making generic-proxy shared-memory writes visible to them, and
-        // the fence / commit / wait around a group of wgmma instructions.
+        // Asynchronous copies global -> shared (cp.async): 16 bytes (through
+        // L2 alone) or 4, zeros where !valid (nothing is read then), to the
+        // position the 128-byte swizzle gives the destination's address
+        // (its 16-byte unit, bits 4-6, XOR its 128-byte row mod 8, bits
+        // 7-9), which is where wgmma's 128B-swizzled operands expect them;
+        // the copies since the last commit form one group, and wait(n)
+        // waits until at most n of this thread's groups are still in
+        // flight.
+        {"tf_swizzle128",
+         "static __device__ __forceinline__ unsigned tf_swizzle128(const float* p) {\n"
+         "  const unsigned a = (unsigned)__cvta_generic_to_shared(p);\n"
+         "  return a ^ (((a >> 7) & 7u) << 4);\n"
+         "}\n"},
+        {"tf_cp_async16",
+         "static __device__ __forceinline__ void tf_cp_async16(const float& dst, const float& src, int valid) {\n"
+         "  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\" :: \"r\"(tf_swizzle128(&dst)),\n"
+         "               \"l\"(__cvta_generic_to_global(&src)), \"r\"(valid ? 16 : 0) : \"memory\");\n"
+         "}\n"},
+        {"tf_cp_async4",
+         "static __device__ __forceinline__ void tf_cp_async4(const float& dst, const float& src, int valid) {\n"
+         "  asm volatile(\"cp.async.ca.shared.global [%0], [%1], 4, %2;\" :: \"r\"(tf_swizzle128(&dst)),\n"
+         "               \"l\"(__cvta_generic_to_global(&src)), \"r\"(valid ? 4 : 0) : \"memory\");\n"
+         "}\n"},
+        {"tf_cp_async_commit",
+         "static __device__ __forceinline__ void tf_cp_async_commit() {\n"
+         "  asm volatile(\"cp.async.commit_group;\" ::: \"memory\");\n"
+         "}\n"},
+        {"tf_cp_async_wait",
+         "static __device__ __forceinline__ void tf_cp_async_wait(int64_t n) {\n"
+         "  switch (n) {\n"
+         "    case 0: asm volatile(\"cp.async.wait_group 0;\" ::: \"memory\"); break;\n"
+         "    case 1: asm volatile(\"cp.async.wait_group 1;\" ::: \"memory\"); break;\n"
+         "    case 2: asm volatile(\"cp.async.wait_group 2;\" ::: \"memory\"); break;\n"
+         "    case 3: asm volatile(\"cp.async.wait_group 3;\" ::: \"memory\"); break;\n"
+         "    default: asm volatile(\"cp.async.wait_group 4;\" ::: \"memory\"); break;\n"
+         "  }\n"
+         "}\n"},
+        // Warpgroup tensor cores: the shared-memory matrix descriptor of a
+        // K-major operand in 128B-swizzled rows of 32 TF32 values (8 rows,
+        // 1024 bytes, apart along m or n), the fence making generic-proxy
+        // shared-memory writes visible to them, and the fence / commit /
+        // wait(n) around groups of wgmma instructions.
         {"tf_wgmma_desc",
-         "static __device__ __forceinline__ unsigned long long tf_wgmma_desc(const float* p, int64_t sbo) {\n"
+         "static __device__ __forceinline__ unsigned long long tf_wgmma_desc(const float* p) {\n"
          "  const unsigned long long addr = (unsigned long long)__cvta_generic_to_shared(p);\n"
-         "  return ((addr & 0x3FFFF) >> 4) | ((128ull >> 4) << 16) | ((unsigned long long)((sbo & 0x3FFFF) >> 4) << "
-         "32);\n"
+         "  return ((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) | (1ull << 62);\n"
          "}\n"},
         {"tf_fence_proxy_async",
          "static __device__ __forceinline__ void tf_fence_proxy_async() {\n"
@@ -208,8 +285,9 @@ class CodeGenCuda : public CLikePrinter {
          "  asm volatile(\"wgmma.commit_group.sync.aligned;\" ::: \"memory\");\n"
          "}\n"},
         {"tf_wgmma_wait",
-         "static __device__ __forceinline__ void tf_wgmma_wait() {\n"
-         "  asm volatile(\"wgmma.wait_group.sync.aligned 0;\" ::: \"memory\");\n"
+         "static __device__ __forceinline__ void tf_wgmma_wait(int64_t n) {\n"
+         "  if (n == 0) asm volatile(\"wgmma.wait_group.sync.aligned 0;\" ::: \"memory\");\n"
+         "  else asm volatile(\"wgmma.wait_group.sync.aligned 1;\" ::: \"memory\");\n"
          "}\n"},
     };
     return *defs;
@@ -222,11 +300,11 @@ class CodeGenCuda : public CLikePrinter {
     return std::nullopt;
   }
   // D (64 x n, FP32, in the warpgroup's registers) += A (64 x 8) B (8 x n)
-  // for the warpgroup, A and B TF32 values in shared memory as core
-  // matrices (8 rows x 16 bytes, contiguous): `a` and `b` are their first
-  // elements, core matrices adjacent along k are 128 bytes apart and along
-  // m (n) sbo_a (sbo_b) bytes apart. The instruction runs asynchronously
-  // until tf_wgmma_wait.
+  // for the warpgroup, A and B TF32 values (FP32 ones whose low 13 bits are
+  // ignored) in shared memory, K-major in 128B-swizzled rows of 32: `a`
+  // and `b` are their first elements by logical (unswizzled) address, each
+  // in a row group starting 1024-byte aligned. The instruction runs
+  // asynchronously until tf_wgmma_wait.
   static std::string WgmmaDefinition(const std::string& name, int n) {
     std::string params, regs, outs;
     for (int i = 0; i < n / 2; ++i) {
@@ -234,9 +312,8 @@ class CodeGenCuda : public CLikePrinter {
       absl::StrAppend(&regs, i ? ", " : "", "%", i);
       absl::StrAppend(&outs, i ? ", " : "", "\"+f\"(d", i, ")");
     }
-    return absl::StrCat("static __device__ __forceinline__ void ", name,
-                        "(const float& a, const float& b, int64_t sbo_a, int64_t sbo_b", params, ") {\n",
-                        "  const unsigned long long da = tf_wgmma_desc(&a, sbo_a), db = tf_wgmma_desc(&b, sbo_b);\n",
+    return absl::StrCat("static __device__ __forceinline__ void ", name, "(const float& a, const float& b", params,
+                        ") {\n", "  const unsigned long long da = tf_wgmma_desc(&a), db = tf_wgmma_desc(&b);\n",
                         "  asm volatile(\"wgmma.mma_async.sync.aligned.m64n", n, "k8.f32.tf32.tf32 {", regs, "}, %",
                         n / 2, ", %", n / 2 + 1, ", 1, 1, 1;\"\n               : ", outs,
                         "\n               : \"l\"(da), \"l\"(db) : \"memory\");\n}\n");
@@ -246,8 +323,9 @@ class CodeGenCuda : public CLikePrinter {
     if (WgmmaWidth(name)) {
       // wgmma exists on sm_90a alone (not on later architectures).
       result_.arch_specific = true;
-      intrinsics_.insert("tf_wgmma_desc");
+      helpers_.insert("tf_wgmma_desc");
     }
+    if (name == "tf_cp_async16" || name == "tf_cp_async4") helpers_.insert("tf_swizzle128");
     intrinsics_.insert(name);
     return true;
   }
@@ -257,9 +335,16 @@ class CodeGenCuda : public CLikePrinter {
   // never uses) stay below 2^31 too.
   static constexpr int64_t kNarrowElements = int64_t{1} << 30;
 
+  // Static __shared__ memory a block may declare; past it, or where the
+  // 128-byte swizzle needs 1024-byte alignment, shared buffers are parts of
+  // the dynamic pool.
+  static constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+
   CudaKernelSource result_;
   std::set<std::string> intrinsics_;  // used by the body
+  std::set<std::string> helpers_;     // used by those, so defined first
   bool narrow_ = false;
+  bool dynamic_ = false;
   int blocks_ = 0, threads_ = 0;  // nesting depth of each kind
   int block_depth_ = 0, thread_depth_ = 0;
 };

@@ -111,7 +111,7 @@ FoldedRows FoldRows(const std::string& regs, const std::string& stack, int64_t r
 }  // namespace
 
 float Tf32Tolerance(double magnitude) {
-  return static_cast<float>((std::ldexp(2.0, -11) + std::ldexp(1.0, -22)) * magnitude * 1.01);
+  return static_cast<float>((std::ldexp(2.0, -10) + std::ldexp(1.0, -20)) * magnitude * 1.01);
 }
 
 float SumTolerance(int64_t terms, double magnitude) {

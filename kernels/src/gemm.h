@@ -111,9 +111,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
 // The bound on |computed - exact| for a float sum of `terms` products whose
 // absolute values sum to `magnitude`, with 1% headroom (Higham 3.1).
 float SumTolerance(int64_t terms, double magnitude);
-// What rounding the inputs of products whose absolute values sum to
-// `magnitude` to TF32 (unit roundoff 2^-11, as tensor cores do) may add:
-// each product is off by at most (2u + u^2) of its magnitude; 1% headroom.
+// What converting the inputs of products whose absolute values sum to
+// `magnitude` to TF32 may add, by rounding (cvt.rna) or by truncation
+// (tensor cores reading FP32 values drop their low 13 bits): each input is
+// off by less than u = 2^-10 of itself, so each product by at most
+// (2u + u^2) of its magnitude; 1% headroom.
 float Tf32Tolerance(double magnitude);
 
 }  // namespace tunefarm::kernels

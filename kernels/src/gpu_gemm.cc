@@ -14,8 +14,11 @@ using namespace ir;  // NOLINT: this file builds IR
 
 constexpr int64_t kWarp = 32;
 constexpr int64_t kMaxThreads = 1024;
-// Static __shared__ memory a block may declare.
+// Static __shared__ memory a block may declare, and the dynamic shared
+// memory of the warpgroup path (an H100's opt-in limit per block; the
+// backend checks the device's own).
 constexpr int64_t kMaxSharedBytes = 48 * 1024;
+constexpr int64_t kMaxDynamicSharedBytes = 227 * 1024;
 constexpr int64_t kMaxGridY = 65535;
 
 // The split-K workspace a kernel may keep in device memory.
@@ -50,20 +53,13 @@ struct SliceLoad {
   // t and columns g hit 32 different banks; and TF32 values in shared
   // memory, rounded once per element.
   bool mma = false;
-  // Warpgroup tensor cores (wgmma) read the slice from shared memory
-  // themselves, in "core matrices" of 8 outer x 4 k values (128 contiguous
-  // bytes, outer-major), those of one group of 8 outer adjacent along k.
-  bool blocked = false;
   // A slice read along k is written transposed; a pad of one float4 keeps
   // its k rows in different banks.
   int64_t pad() const { return mma ? 8 : op->k_contiguous ? 4 : 0; }
   int64_t row() const { return bo + pad(); }
-  int64_t elements() const { return blocked ? bo * bk : bk * row(); }
+  int64_t elements() const { return bk * row(); }
   // The shared-memory element of (outer, k) of the slice.
-  Expr At(const Expr& o, const Expr& k) const {
-    if (blocked) return o / Expr(8) * Expr(8 * bk) + k / Expr(4) * Expr(32) + o % Expr(8) * Expr(4) + k % Expr(4);
-    return k * Expr(row()) + o;
-  }
+  Expr At(const Expr& o, const Expr& k) const { return k * Expr(row()) + o; }
   int64_t groups() const { return bo * bk / g; }
   int64_t per_thread() const { return CeilDiv(groups(), threads); }
 
@@ -114,13 +110,65 @@ struct SliceLoad {
       auto [o, kk] = Coord(tid, l);
       std::vector<Stmt> stores;
       for (int64_t q = 0; q < g; ++q) {
-        Expr at = op->k_contiguous ? At(o, kk + Expr(q)) : blocked ? At(o + Expr(q), kk) : At(o, kk) + Expr(q);
+        Expr at = op->k_contiguous ? At(o, kk + Expr(q)) : At(o, kk) + Expr(q);
         Expr v = Load::Make(stage, l * g + q);
-        if (mma || blocked) v = Call::Make("tf_round_tf32", {v});
+        if (mma) v = Call::Make("tf_round_tf32", {v});
         stores.push_back(Store::Make(smem, v, base + at));
       }
       Expr exists = Exists(tid, l);
       out.push_back(exists.defined() ? IfThenElse::Make(exists, Block::Make(stores)) : Block::Make(stores));
+    }
+    return Block::Make(out);
+  }
+};
+
+// Warpgroup tensor cores (mma=2): a 32-deep slice of one operand copied
+// global -> shared with cp.async, K-major (row `outer` holds its 32 k
+// values, 128 bytes) in the 128-byte swizzle wgmma reads: the copy
+// intrinsics take the logical element o * 32 + k and place it at its
+// swizzled address. Four k-contiguous values travel as one 16-byte copy
+// (8 threads per row: coalesced, and one row's 8 units land in 8 bank
+// groups); single values are 4-byte copies, a warp taking 8 outer x 4 k
+// when outer is the contiguous dimension, which transposes it (32 bytes
+// per global row read, 32 banks written).
+struct AsyncSliceLoad {
+  static constexpr int64_t kDepth = 32;
+  const GpuOperand* op = nullptr;
+  int64_t extent = 0, K = 0, bo = 0, threads = 0;
+  bool guard_k = false;
+  bool wide = false;  // 16-byte copies (op k-contiguous, vec4, vec=4)
+  int64_t elements() const { return bo * kDepth; }
+  int64_t units() const { return wide ? bo * kDepth / 4 : bo * kDepth; }
+
+  // Issues this thread's copies of the slice from k0 into `smem` from
+  // element `base`, zeros outside the problem.
+  Stmt Issue(const Expr& tid, const Expr& o0, const Expr& k0, const std::string& smem, const Expr& base) const {
+    std::vector<Stmt> out;
+    for (int64_t l = 0; l < CeilDiv(units(), threads); ++l) {
+      const Expr u = tid + Expr(l * threads);
+      Expr o, k;
+      if (wide) {
+        o = u / Expr(kDepth / 4), k = u % Expr(kDepth / 4) * Expr(4);
+      } else if (op->k_contiguous) {
+        o = u / Expr(kDepth), k = u % Expr(kDepth);
+      } else {
+        const Expr q = u % Expr(32), w = u / Expr(32);
+        o = w % Expr(bo / 8) * Expr(8) + q % Expr(8), k = w / Expr(bo / 8) * Expr(4) + q / Expr(8);
+      }
+      const Expr go = o0 + o, gk = k0 + k;
+      Expr cond;
+      if (extent % bo != 0) cond = AndAll(cond, go < Expr(extent));
+      if (guard_k) cond = AndAll(cond, gk < Expr(K));
+      if (op->valid) cond = AndAll(cond, op->valid(go, gk));
+      // Nothing is read where cond fails; the address stays inside the
+      // buffer all the same.
+      Expr index = op->index(go, gk);
+      if (cond.defined()) index = Select::Make(cond, index, Expr(0));
+      Stmt copy = Evaluate::Make(Call::Make(wide ? "tf_cp_async16" : "tf_cp_async4",
+                                            {Load::Make(smem, base + o * Expr(kDepth) + k),
+                                             Load::Make(op->buffer, index), cond.defined() ? cond : Expr(1)}));
+      const bool all = (l + 1) * threads <= units();
+      out.push_back(all ? copy : IfThenElse::Make(u < Expr(units()), copy));
     }
     return Block::Make(out);
   }
@@ -196,7 +244,7 @@ absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec) {
       {"tn", KnobKind::kSplit, ints({1, 2, 4, 8, 16})},
       {"warp_x", KnobKind::kAnnotate, ints({4, 8, 16, 32})},
       {"split", KnobKind::kChoice, ints({1, 2})},
-      {"stages", KnobKind::kChoice, ints({1, 2})},
+      {"stages", KnobKind::kChoice, spec.tf32 ? ints({1, 2, 3, 4}) : ints({1, 2})},
       {"vec", KnobKind::kAnnotate, any_vec ? ints({1, 4}) : ints({1})},
       {"unroll_k", KnobKind::kAnnotate, ints({0, 1})},
       {"mma", KnobKind::kChoice, spec.tf32 ? ints({0, 1, 2}) : ints({0})},
@@ -271,6 +319,17 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                      "and bm a multiple of 64; this one is ",
                      warp_m, "x", warp_n, " with split=", t.split, ", bm=", t.bm));
   }
+  // Its slices are 32 deep (one 128-byte swizzle row per outer index) and
+  // travel by cp.async through 3 or 4 buffers; the other paths stage
+  // through registers into 1 or 2.
+  if (t.mma == 2 && (t.bk != AsyncSliceLoad::kDepth || t.stages < 3 || !t.unroll_k)) {
+    return absl::InvalidArgumentError(absl::StrCat("mma=2 needs bk=32, stages of 3 or more and unroll_k=1; this is bk=",
+                                                   t.bk, ", stages=", t.stages, ", unroll_k=", t.unroll_k));
+  }
+  if (t.mma != 2 && t.stages > 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stages=", t.stages, " needs mma=2 (cp.async); this is mma=", t.mma));
+  }
   if (CeilDiv(spec.M, t.bm) > kMaxGridY) {
     return absl::InvalidArgumentError(absl::StrCat(CeilDiv(spec.M, t.bm), " row blocks exceed the grid's ", kMaxGridY));
   }
@@ -287,13 +346,18 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                                                    " bytes of workspace; at most ", kMaxWorkspaceBytes));
   }
   const bool guard_k = spec.K % t.bk != 0 || per * t.split_k != nk;
-  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
-  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1, t.mma == 2};
-  // The slices' buffers, and split-K's flag.
-  const int64_t shared_bytes = t.stages * (la.elements() + lb.elements()) * 4 + (t.split_k > 1 ? 8 : 0);
-  if (shared_bytes > kMaxSharedBytes) {
+  const bool wg = t.mma == 2;
+  SliceLoad la{&spec.a, spec.M, spec.K, t.bm, t.bk, spec.a.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1};
+  SliceLoad lb{&spec.b, spec.N, spec.K, t.bn, t.bk, spec.b.vec4 ? t.vec : 1, threads, guard_k, t.mma == 1};
+  AsyncSliceLoad aa{&spec.a, spec.M, spec.K, t.bm, threads, guard_k, spec.a.k_contiguous && spec.a.vec4 && t.vec == 4};
+  AsyncSliceLoad ab{&spec.b, spec.N, spec.K, t.bn, threads, guard_k, spec.b.k_contiguous && spec.b.vec4 && t.vec == 4};
+  const int64_t a_elements = wg ? aa.elements() : la.elements(), b_elements = wg ? ab.elements() : lb.elements();
+  // The slices' buffers, and split-K's flag (a 1024-byte-aligned part of
+  // the dynamic pool on the warpgroup path).
+  const int64_t shared_bytes = t.stages * (a_elements + b_elements) * 4 + (t.split_k > 1 ? wg ? 1024 : 8 : 0);
+  if (const int64_t most = wg ? kMaxDynamicSharedBytes : kMaxSharedBytes; shared_bytes > most) {
     return absl::InvalidArgumentError(
-        absl::StrCat(shared_bytes, " bytes of shared memory exceed the ", kMaxSharedBytes, " a block may declare"));
+        absl::StrCat(shared_bytes, " bytes of shared memory exceed the ", most, " a block may use"));
   }
 
   const Expr tid = Var::Make("tid"), tx = Var::Make("tx"), ty = Var::Make("ty");
@@ -356,8 +420,8 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     // 64 rows of A and warp_n columns of B from shared memory.
     auto wgmma_step = [&](const Expr& k) {
       const Expr wgr = Var::Make("wgr") * Expr(64), wgc = Var::Make("wgc") * Expr(warp_n);
-      std::vector<Expr> args = {Load::Make("As", a_base + la.At(wgr, k)), Load::Make("Bs", b_base + lb.At(wgc, k)),
-                                Expr(8 * t.bk * 4), Expr(8 * t.bk * 4)};
+      const Expr depth(AsyncSliceLoad::kDepth);
+      std::vector<Expr> args = {Load::Make("As", a_base + wgr * depth + k), Load::Make("Bs", b_base + wgc * depth + k)};
       for (int64_t r = 0; r < warp_n / 2; ++r) args.push_back(Load::Make("acc", r));
       return Evaluate::Make(Call::Make(WgmmaIntrinsic(warp_n), args));
     };
@@ -376,26 +440,40 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                         lb.Write(tid, stage * Expr(lb.elements()), "Bs", "sb")});
   };
 
-  // Warpgroup tensor cores read shared memory asynchronously: the writes
-  // are fenced for them, and a slice's wgmma instructions are issued as one
-  // group and waited for before the next slice is written.
-  const bool wg = t.mma == 2;
-  auto call = [](const char* f) { return Evaluate::Make(Call::Make(f, {})); };
-  auto store = [&](const Expr& stage) {
-    return wg ? Block::Make({write(stage), call("tf_fence_proxy_async")}) : write(stage);
-  };
-  auto issue = [&](const Expr& a_base, const Expr& b_base) {
-    return wg ? Block::Make({call("tf_wgmma_fence"), compute(a_base, b_base), call("tf_wgmma_commit")})
-              : compute(a_base, b_base);
-  };
-  const Stmt retire = wg ? call("tf_wgmma_wait") : Stmt();
-
   const Expr ko = Var::Make("ko");
+  auto call = [](const char* f, std::vector<Expr> args = {}) { return Evaluate::Make(Call::Make(f, std::move(args))); };
   Stmt main_loop;
-  if (t.stages == 1) {
-    main_loop = For::Make("ko", 0, per, ForKind::kSerial,
-                          Block::Make({read(k_at(ko)), store(Expr(0)), Barrier::Make(), issue(Expr(0), Expr(0)), retire,
-                                       Barrier::Make()}));
+  if (wg) {
+    // cp.async fills slice ko + d (d = stages - 2) while the tensor cores
+    // run slices ko and ko - 1: at the top of iteration ko this thread's
+    // copies of slice ko have landed (at most d - 1 later groups in
+    // flight), the fence and the barrier make everyone's visible to the
+    // tensor cores, and every warpgroup has retired slice ko - 2 (it
+    // waited for all but its newest group at the end of ko - 1), whose
+    // buffer the copies of slice ko + d take.
+    const int64_t d = t.stages - 2;
+    auto issue_copies = [&](const Expr& slice) {
+      const Expr stage = slice % Expr(t.stages);
+      return Block::Make({aa.Issue(tid, m0, k_at(slice), "As", stage * Expr(a_elements)),
+                          ab.Issue(tid, n0, k_at(slice), "Bs", stage * Expr(b_elements))});
+    };
+    std::vector<Stmt> prologue;
+    for (int64_t s = 0; s < d; ++s) {
+      prologue.push_back(s < per ? issue_copies(Expr(s)) : Stmt());
+      prologue.push_back(call("tf_cp_async_commit"));
+    }
+    const Expr cur = ko % Expr(t.stages);
+    Stmt body =
+        Block::Make({call("tf_cp_async_wait", {Expr(d - 1)}), call("tf_fence_proxy_async"), Barrier::Make(),
+                     IfThenElse::Make(ko + Expr(d) < Expr(per), issue_copies(ko + Expr(d))), call("tf_cp_async_commit"),
+                     call("tf_wgmma_fence"), compute(cur * Expr(a_elements), cur * Expr(b_elements)),
+                     call("tf_wgmma_commit"), call("tf_wgmma_wait", {Expr(1)})});
+    main_loop = Block::Make(
+        {Block::Make(prologue), For::Make("ko", 0, per, ForKind::kSerial, body), call("tf_wgmma_wait", {Expr(0)})});
+  } else if (t.stages == 1) {
+    main_loop = For::Make(
+        "ko", 0, per, ForKind::kSerial,
+        Block::Make({read(k_at(ko)), write(Expr(0)), Barrier::Make(), compute(Expr(0), Expr(0)), Barrier::Make()}));
   } else {
     // Slice ko+1 travels global -> registers while slice ko is computed
     // from shared memory, then lands in the other buffer: one barrier per
@@ -403,10 +481,10 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     const Expr cur = ko % Expr(2), nxt = (ko + Expr(1)) % Expr(2);
     const Expr more = ko + Expr(1) < Expr(per);
     Stmt body = Block::Make({per > 1 ? IfThenElse::Make(more, read(k_at(ko + Expr(1)))) : Stmt(),
-                             issue(cur * Expr(la.elements()), cur * Expr(lb.elements())), retire,
-                             per > 1 ? IfThenElse::Make(more, store(nxt)) : Stmt(), Barrier::Make()});
+                             compute(cur * Expr(la.elements()), cur * Expr(lb.elements())),
+                             per > 1 ? IfThenElse::Make(more, write(nxt)) : Stmt(), Barrier::Make()});
     main_loop = Block::Make(
-        {read(k_at(Expr(0))), store(Expr(0)), Barrier::Make(), For::Make("ko", 0, per, ForKind::kSerial, body)});
+        {read(k_at(Expr(0))), write(Expr(0)), Barrier::Make(), For::Make("ko", 0, per, ForKind::kSerial, body)});
   }
 
   // The epilogue: bias, ReLU, and the store of every element inside the
@@ -465,10 +543,12 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
     thread = Allocate::Make("ra", Type::Float(), t.tm, MemoryScope::kRegister,
                             Allocate::Make("rb", Type::Float(), t.tn, MemoryScope::kRegister, thread));
   }
-  thread = Allocate::Make(
-      "acc", Type::Float(), t.tm * t.tn, MemoryScope::kRegister,
-      Allocate::Make("sa", Type::Float(), la.per_thread() * la.g, MemoryScope::kRegister,
-                     Allocate::Make("sb", Type::Float(), lb.per_thread() * lb.g, MemoryScope::kRegister, thread)));
+  if (!wg) {
+    thread =
+        Allocate::Make("sa", Type::Float(), la.per_thread() * la.g, MemoryScope::kRegister,
+                       Allocate::Make("sb", Type::Float(), lb.per_thread() * lb.g, MemoryScope::kRegister, thread));
+  }
+  thread = Allocate::Make("acc", Type::Float(), t.tm * t.tn, MemoryScope::kRegister, thread);
   // Warps of warp_y x warp_x micro-tiles, laid out row-major over the block.
   const int64_t warps_per_row = t.tx() / t.warp_x;
   const Expr warp = tid / Expr(kWarp), lane = tid % Expr(kWarp);
@@ -492,8 +572,8 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
                                          thread));
   }
   Stmt body = For::Make("tid", 0, threads, ForKind::kGpuThread, thread);
-  body = Allocate::Make("As", Type::Float(), t.stages * la.elements(), MemoryScope::kShared,
-                        Allocate::Make("Bs", Type::Float(), t.stages * lb.elements(), MemoryScope::kShared, body));
+  body = Allocate::Make("As", Type::Float(), t.stages * a_elements, MemoryScope::kShared,
+                        Allocate::Make("Bs", Type::Float(), t.stages * b_elements, MemoryScope::kShared, body));
   body = For::Make("by", 0, CeilDiv(spec.M, t.bm), ForKind::kGpuBlock,
                    For::Make("bx", 0, CeilDiv(spec.N, t.bn), ForKind::kGpuBlock, body));
   if (t.split_k > 1) body = For::Make("bz", 0, t.split_k, ForKind::kGpuBlock, body);

@@ -9,7 +9,9 @@
 // thread's rows and columns over that many strips of the block tile, so
 // that neighbouring threads read neighbouring shared words. With mma = 1 a
 // warp computes its warp tile with tensor-core instructions instead, from
-// TF32 values in shared memory (mma = 2: a warpgroup, with wgmma).
+// TF32 values in shared memory. With mma = 2 a warpgroup does, with wgmma,
+// its 32-deep slices copied by cp.async into 3 or 4 buffers of dynamic
+// shared memory in the 128-byte-swizzled layout wgmma reads.
 #pragma once
 
 #include <cstdint>
@@ -62,9 +64,10 @@ struct GpuGemmSpec {
 // loops), and mma (only where spec.tf32; TF32 inputs and FP32 accumulation):
 // 1 computes the warp tile with mma.sync m16n8k8, 2 computes a warpgroup's
 // four 16-row warp tiles as one 64-row tile with Hopper's wgmma from shared
-// memory (sm_90a). Configs that do not fit together (threads not a whole
-// number of warps or more than 1024, a warp layout that does not tile the
-// block, more than 48 KiB of shared memory, more than 64 MiB of split-K
+// memory (sm_90a; bk = 32, stages 3 or 4, which only it takes). Configs
+// that do not fit together (threads not a whole number of warps or more
+// than 1024, a warp layout that does not tile the block, more than 48 KiB
+// of shared memory (227 KiB with mma = 2), more than 64 MiB of split-K
 // workspace, split-K leaving blocks without k) are instantiation errors.
 absl::StatusOr<ConfigSpace> GpuGemmSpace(const GpuGemmSpec& spec);
 Config GpuGemmDefaultConfig(const GpuGemmSpec& spec, const ConfigSpace& space);

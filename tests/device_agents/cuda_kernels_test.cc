@@ -35,6 +35,7 @@ const char* const kWorkloads[] = {
     "matmul(M=33,N=68,K=40)",
     "matmul(M=70,N=72,K=44,bias=1,tf32=1)",
     "matmul(M=64,N=128,K=64,trans_b=1,tf32=1)",
+    "matmul(M=72,N=136,K=200,tf32=1)",
     "conv2d(N=2,C=8,H=9,W=7,K=12,R=3,S=3,stride=2,pad=1,layout=NHWC)",
     "conv2d(N=1,C=5,H=8,W=8,K=6,R=3,S=3,stride=1,pad=2,dilation=2,bias=1,relu=1,layout=NCHW)",
     "conv2d(N=2,C=8,H=6,W=6,K=16,R=1,S=1,stride=1,pad=0,layout=NCHW)",
@@ -137,8 +138,8 @@ TEST(GpuScheduleTest, SampledConfigsGiveTheReferenceAnswer) {
     // second: its workspace and arrival counts must be ready for the next
     // launch.
     auto poison = [&] { std::fill(data.back().begin(), data.back().end(), std::numeric_limits<float>::quiet_NaN()); };
-    ASSERT_TRUE(kernels::EmulateCuda(c.kernel, pointers, dir, c.split_k ? 2 : 1, poison).ok())
-        << c.workload.Key() << " " << c.config;
+    const absl::Status ran = kernels::EmulateCuda(c.kernel, pointers, dir, c.split_k ? 2 : 1, poison);
+    ASSERT_TRUE(ran.ok()) << c.workload.Key() << " " << c.config << ": " << ran;
     std::vector<kernels::ReferenceOutput> ref = c.tmpl->Reference(c.workload, inputs);
     const std::vector<float>& out = data.back();
     ASSERT_EQ(out.size(), ref[0].expected.size());
@@ -153,39 +154,44 @@ TEST(GpuScheduleTest, SampledConfigsGiveTheReferenceAnswer) {
   }
 }
 
-// A block's static shared memory counts every buffer, split-K's flag too:
-// two 192x16 slices of A and of B fill the 48 KiB alone.
+// A block's shared memory counts every buffer, split-K's flag too: on the
+// warpgroup path, four 32-deep stages of 128 rows of A and 256 of B in the
+// dynamic pool (1024-byte-aligned parts, the flag one of them), and a
+// 256 x 256 tile's four stages exceed the 227 KiB a block may use.
 TEST(GpuScheduleTest, SharedMemoryCountsSplitKsFlag) {
   absl::StatusOr<Workload> w = kernels::ParseWorkload("matmul(M=256,N=256,K=512,tf32=1)");
   ASSERT_TRUE(w.ok());
   const Template* t = TemplateRegistry::Global().Find(w->op, DeviceClass::kCuda);
   absl::StatusOr<ConfigSpace> space = t->Space(*w);
   ASSERT_TRUE(space.ok());
-  auto config = [&](int64_t split_k) {
-    return space->FromValues({{"bm", int64_t{256}},
-                              {"bn", int64_t{128}},
-                              {"bk", int64_t{16}},
+  auto config = [&](int64_t bm, int64_t split_k) {
+    return space->FromValues({{"bm", bm},
+                              {"bn", int64_t{256}},
+                              {"bk", int64_t{32}},
                               {"tm", int64_t{8}},
-                              {"tn", int64_t{8}},
+                              {"tn", int64_t{16}},
                               {"warp_x", int64_t{16}},
                               {"split", int64_t{1}},
-                              {"stages", int64_t{2}},
+                              {"stages", int64_t{4}},
                               {"vec", int64_t{4}},
                               {"unroll_k", int64_t{1}},
                               {"mma", int64_t{2}},
                               {"split_k", split_k}});
   };
-  ASSERT_TRUE(config(1).ok() && config(2).ok());
-  absl::StatusOr<kernels::Kernel> fits = t->Instantiate(*w, *space, *config(1));
-  ASSERT_TRUE(fits.ok()) << fits.status();
-  absl::StatusOr<CudaKernelSource> src = kernels::GenerateCuda(fits->func);
-  ASSERT_TRUE(src.ok());
-  EXPECT_EQ(src->shared_bytes, 48 * 1024);
-  EXPECT_TRUE(src->arch_specific);
-  EXPECT_EQ(src->CompileArch("sm_90"), "sm_90a");
-  absl::StatusOr<kernels::Kernel> over = t->Instantiate(*w, *space, *config(2));
+  for (int64_t split_k : {1, 2}) {
+    ASSERT_TRUE(config(128, split_k).ok());
+    absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, *config(128, split_k));
+    ASSERT_TRUE(k.ok()) << k.status();
+    absl::StatusOr<CudaKernelSource> src = kernels::GenerateCuda(k->func);
+    ASSERT_TRUE(src.ok()) << src.status();
+    EXPECT_EQ(src->shared_bytes, 4 * (128 + 256) * 32 * 4 + (split_k > 1 ? 1024 : 0));
+    EXPECT_EQ(src->dynamic_shared_bytes, src->shared_bytes);
+    EXPECT_TRUE(src->arch_specific);
+    EXPECT_EQ(src->CompileArch("sm_90"), "sm_90a");
+  }
+  absl::StatusOr<kernels::Kernel> over = t->Instantiate(*w, *space, *config(256, 1));
   ASSERT_FALSE(over.ok());
-  EXPECT_NE(over.status().message().find("49160 bytes of shared memory"), std::string::npos) << over.status();
+  EXPECT_NE(over.status().message().find("262144 bytes of shared memory"), std::string::npos) << over.status();
 }
 
 // Skipped, saying so, where the CUDA toolkit is not installed.

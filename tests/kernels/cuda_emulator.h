@@ -5,7 +5,11 @@
 // barrier of the block's threads, float4 a 16-byte-aligned struct, and the
 // tensor-core intrinsics warp-wide exchanges through the barrier. Every
 // thread of a block runs as its own OS thread, so a missing barrier or a
-// wrong index shows up as a wrong answer, as on a GPU.
+// wrong index shows up as a wrong answer, as on a GPU. The asynchronous
+// instructions complete as late as their waits allow (cp.async writes
+// shared memory when its group is waited for; wgmma reads its operands
+// then, and the launch fails if they differ from when it was issued), and
+// the 128-byte swizzle of shared addresses is applied as the GPU does.
 #pragma once
 
 #include <functional>

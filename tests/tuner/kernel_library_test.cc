@@ -189,7 +189,9 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
   const char* mm = "matmul(M=64,N=72,K=40,bias=1)";
   const char* conv = "conv2d(N=1,C=16,H=8,W=8,K=32,R=3,S=3,stride=1,pad=1,layout=NHWC)";
   const char* deep = "matmul(M=32,N=48,K=512)";  // recorded with split-K
-  auto gpu_row = [&](const char* text, const char* key, int64_t split_k = 1) {
+  const char* wide = "matmul(M=128,N=256,K=96,tf32=1)";  // with wgmma, in dynamic shared memory
+  using Knobs = std::vector<std::pair<std::string, kernels::KnobValue>>;
+  auto gpu_row = [&](const char* text, const char* key, const Knobs& knobs = {}) {
     auto w = kernels::ParseWorkload(text);
     const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op, kernels::DeviceClass::kCuda);
     auto space = t.Space(*w);
@@ -200,7 +202,9 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
     r.toolchain = "NVRTC 13.0; CUDA driver 13.0";
     r.template_name = w->op;
     r.template_version = *kernels::TemplateVersion(t, *w);
-    r.config_index = space->With(t.DefaultConfig(*w, *space), {{"split_k", split_k}})->index;
+    auto config = space->With(t.DefaultConfig(*w, *space), knobs);
+    EXPECT_TRUE(config.ok()) << config.status();
+    r.config_index = config->index;
     r.config_json = "{}";
     r.costs = {1e-5};
     r.agent_id = "test";
@@ -209,18 +213,23 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
   {
     auto db = database::Database::Open((dir_ / "log.db").string());
     ASSERT_TRUE(db.ok());
-    auto added = (*db)->AddRecords({gpu_row(mm, "lab-h100"), gpu_row(conv, "lab-h200"), gpu_row(deep, "lab-h100", 3)});
+    const Knobs wgmma = {{"bm", int64_t{128}},  {"bn", int64_t{256}},   {"bk", int64_t{32}},
+                         {"tm", int64_t{8}},    {"tn", int64_t{16}},    {"warp_x", int64_t{16}},
+                         {"split", int64_t{1}}, {"stages", int64_t{4}}, {"mma", int64_t{2}}};
+    auto added =
+        (*db)->AddRecords({gpu_row(mm, "lab-h100"), gpu_row(conv, "lab-h200"),
+                           gpu_row(deep, "lab-h100", {{"split_k", int64_t{3}}}), gpu_row(wide, "lab-h100", wgmma)});
     ASSERT_TRUE(added.ok()) << added.status();
   }
   auto log = TuningLogClient::OpenFile((dir_ / "log.db").string());
   ASSERT_TRUE(log.ok());
   LibraryOptions o;
   o.device_key = "lab-h100";
-  o.workloads = {mm, conv, deep};
+  o.workloads = {mm, conv, deep, wide};
   o.output_dir = (dir_ / "gpu").string();
   auto entries = WriteKernelLibrary(**log, o);
   ASSERT_TRUE(entries.ok()) << entries.status();
-  ASSERT_EQ(entries->size(), 3u);
+  ASSERT_EQ(entries->size(), 4u);
   EXPECT_NE((*entries)[2].config.find("split_k=3"), std::string::npos) << (*entries)[2].config;
   EXPECT_EQ((*entries)[0].level, FallbackLevel::kExactDevice);
   EXPECT_EQ((*entries)[0].source, "kernel_0.cu");
@@ -236,6 +245,12 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
       << k0;
   EXPECT_NE(k0.find("(cudaStream_t)stream>>>(A, B, bias, C);"), std::string::npos) << k0;
   EXPECT_EQ(ReadAll(dir_ / "gpu" / "kernel_1.flags"), "-O3 -arch=sm_90\n");
+  // The wgmma kernel: for sm_90a machine code alone, its 192 KiB of dynamic
+  // shared memory granted before the launch that asks for it.
+  const std::string k3 = ReadAll(dir_ / "gpu" / "kernel_3.cu");
+  EXPECT_EQ(ReadAll(dir_ / "gpu" / "kernel_3.flags"), "-O3 -gencode arch=compute_90a,code=sm_90a\n");
+  EXPECT_NE(k3.find("cudaFuncAttributeMaxDynamicSharedMemorySize, 196608);"), std::string::npos) << k3;
+  EXPECT_NE(k3.find("), 196608, (cudaStream_t)stream>>>(A, B, C);"), std::string::npos) << k3;
   const std::string header = ReadAll(dir_ / "gpu" / "tunefarm_kernels.h");
   EXPECT_NE(header.find("int tunefarm_run(const char* workload_key, void* const* args, void* stream);"),
             std::string::npos)
@@ -267,7 +282,7 @@ TEST_F(KernelLibraryTest, GpuRecordsGiveACudaLibrary) {
   }
   if (nvcc.empty()) GTEST_SKIP() << "no nvcc (tried /usr/local/cuda/bin/nvcc, /usr/bin/nvcc): sources not compiled";
   std::string objects;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     const std::filesystem::path lib = dir_ / "gpu";
     const std::string obj = (dir_ / ("g" + std::to_string(i) + ".o")).string();
     const std::string cmd = nvcc + " -c -Xcompiler -fPIC --options-file " +

@@ -231,10 +231,22 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
       code = absl::StrCat("namespace ", ns, " {\n", src->source, "}  // namespace ", ns, "\n");
       // For the GPU the record was measured on, or one of the key's family.
       const std::string arch = e.record ? TargetField(e.record->target_json, "arch") : family;
-      flags = absl::StrCat("-O3 -arch=", arch.empty() ? "native" : src->CompileArch(arch));
-      wrapper = absl::StrCat("\nextern \"C\" int ", e.function, "(", TypedParams(b.buffers, true), ") {\n  ", ns, "::", src->entry,
-                             "<<<dim3(", absl::StrJoin(src->grid, ", "), "), dim3(", absl::StrJoin(src->block, ", "),
-                             "), 0, (cudaStream_t)stream>>>(");
+      // An architecture-specific kernel (wgmma: sm_90a) is built for that
+      // machine code alone: nvcc's -arch=sm_90a would embed compute_90 PTX
+      // as well, which cannot express it.
+      flags = arch.empty()         ? "-O3 -arch=native"
+              : src->arch_specific ? absl::StrCat("-O3 -gencode arch=compute_", src->CompileArch(arch).substr(3),
+                                                  ",code=", src->CompileArch(arch))
+                                   : absl::StrCat("-O3 -arch=", arch);
+      wrapper = absl::StrCat("\nextern \"C\" int ", e.function, "(", TypedParams(b.buffers, true), ") {\n");
+      if (src->dynamic_shared_bytes > 0) {
+        // Dynamic shared memory past 48 KiB is granted per function, once.
+        absl::StrAppend(&wrapper, "  static const cudaError_t allowed = cudaFuncSetAttribute(", ns, "::", src->entry,
+                        ", cudaFuncAttributeMaxDynamicSharedMemorySize, ", src->dynamic_shared_bytes,
+                        ");\n  if (allowed != cudaSuccess) return (int)allowed;\n");
+      }
+      absl::StrAppend(&wrapper, "  ", ns, "::", src->entry, "<<<dim3(", absl::StrJoin(src->grid, ", "), "), dim3(",
+                      absl::StrJoin(src->block, ", "), "), ", src->dynamic_shared_bytes, ", (cudaStream_t)stream>>>(");
       for (size_t k = 0; k < b.buffers.size(); ++k) absl::StrAppend(&wrapper, k ? ", " : "", b.buffers[k].name);
       absl::StrAppend(&wrapper, ");\n  return (int)cudaGetLastError();\n}\n");
       b.exclusive = src->module_bytes > 0;

@@ -122,8 +122,9 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   if (!full.ok()) return full.status();
   // The strategy walks `search`: the space with options.pins applied, a
   // knob named "threads" limited to the device's cores, and "mma" to the
-  // tensor cores the device has (warpgroup ones, mma=2, where its features
-  // say wgmma). Requests and records always carry indices of the full space.
+  // tensor cores the device has (warpgroup ones, mma=2, and the deeper
+  // "stages" that path alone takes, where its features say wgmma). Requests and records always carry indices of the
+  // full space.
   std::vector<std::pair<std::string, std::vector<kernels::KnobValue>>> allowed;
   for (const auto& [name, value] : options.pins) allowed.push_back({name, {value}});
   // Keeps the integer values of knob `name` that `fits` accepts, unless the
@@ -145,6 +146,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   }
   if (std::find(target.features().begin(), target.features().end(), "wgmma") == target.features().end()) {
     limit("mma", [](int64_t n) { return n < 2; });
+    limit("stages", [](int64_t n) { return n <= 2; });  // more are the warpgroup path's cp.async buffers
   }
   absl::StatusOr<kernels::ConfigSpace> pinned = allowed.empty() ? full : full->Restrict(allowed);
   if (!pinned.ok()) return pinned.status();

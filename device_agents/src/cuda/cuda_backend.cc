@@ -131,9 +131,13 @@ class CudaBackend : public DeviceBackend {
       return fail(absl::StrCat(threads, " threads per block exceed this device's ",
                                target_.limits().at("max_threads_per_block")));
     }
-    if (src->shared_bytes > target_.limits().at("shared_memory_bytes")) {
-      return fail(absl::StrCat(src->shared_bytes, " bytes of shared memory per block exceed this device's ",
-                               target_.limits().at("shared_memory_bytes")));
+    // Static shared memory stops at the plain limit; the dynamic pool may
+    // be raised to the opt-in one.
+    const std::string limit = src->dynamic_shared_bytes > 0 ? "shared_memory_optin_bytes" : "shared_memory_bytes";
+    const int64_t most =
+        target_.limits().count(limit) > 0 ? target_.limits().at(limit) : target_.limits().at("shared_memory_bytes");
+    if (src->shared_bytes > most) {
+      return fail(absl::StrCat(src->shared_bytes, " bytes of shared memory per block exceed this device's ", most));
     }
     absl::StatusOr<std::string> data = cache_.DataFile(*in->tmpl, in->workload, req.options().seed());
     if (!data.ok()) return Finish(c, r, v1::MEASURE_STATUS_UNKNOWN_ERROR, std::string(data.status().message()));
@@ -183,16 +187,18 @@ class CudaBackend : public DeviceBackend {
     if (!server_.child) Restart("no measurement process");
     if (!server_.child) return Finish(c, r, v1::MEASURE_STATUS_DEVICE_LOST, "the CUDA measurement process is gone");
     const double timeout = opt.run_timeout_s() > 0 ? opt.run_timeout_s() : kDefaultRunTimeoutS;
-    json req = {{"cubin", c.cubin},
-                {"entry", c.kernel.entry},
-                {"grid", c.kernel.grid},
-                {"block", c.kernel.block},
-                {"data", c.data},
-                {"number", std::max(1, opt.number())},
-                {"repeat", std::max(1, opt.repeat())},
-                {"min_repeat_ms", std::max(0, opt.min_repeat_ms())},
-                {"cutoff_s", opt.timing_cutoff_s() > 0 && std::isfinite(opt.timing_cutoff_s()) ? opt.timing_cutoff_s() : 0},
-                {"timeout_s", timeout}};
+    json req = {
+        {"cubin", c.cubin},
+        {"entry", c.kernel.entry},
+        {"grid", c.kernel.grid},
+        {"block", c.kernel.block},
+        {"dynamic_shared", c.kernel.dynamic_shared_bytes},
+        {"data", c.data},
+        {"number", std::max(1, opt.number())},
+        {"repeat", std::max(1, opt.repeat())},
+        {"min_repeat_ms", std::max(0, opt.min_repeat_ms())},
+        {"cutoff_s", opt.timing_cutoff_s() > 0 && std::isfinite(opt.timing_cutoff_s()) ? opt.timing_cutoff_s() : 0},
+        {"timeout_s", timeout}};
     absl::StatusOr<std::string> line;
     if (absl::Status s = server_.child->Send(req.dump()); !s.ok()) {
       line = s;

@@ -37,9 +37,10 @@ enum : int {
   kL2CacheSize = 38,
   kComputeCapabilityMajor = 75,
   kComputeCapabilityMinor = 76,
+  kMaxSharedMemoryPerBlockOptin = 97,
 };
 // CUfunction_attribute values.
-enum : int { kFuncMaxThreadsPerBlock = 0, kFuncNumRegs = 4 };
+enum : int { kFuncMaxThreadsPerBlock = 0, kFuncNumRegs = 4, kFuncMaxDynamicSharedSizeBytes = 8 };
 
 }  // namespace
 
@@ -67,6 +68,7 @@ struct CudaDriver::Api {
   CUresult (*ModuleUnload)(CUmodule) = nullptr;
   CUresult (*ModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
   CUresult (*FuncGetAttribute)(int*, int, CUfunction) = nullptr;
+  CUresult (*FuncSetAttribute)(CUfunction, int, int) = nullptr;
   CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
                            void**, void**) = nullptr;
   CUresult (*EventCreate)(CUevent*, unsigned) = nullptr;
@@ -122,6 +124,7 @@ absl::StatusOr<std::unique_ptr<CudaDriver>> CudaDriver::Open(int ordinal) {
   get(api->ModuleUnload, {"cuModuleUnload"});
   get(api->ModuleGetFunction, {"cuModuleGetFunction"});
   get(api->FuncGetAttribute, {"cuFuncGetAttribute"});
+  get(api->FuncSetAttribute, {"cuFuncSetAttribute"});
   get(api->LaunchKernel, {"cuLaunchKernel"});
   get(api->EventCreate, {"cuEventCreate"});
   get(api->EventRecord, {"cuEventRecord"});
@@ -158,6 +161,7 @@ absl::StatusOr<std::unique_ptr<CudaDriver>> CudaDriver::Open(int ordinal) {
   info.sm_count = attr(kMultiprocessorCount);
   info.max_threads_per_block = attr(kMaxThreadsPerBlock);
   info.shared_bytes_per_block = attr(kMaxSharedMemoryPerBlock);
+  info.shared_bytes_per_block_optin = attr(kMaxSharedMemoryPerBlockOptin);
   info.registers_per_block = attr(kMaxRegistersPerBlock);
   info.clock_khz = attr(kClockRate);
   info.memory_clock_khz = attr(kMemoryClockRate);
@@ -244,14 +248,20 @@ int CudaDriver::MaxThreadsPerBlock(const Module& m) const {
   return v;
 }
 
+absl::Status CudaDriver::AllowDynamicShared(const Module& m, int64_t bytes) {
+  if (absl::Status s = Current(); !s.ok()) return s;
+  return Check(api_->FuncSetAttribute(m.function, kFuncMaxDynamicSharedSizeBytes, static_cast<int>(bytes)),
+               "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
+}
+
 absl::Status CudaDriver::Launch(const Module& m, std::array<int64_t, 3> grid, std::array<int64_t, 3> block,
-                                const std::vector<DevicePtr>& args) {
+                                const std::vector<DevicePtr>& args, int64_t dynamic_shared_bytes) {
   std::vector<CUdeviceptr> values(args.begin(), args.end());
   std::vector<void*> params;
   for (CUdeviceptr& v : values) params.push_back(&v);
   auto u = [](int64_t v) { return static_cast<unsigned>(v); };
-  return Check(api_->LaunchKernel(m.function, u(grid[0]), u(grid[1]), u(grid[2]), u(block[0]), u(block[1]),
-                                  u(block[2]), 0, nullptr, params.data(), nullptr),
+  return Check(api_->LaunchKernel(m.function, u(grid[0]), u(grid[1]), u(grid[2]), u(block[0]), u(block[1]), u(block[2]),
+                                  u(dynamic_shared_bytes), nullptr, params.data(), nullptr),
                "cuLaunchKernel");
 }
 

@@ -46,6 +46,7 @@ class Server {
       grid[i] = req.at("grid").at(i).get<int64_t>();
       block[i] = req.at("block").at(i).get<int64_t>();
     }
+    const int64_t dynamic_shared = req.value("dynamic_shared", int64_t{0});
     const int64_t number0 = std::max<int64_t>(1, req.value("number", 1));
     const int repeat = std::max(1, req.value("repeat", 1));
     const double min_repeat_ms = std::max(0, req.value("min_repeat_ms", 0));
@@ -57,6 +58,11 @@ class Server {
     const std::string image((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     absl::StatusOr<std::shared_ptr<CudaDriver::Module>> m = d_.LoadModule(image, entry);
     if (!m.ok()) return Error("runtime_error", std::string(m.status().message()), false);
+    if (dynamic_shared > 0) {
+      if (absl::Status s = d_.AllowDynamicShared(**m, dynamic_shared); !s.ok()) {
+        return Error("instantiation_error", std::string(s.message()), false);
+      }
+    }
     const int64_t threads = block[0] * block[1] * block[2];
     if (const int fit = d_.MaxThreadsPerBlock(**m); threads > fit) {
       return Error("instantiation_error",
@@ -73,7 +79,7 @@ class Server {
     auto launches = [&](int64_t n) {
       return [&, n]() -> absl::Status {
         for (int64_t i = 0; i < n; ++i) {
-          if (absl::Status s = d_.Launch(**m, grid, block, data_.buffers); !s.ok()) return s;
+          if (absl::Status s = d_.Launch(**m, grid, block, data_.buffers, dynamic_shared); !s.ok()) return s;
         }
         return absl::OkStatus();
       };

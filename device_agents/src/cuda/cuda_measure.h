@@ -6,7 +6,8 @@
 // Protocol, one JSON object per line. First it prints
 //   {"status":"ready","info":{name, cc_major, cc_minor, sm_count, ...}}
 // or {"status":"unavailable","error":...} and exits 3. Then, per request
-//   {"cubin":PATH,"entry":NAME,"grid":[x,y,z],"block":[x,y,z],"data":PATH,
+//   {"cubin":PATH,"entry":NAME,"grid":[x,y,z],"block":[x,y,z],
+//    "dynamic_shared":BYTES (optional, 0),"data":PATH,
 //    "number":N,"repeat":R,"min_repeat_ms":MS,"cutoff_s":S,"timeout_s":T}
 // (data: a MeasureData file), it answers
 //   {"status":"ok","costs":[...]} | {"status":"wrong_answer","error":...}

@@ -5,8 +5,9 @@
 namespace tunefarm::device_agents {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CudaDeviceInfo, name, cc_major, cc_minor, sm_count,
-                                                max_threads_per_block, shared_bytes_per_block, registers_per_block,
-                                                clock_khz, memory_clock_khz, l2_bytes, memory_bytes, driver_version)
+                                                max_threads_per_block, shared_bytes_per_block,
+                                                shared_bytes_per_block_optin, registers_per_block, clock_khz,
+                                                memory_clock_khz, l2_bytes, memory_bytes, driver_version)
 
 nlohmann::json CudaInfoToJson(const CudaDeviceInfo& info) { return info; }
 CudaDeviceInfo CudaInfoFromJson(const nlohmann::json& j) { return j.get<CudaDeviceInfo>(); }

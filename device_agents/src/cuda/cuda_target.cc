@@ -1,5 +1,6 @@
 #include "tunefarm/device_agents/cuda_target.h"
 
+#include <algorithm>
 #include <cctype>
 #include <vector>
 
@@ -46,6 +47,8 @@ tunefarm::v1::Target CudaTarget(const CudaDeviceInfo& info, const std::string& n
   limits["sm_count"] = info.sm_count;
   limits["max_threads_per_block"] = info.max_threads_per_block;
   limits["shared_memory_bytes"] = info.shared_bytes_per_block;
+  // Dynamic shared memory a kernel may be given past that, on request.
+  limits["shared_memory_optin_bytes"] = std::max(info.shared_bytes_per_block, info.shared_bytes_per_block_optin);
   limits["registers_per_block"] = info.registers_per_block;
   limits["memory_bytes"] = info.memory_bytes;
   limits["l2_bytes"] = info.l2_bytes;

@@ -26,7 +26,8 @@ struct CudaDeviceInfo {
   int cc_major = 0, cc_minor = 0;
   int sm_count = 0;
   int max_threads_per_block = 0;
-  int shared_bytes_per_block = 0;  // static + dynamic without opting in
+  int shared_bytes_per_block = 0;        // static + dynamic without opting in
+  int shared_bytes_per_block_optin = 0;  // with the function's attribute raised
   int registers_per_block = 0;
   int clock_khz = 0, memory_clock_khz = 0;
   int l2_bytes = 0;
@@ -64,9 +65,14 @@ class CudaDriver {
   int Registers(const Module& m) const;
   int MaxThreadsPerBlock(const Module& m) const;
 
-  // Launches the function over pointer arguments `args`, asynchronously.
+  // Lets the function be launched with up to `bytes` of dynamic shared
+  // memory (above 48 KiB it must be asked for; at most
+  // shared_bytes_per_block_optin).
+  absl::Status AllowDynamicShared(const Module& m, int64_t bytes);
+  // Launches the function over pointer arguments `args`, asynchronously,
+  // with `dynamic_shared_bytes` of dynamic shared memory.
   absl::Status Launch(const Module& m, std::array<int64_t, 3> grid, std::array<int64_t, 3> block,
-                      const std::vector<DevicePtr>& args);
+                      const std::vector<DevicePtr>& args, int64_t dynamic_shared_bytes = 0);
   // Seconds the launches `run` enqueues take on the device, by CUDA events;
   // waits at most `timeout_s` (DeadlineExceeded past it).
   absl::StatusOr<double> Time(const std::function<absl::Status()>& run, double timeout_s);
