@@ -48,6 +48,12 @@ class CodeGenC : public CLikePrinter {
          << "#define tf_fma_mem(acc_, a_, b_) ((acc_) + (a_) * (b_))\n"
          << "#endif\n";
     }
+    if (prefetch_) {
+      // Brings the line of x (an lvalue in memory) into L2, not L1 (lines
+      // a multiple of 4 KiB apart, as rows of B are, would crowd a few L1
+      // sets); never faults, whatever the address.
+      os << "#define tf_prefetch(x_) __builtin_prefetch(&(x_), 0, 2)\n";
+    }
     if (hsum_) {
       // The sum of a float vector's lanes, halving: log2(lanes) steps.
       os << "#define tf_hsum(v_) __extension__({ __typeof__(v_) tf_h_ = (v_); "
@@ -77,6 +83,7 @@ class CodeGenC : public CLikePrinter {
   }
   bool HasIntrinsic(const std::string& name) override {
     if (name == "tf_hsum") return hsum_ = true;
+    if (name == "tf_prefetch") return prefetch_ = true;
     if (name == "tf_keep_last") return keep_last_ = true;
     if (int lanes = 0, g = 0; std::sscanf(name.c_str(), "tf_fold%d_%d", &lanes, &g) == 2) {
       folds_.insert({lanes, g});
@@ -159,6 +166,7 @@ class CodeGenC : public CLikePrinter {
   std::set<Type, TypeLess> vector_types_;
   bool fma_mem_ = false;                 // the body calls tf_fma_mem
   bool hsum_ = false;                    // the body calls tf_hsum
+  bool prefetch_ = false;                // the body calls tf_prefetch
   bool keep_last_ = false;               // the body calls tf_keep_last
   std::set<std::pair<int, int>> folds_;  // (lanes, group) of each tf_fold<lanes>_<group> called
 };

@@ -131,8 +131,8 @@ float SumTolerance(int64_t terms, double magnitude) {
 absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
   std::vector<Knob> knobs = {
       {"mr", KnobKind::kSplit, IntValues({1, 2, 3, 4, 5, 6, 7, 8, 12, 14, 16})},  // register tile rows
-      {"nv", KnobKind::kSplit, IntValues({1, 2, 3, 4})},                   // vectors per tile row
-      {"vec", KnobKind::kAnnotate, IntValues({4, 8, 16})},                 // SIMD width in floats
+      {"nv", KnobKind::kSplit, IntValues({1, 2, 3, 4})},                          // vectors per tile row
+      {"vec", KnobKind::kAnnotate, IntValues({4, 8, 16})},                        // SIMD width in floats
       {"mc", KnobKind::kSplit, IntValues({8, 16, 32, 48, 64, 96, 128, 192, 256})},
       {"nc", KnobKind::kSplit, IntValues({32, 64, 128, 256, 512, 1024, 2048, 4096})},
       {"kc", KnobKind::kSplit, IntValues({16, 32, 64, 128, 256, 384, 512, 1024})},
@@ -145,8 +145,12 @@ absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
       // so that they do not share cache sets).
       {"pack_a", KnobKind::kChoice, spec.a_must_pack ? IntValues({1, 2}) : IntValues({0, 1, 2})},
       // The micro-kernel reads B rows as vectors, which only a contiguous
-      // B or its packed panel provides.
-      {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1}) : IntValues({1})},
+      // B or its packed panel provides. B packed per cache block: 1, before
+      // the block's tiles; 2, by the first row tile of each panel as it
+      // goes (each k step stores the B row it reads into the panel, while
+      // the tiles before it prefetch that panel's rows), so that reading B
+      // overlaps the multiply-adds.
+      {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1, 2}) : IntValues({1})},
       {"unroll_k", KnobKind::kAnnotate, IntValues({1, 2, 4, 8})},
       // How threads share the work (with threads > 1): "tiles", the outer
       // register-tile loop of each cache block, and its packing; "rows" /
@@ -188,7 +192,14 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
   int64_t nv = 4;
   while (nv > 1 && mr * nv + nv > kVectorRegisters) --nv;
   const Config d = GemmDefaultConfig(spec, space);
-  auto seed = [&](int64_t rows, int64_t vectors, bool pack_b, int64_t pack_a, const char* inner,
+  // B packed (1, or 2 fused where the tiles can pack it: see LowerGemm)
+  // unless it is in panels already, and always when it must be.
+  auto b_packing = [&](int64_t pack_b) -> int64_t {
+    if (!spec.b_vector) return 1;
+    if (pack_b == 0 || spec.b_panels) return 0;
+    return pack_b == 2 && (spec.a_live || spec.a_row_live) ? 1 : pack_b;
+  };
+  auto seed = [&](int64_t rows, int64_t vectors, int64_t pack_b, int64_t pack_a, const char* inner,
                   int64_t kc) -> std::optional<Config> {
     absl::StatusOr<Config> c =
         space.With(d, {{"mr", rows},
@@ -198,7 +209,7 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
                        {"nc", int64_t{1024}},
                        {"kc", kc},
                        {"inner", std::string(inner)},
-                       {"pack_b", int64_t{(pack_b && !spec.b_panels) || !spec.b_vector ? 1 : 0}},
+                       {"pack_b", b_packing(pack_b)},
                        {"pack_a", spec.a_must_pack && pack_a == 0 ? int64_t{1} : pack_a},
                        {"parallel", std::string(SplitColumns(spec, vectors * 16) ? "cols" : "rows")}});
     return c.ok() ? std::optional<Config>(*c) : std::nullopt;
@@ -209,8 +220,8 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
   // padding.
   std::vector<Config> out;
   for (const std::optional<Config>& c :
-       {seed(mr, nv, true, 0, "jr,ir", 256), seed(6, 4, true, 0, "jr,ir", 256), seed(mr, nv, false, 0, "ir,jr", 256),
-        seed(6, 4, true, 0, "jr,ir", 128), seed(mr, nv, true, 2, "jr,ir", 64)}) {
+       {seed(mr, nv, 2, 0, "jr,ir", 256), seed(6, 4, 1, 0, "jr,ir", 256), seed(mr, nv, 0, 0, "ir,jr", 256),
+        seed(6, 4, 2, 0, "jr,ir", 128), seed(mr, nv, 2, 2, "jr,ir", 64)}) {
     if (c && c->index != d.index &&
         std::none_of(out.begin(), out.end(), [&](const Config& o) { return o.index == c->index; })) {
       out.push_back(*c);
@@ -276,6 +287,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   const std::string& out = spec.out;
   std::vector<std::string> order = absl::StrSplit(space.StrValue(c, "order"), ',');
   const bool jr_outer = space.StrValue(c, "inner") == "jr,ir";
+  const ForKind outer = T > 1 && parallel == "tiles" ? ForKind::kParallel : ForKind::kSerial;
+  const bool team = outer == ForKind::kParallel;
+  // Fused packing (pack_b=2): the first row tile of a panel packs it, so
+  // every k of the block must pass through that tile (no k runs skipped
+  // where A is zero), and it must run before the panel's other tiles
+  // (which a team sharing out the row tiles does not ensure); otherwise
+  // the block is packed first, as with pack_b=1.
+  const bool fused_b = space.IntValue(c, "pack_b") == 2 && !spec.a_live && !spec.a_row_live && (jr_outer || !team);
 
   const Type f32 = Type::Float(), vec_t = Type::Float(32, static_cast<int>(W));
   Expr jc = V("jc"), pc = V("pc"), ic = V("ic"), nb = V("nb"), kb = V("kb"), mb = V("mb");
@@ -339,9 +358,15 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // last B vector in memory: each row's multiply-add reads it as an operand
   // (tf_fma_mem, one more L1 load per row). Left to themselves the
   // compilers spill instead: 3% slower on one 3x3 layer, 13-16% on another.
-  auto k_step = [&](const KPos& kk, bool clamp, bool edge, int64_t r0, int64_t r1) {
+  auto k_step = [&](const KPos& kk, bool clamp, bool edge, int64_t r0, int64_t r1, bool fuse) {
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
+    // The panel's first row tile stores the B row into the panel before
+    // reading it back from there (from the store, forwarded).
+    Stmt pack_row = fuse ? For::Make("v", 0, nv, ForKind::kUnrolled,
+                                     Store::Make("Bp", spec.b_vector(kk.k0, kk.kk, jc + jr + v * Expr(W), vec_t),
+                                                 bp_index(kk.kq, v * Expr(W))))
+                         : Stmt();
     Expr last_b = b_at(kk, Expr((nv - 1) * W), vec_t, edge);
     const bool b_in_memory = W == 16 && MR * nv + nv + 1 > kVectorRegisters && MR * nv + nv <= kVectorRegisters &&
                              last_b.as<Load>() != nullptr;
@@ -360,7 +385,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
            Store::Make("acc", Call::Make("tf_fma_mem", {Load::Make("acc", last, vec_t), a, last_b}, vec_t), last)});
     }
     Stmt rows = For::Make("ii", r0, r1 - r0, ForKind::kUnrolled, LetStmt::Make("a", a_at(ii, kk, clamp), row));
-    return Allocate::Make("bv", vec_t, nv_reg, MemoryScope::kRegister, Block::Make({load_b, rows}));
+    return Allocate::Make("bv", vec_t, nv_reg, MemoryScope::kRegister, Block::Make({pack_row, load_b, rows}));
   };
   // The whole K block, each run's k steps unrolled by U; with a_live,
   // the runs (units) where the tile's rows of A are all zero are skipped.
@@ -369,17 +394,17 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // every row of A as it is (no clamped rows, none dropped): the three
   // copies of the K loop are worth their code there, not in the rare
   // tiles short of rows.
-  auto k_loop = [&](bool clamp, bool edge, bool ends) -> Stmt {
+  auto k_loop = [&](bool clamp, bool edge, bool ends, bool fuse) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
       auto rows_run = [&](int64_t r0, int64_t r1) -> Stmt {
-        if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, edge, r0, r1));
+        if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, k_step(at(V("kk")), clamp, edge, r0, r1, fuse));
         Expr main_end = n / Expr(U) * Expr(U);
         return Block::Make({
             For::Make("ko", 0, n / Expr(U), ForKind::kSerial,
                       For::Make("ku", 0, U, ForKind::kUnrolled,
-                                k_step(at(V("ko") * Expr(U) + V("ku")), clamp, edge, r0, r1))),
-            For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, edge, r0, r1)),
+                                k_step(at(V("ko") * Expr(U) + V("ku")), clamp, edge, r0, r1, fuse))),
+            For::Make("kk", main_end, n - main_end, ForKind::kSerial, k_step(at(V("kk")), clamp, edge, r0, r1, fuse)),
         });
       };
       Stmt run = rows_run(0, MR);
@@ -399,9 +424,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // `index`(ii, j) into the accumulators (zeros in the first K block), the
   // K block, and back. When `rows` is given, rows from `rows` on are
   // computed but neither read from nor written to `buf`; `clamp`: they read
-  // A's last row (see a_at).
+  // A's last row (see a_at). `fuse`: the tile packs its B panel (pack_b=2).
   auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
-                          bool clamp = false, bool edge = false) {
+                          bool clamp = false, bool edge = false, bool fuse = false) {
     const bool ends = !rows.defined() && !clamp;
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
@@ -420,7 +445,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
     return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister,
-                          Block::Make({load, k_loop(clamp, edge, ends), store}));
+                          Block::Make({load, k_loop(clamp, edge, ends, fuse), store}));
   };
   // Stores x, the sum for output row `row`, column `col`, at `index` of the
   // output with the bias added and the ReLU applied (through Var "e").
@@ -469,14 +494,64 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // of rows computes its rows past the block from zero padding or A's last
   // row and drops them. ---
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
-  auto output_tile = [&](bool edge) {
+  auto output_tile = [&](bool edge, bool fuse = false) {
     Expr rows = min(Expr(MR), mb - ir), cols = Expr(edge ? NRE : NR);
-    return IfThenElse::Make(rows_full,
-                            Block::Make({micro_kernel(out, c_index, Expr(), false, edge), epilogue(Expr(MR), cols)}),
-                            Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge), epilogue(rows, cols)}));
+    return IfThenElse::Make(
+        rows_full, Block::Make({micro_kernel(out, c_index, Expr(), false, edge, fuse), epilogue(Expr(MR), cols)}),
+        Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge, fuse), epilogue(rows, cols)}));
   };
-  Stmt tile = output_tile(false);
+  // With fused packing, a panel's first row tile packs it, in the first
+  // row block of the part when the B block serves several.
+  auto pos = [&](const char* d) { return std::find(order.begin(), order.end(), d) - order.begin(); };
+  const auto pb = std::max(pos("jc"), pos("pc")), pa = std::max(pos("ic"), pos("pc"));
+  // With rows / cols, part "tp" of M / N is [m_lo, m_end) / [n_lo, n_end).
+  Expr m_lo = Expr(0), m_end = Expr(M), n_lo = Expr(0), n_end = Expr(NT);
+  if (split_rows) m_lo = V("tp") * Expr(part_m), m_end = min(Expr(M), m_lo + Expr(part_m));
+  if (split_cols) n_lo = V("tp") * Expr(part_n), n_end = min(Expr(NT), n_lo + Expr(part_n));
+  Expr packs_panel = EQ::Make(ir_o, Expr(0));
+  if (pos("ic") > pb) packs_panel = packs_panel && EQ::Make(ic, m_lo);
+  Stmt tile =
+      fused_b ? IfThenElse::Make(packs_panel, output_tile(false, true), output_tile(false)) : output_tile(false);
   if (NT % NR != 0) tile = IfThenElse::Make(cols_full, tile, NT % NR == NRE ? output_tile(true) : padded_tile);
+  if (fused_b) {
+    // Each row tile of a panel (jr outer) prefetches its share of the rows
+    // of B that the next panel's first tile reads, or the packing tile all
+    // of them (ir outer), so that it finds them in the cache: the next
+    // panel of the block or, from the block's last panel, the first panel
+    // of the next B block (where B is a plain array: the prefetch takes
+    // its address).
+    Expr n_ir = jr_outer ? CeilDiv(mb, MR) : Expr(1), per = (Expr(KC) + n_ir - Expr(1)) / n_ir;
+    Expr kq = (jr_outer ? ir_o * per : Expr(0)) + V("pq");
+    // Rows kq < rows of the panel at columns j0 of the B block from k0.
+    auto prefetch = [&](Expr k0, Expr j0, Expr rows) -> Stmt {
+      const KPos at =
+          units ? KPos{k0 + kq / Expr(spec.k_unit) * Expr(spec.k_unit), kq % Expr(spec.k_unit), kq} : KPos{k0, kq, kq};
+      auto line = [&](Expr l) { return spec.b(at.k0, at.kk, j0 + l * Expr(16)); };
+      if (line(Expr(0)).as<Load>() == nullptr) return Stmt();
+      Stmt lines = For::Make("pl", 0, (NR + 15) / 16, ForKind::kUnrolled,
+                             Evaluate::Make(Call::Make("tf_prefetch", {line(V("pl"))})));
+      return For::Make("pq", 0, per, ForKind::kSerial, IfThenElse::Make(kq < rows, lines));
+    };
+    // The B block after this one: the inner of its two loops advances,
+    // wrapping to the outer one's next block, and after the last block to
+    // the first (the next row block's, or nothing).
+    Expr pc_next, jc_next;
+    const Expr pc_more = pc + kb < Expr(K), jc_more = jc + nb < n_end;
+    if (pos("pc") > pos("jc")) {
+      pc_next = Select::Make(pc_more, pc + kb, Expr(0));
+      jc_next = Select::Make(pc_more, jc, Select::Make(jc_more, jc + nb, n_lo));
+    } else {
+      jc_next = Select::Make(jc_more, jc + nb, n_lo);
+      pc_next = Select::Make(jc_more, pc, Select::Make(pc_more, pc + kb, Expr(0)));
+    }
+    Stmt next_panel = prefetch(pc, jc + jr + Expr(NR), kb);
+    Stmt next_block = prefetch(pc_next, jc_next, min(Expr(KC), Expr(K) - pc_next));
+    Expr full_next = jr + Expr(2 * NR) <= nb, last = nb <= jr + Expr(NR);
+    if (!jr_outer) full_next = full_next && packs_panel, last = last && packs_panel;
+    if (next_panel.defined()) {
+      tile = Block::Make({IfThenElse::Make(full_next, next_panel), IfThenElse::Make(last, next_block), tile});
+    }
+  }
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {
@@ -493,13 +568,24 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // panels, so there is nothing to race on. (With rows, a team packing B
   // together was slower than each thread packing all of it: half of the
   // panels then sit in the other core's cache.)
-  const ForKind outer = T > 1 && parallel == "tiles" ? ForKind::kParallel : ForKind::kSerial;
-  const bool team = outer == ForKind::kParallel;
   Stmt inner = jr_outer ? jr_loop(ir_loop(tile), outer) : ir_loop(jr_loop(tile), outer);
 
   // --- packing ---
   Stmt pack_b_stmt, pack_a_stmt;
-  if (pack_b) {
+  if (fused_b) {
+    // The tiles pack the whole panels; the last panel of the last column
+    // block, short of columns, is packed first with its zero padding.
+    if (NT % NR != 0) {
+      Expr jj = V("jj");
+      auto edge_row = [&](const KPos& kk) {
+        Expr b = Select::Make(jr + jj < nb, spec.b(kk.k0, kk.kk, jc + jr + jj), FloatImm::Make(0));
+        return For::Make("jj", 0, NR, ForKind::kSerial, Store::Make("Bp", b, bp_index(kk.kq, jj)));
+      };
+      pack_b_stmt = IfThenElse::Make(
+          Expr(0) < nb % Expr(NR),
+          LetStmt::Make("jr_o", nb / Expr(NR), LetStmt::Make("jr", jr_o * Expr(NR), over_k(edge_row))));
+    }
+  } else if (pack_b) {
     Expr jj = V("jj");
     auto dst = [&](const KPos& kk) { return bp_index(kk.kq, jj); };
     auto src = [&](const KPos& kk) { return spec.b(kk.k0, kk.kk, jc + jr + jj); };
@@ -561,12 +647,6 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
 
   // --- cache-tile loops in the chosen order; each pack sits just inside the
   // later of the two loops that fix its block ---
-  auto pos = [&](const char* d) { return std::find(order.begin(), order.end(), d) - order.begin(); };
-  const auto pb = std::max(pos("jc"), pos("pc")), pa = std::max(pos("ic"), pos("pc"));
-  // With rows / cols, part "tp" of M / N is [m_lo, m_end) / [n_lo, n_end).
-  Expr m_lo = Expr(0), m_end = Expr(M), n_lo = Expr(0), n_end = Expr(NT);
-  if (split_rows) m_lo = V("tp") * Expr(part_m), m_end = min(Expr(M), m_lo + Expr(part_m));
-  if (split_cols) n_lo = V("tp") * Expr(part_n), n_end = min(Expr(NT), n_lo + Expr(part_n));
   Stmt body = inner;
   for (int level = 2; level >= 0; --level) {
     body = Block::Make({level == pb ? pack_b_stmt : Stmt(), level == pa ? pack_a_stmt : Stmt(), body});

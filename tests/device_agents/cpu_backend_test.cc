@@ -239,6 +239,45 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
   }
 }
 
+// pack_b=2: the first row tile of each B panel packs it as it multiplies,
+// the others read the panel. Several row blocks per B block (mc < M: only
+// the first packs), several K blocks, a last panel short of columns
+// (packed first, zero-padded), tiles short of rows; jr or ir outer; one
+// thread, two splitting rows or columns, and a team sharing out the
+// panels (jr outer) or the row tiles (ir outer: the block is packed
+// first). Run several times: a tile reading a panel before it is packed
+// would show.
+TEST_F(CpuBackendTest, PanelsPackedByTheirFirstTileMatchReference) {
+  for (const char* text : {"matmul(M=45,N=44,K=70,bias=1,relu=1)", "batch_matmul(B=2,M=21,N=40,K=33)"}) {
+    auto space = SpaceOf(text);
+    ASSERT_TRUE(space.ok()) << text << ": " << space.status();
+    std::vector<v1::MeasureRequest> batch;
+    for (const char* order : {"jc,pc,ic", "ic,pc,jc"}) {
+      for (const char* inner : {"jr,ir", "ir,jr"}) {
+        for (const auto& [threads, parallel] :
+             std::vector<std::pair<int64_t, std::string>>{{1, "rows"}, {2, "rows"}, {2, "cols"}, {2, "tiles"}}) {
+          auto c = space->FromValues({{"mr", int64_t{4}},
+                                      {"nv", int64_t{2}},
+                                      {"vec", int64_t{8}},
+                                      {"mc", int64_t{16}},
+                                      {"nc", int64_t{32}},
+                                      {"kc", int64_t{32}},
+                                      {"order", std::string(order)},
+                                      {"inner", std::string(inner)},
+                                      {"pack_a", int64_t{1}},
+                                      {"pack_b", int64_t{2}},
+                                      {"threads", threads},
+                                      {"parallel", parallel}});
+          ASSERT_TRUE(c.ok()) << c.status();
+          batch.push_back(Request(text, c->index));
+          batch.back().mutable_options()->set_repeat(5);
+        }
+      }
+    }
+    ExpectEachMatchesReference(text, *space, batch);
+  }
+}
+
 // The last N % vec columns, short of a whole vector, are dot products
 // along k, eight rows at a time: K below one vector (scalar chains), a
 // multiple of it, and with a part of a vector left (the row's last vector,
