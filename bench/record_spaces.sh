@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Records the spaces bench_search_efficiency replays: three matmul shapes,
-# each over the same pinned sub-space (2,112 configs), measured in full on
-# this machine's CPU. Takes roughly 15-25 minutes on 2 cores.
+# each over the same pinned sub-space (3,168 configs), measured in full on
+# this machine's CPU. Takes roughly 25-40 minutes on 2 cores.
 #   bench/record_spaces.sh [OUT_DIR] [TUNEFARM_BIN]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
