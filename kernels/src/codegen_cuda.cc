@@ -44,6 +44,8 @@ class SharedUse : public Visitor {
   static bool Swizzles(const std::string& name) {
     return WgmmaWidth(name).has_value() || name == "tf_cp_async16" || name == "tf_cp_async4";
   }
+  // A shared buffer's part of the dynamic pool: whole 1024-byte units.
+  static int64_t AlignedSize(int64_t bytes) { return (bytes + 1023) / 1024 * 1024; }
 
  private:
   void VisitAllocate(const Allocate* op) override {
@@ -56,9 +58,6 @@ class SharedUse : public Visitor {
     swizzled = swizzled || Swizzles(op->name);
     Visitor::VisitCall(op);
   }
-
- public:
-  static int64_t AlignedSize(int64_t bytes) { return (bytes + 1023) / 1024 * 1024; }
 };
 
 class CodeGenCuda : public CLikePrinter {
