@@ -491,19 +491,14 @@ absl::StatusOr<Kernel> LowerGpuGemm(const GpuGemmSpec& spec, std::vector<BufferA
   // problem. Accumulator `reg` of this thread holds (row, column) of the
   // block tile.
   std::vector<std::tuple<int64_t, Expr, Expr>> owned;
-  if (wg) {
-    // wgmma's accumulators: warp w of the warpgroup holds rows 16w .. 16w+15
-    // in m16n8 tiles along n.
+  if (t.mma) {
+    // The tensor cores' accumulators, in PTX's m16n8 fragments (lane =
+    // 4g + t): tile at / 4 of the warp tile's (warp_m / 16) x (warp_n / 8).
+    // With wgmma, warp w4 of the warpgroup holds the warpgroup tile's rows
+    // 16 w4 .. 16 w4 + 15.
     const Expr g = Var::Make("g"), tq = Var::Make("t");
-    const Expr row0 = Var::Make("wgr") * Expr(64) + Var::Make("w4") * Expr(16) + g;
-    const Expr col0 = Var::Make("wgc") * Expr(warp_n) + tq * Expr(2);
-    for (int64_t at = 0; at < warp_n / 2; ++at) {
-      const int64_t ni = at / 4, q = at % 4;
-      owned.emplace_back(at, row0 + Expr(q >= 2 ? 8 : 0), col0 + Expr(ni * 8 + q % 2));
-    }
-  } else if (t.mma) {
-    const Expr g = Var::Make("g"), tq = Var::Make("t");
-    const Expr wr = Var::Make("wr") * Expr(warp_m), wc = Var::Make("wc") * Expr(warp_n);
+    const Expr wr = wg ? Var::Make("wgr") * Expr(64) + Var::Make("w4") * Expr(16) : Var::Make("wr") * Expr(warp_m);
+    const Expr wc = Var::Make(wg ? "wgc" : "wc") * Expr(warp_n);
     const int64_t nt = warp_n / 8;
     for (int64_t at = 0; at < t.tm * t.tn; ++at) {
       const int64_t tile = at / 4, q = at % 4, mi = tile / nt, ni = tile % nt;

@@ -123,8 +123,8 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   // The strategy walks `search`: the space with options.pins applied, a
   // knob named "threads" limited to the device's cores, and "mma" to the
   // tensor cores the device has (warpgroup ones, mma=2, and the deeper
-  // "stages" that path alone takes, where its features say wgmma). Requests and records always carry indices of the
-  // full space.
+  // "stages" that path alone takes, where its features say wgmma).
+  // Requests and records always carry indices of the full space.
   std::vector<std::pair<std::string, std::vector<kernels::KnobValue>>> allowed;
   for (const auto& [name, value] : options.pins) allowed.push_back({name, {value}});
   // Keeps the integer values of knob `name` that `fits` accepts, unless the
