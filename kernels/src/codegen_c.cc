@@ -54,6 +54,10 @@ class CodeGenC : public CLikePrinter {
       // sets); never faults, whatever the address.
       os << "#define tf_prefetch(x_) __builtin_prefetch(&(x_), 0, 2)\n";
     }
+    if (prefetch_l1_) {
+      // Brings the line of x into L1, for a read a few steps on.
+      os << "#define tf_prefetch_l1(x_) __builtin_prefetch(&(x_), 0, 3)\n";
+    }
     if (hsum_) {
       // The sum of a float vector's lanes, halving: log2(lanes) steps.
       os << "#define tf_hsum(v_) __extension__({ __typeof__(v_) tf_h_ = (v_); "
@@ -84,6 +88,7 @@ class CodeGenC : public CLikePrinter {
   bool HasIntrinsic(const std::string& name) override {
     if (name == "tf_hsum") return hsum_ = true;
     if (name == "tf_prefetch") return prefetch_ = true;
+    if (name == "tf_prefetch_l1") return prefetch_l1_ = true;
     if (name == "tf_keep_last") return keep_last_ = true;
     if (int lanes = 0, g = 0; std::sscanf(name.c_str(), "tf_fold%d_%d", &lanes, &g) == 2) {
       folds_.insert({lanes, g});
@@ -167,6 +172,7 @@ class CodeGenC : public CLikePrinter {
   bool fma_mem_ = false;                 // the body calls tf_fma_mem
   bool hsum_ = false;                    // the body calls tf_hsum
   bool prefetch_ = false;                // the body calls tf_prefetch
+  bool prefetch_l1_ = false;             // ... tf_prefetch_l1
   bool keep_last_ = false;               // the body calls tf_keep_last
   std::set<std::pair<int, int>> folds_;  // (lanes, group) of each tf_fold<lanes>_<group> called
 };

@@ -274,6 +274,42 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
   }
 }
 
+// With pack_b=2, the tile that packs a panel brings each row of B it will
+// read into L1 a few k steps ahead (the last row of the block at the end);
+// the other tiles only read the packed panel, and pack_b=1 packs with no
+// such prefetch.
+TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
+  auto w = ParseWorkload("matmul(M=64,N=96,K=40)");
+  auto space = Matmul().Space(*w);
+  auto source = [&](int64_t pack_b) {
+    Config c = *space->With(Matmul().DefaultConfig(*w, *space), {{"mr", int64_t{8}},
+                                                                 {"nv", int64_t{3}},
+                                                                 {"vec", int64_t{16}},
+                                                                 {"kc", int64_t{32}},
+                                                                 {"pack_b", pack_b},
+                                                                 {"inner", std::string("jr,ir")}});
+    auto k = Matmul().Instantiate(*w, *space, c);
+    EXPECT_TRUE(k.ok()) << k.status();
+    return k.ok() ? *GenerateC(k->func) : std::string();
+  };
+  const std::string fused = source(2);
+  const std::string ahead = "tf_prefetch_l1(B[(((pc + tf_min((kk + 8), (kb - 1))) * 96) + ((jc + jr) + 16))]);";
+  const size_t at = fused.find(ahead);
+  ASSERT_NE(at, std::string::npos) << fused;
+  // In the packing tile's k loop, before the step stores its row of B.
+  EXPECT_LT(fused.rfind("for (int64_t kk = 0; kk < kb; ++kk)", at), at);
+  EXPECT_LT(at, fused.find("*(tf_f32x16_u*)(Bp + ", at));
+  EXPECT_NE(fused.find("#define tf_prefetch_l1(x_) __builtin_prefetch(&(x_), 0, 3)"), std::string::npos);
+  // One per line of the 48-column panel, in each copy of the packing tile
+  // (whole rows, rows short): 3 x 2, none elsewhere.
+  size_t count = 0;
+  for (size_t p = fused.find("tf_prefetch_l1(B["); p != std::string::npos; p = fused.find("tf_prefetch_l1(B[", p + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 6u) << fused;
+  EXPECT_EQ(source(1).find("tf_prefetch_l1"), std::string::npos);
+}
+
 // Golden text of one generated kernel per template: the template's default
 // config on a small awkward shape (edge tiles on every side), and for matmul
 // also the fused, transposed, two-thread variant. TUNEFARM_UPDATE_GOLDEN=1

@@ -211,8 +211,8 @@ struct Broadcast : ExprNode {
 // (e.g. the accumulators of a tensor-core multiply-accumulate). C has
 // "tf_fma_mem"(acc, a, b) = acc + a * b, where b, a Load from memory, is
 // read by the multiply-add instruction itself rather than into a register,
-// and "tf_prefetch"(x), x a Load from memory, which brings x's cache line
-// into L2 and is called for that effect alone.
+// and "tf_prefetch"(x) / "tf_prefetch_l1"(x), x a Load from memory, which
+// bring x's cache line into L2 / L1 and are called for that effect alone.
 struct Call : ExprNode {
   static constexpr NodeKind kKind = NodeKind::kCall;
   Call(std::string n, std::vector<Expr> a, Type t) : ExprNode(kKind, t), name(std::move(n)), args(std::move(a)) {}
