@@ -282,7 +282,7 @@ int main(int argc, char** argv) {
       Row row{c, threads};
       row.tune_s = tb::Seconds(t0, tb::Clock::now());
       row.config = report->best_config;
-      row.at_tuning = report->flops / report->best->mean_cost / 1e9;
+      row.at_tuning = report->flops / report->best->min_cost / 1e9;
       auto kernel = tb::BuildAndLoad(*w, report->best->config_index,
                                      (tmp / absl::StrCat("k", rows.size(), ".so")).string());
       if (!kernel.ok()) return std::fprintf(stderr, "%s\n", std::string(kernel.status().message()).c_str()), 1;

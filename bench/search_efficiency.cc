@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
         auto k = t.Instantiate(s.workload, space, c);
         auto f = cost_model::ExtractFeatures(k->func, space, c);
         x.insert(x.end(), f.begin(), f.end());
-        labels.push_back(r.status == 0 ? static_cast<float>(1.0 / r.mean_cost) : 0.0f);
+        labels.push_back(r.status == 0 ? static_cast<float>(1.0 / r.min_cost) : 0.0f);
       }
     }
     const size_t rows = std::min<size_t>(5000, labels.size());
@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
       auto r = tuner::TuneTask(*w, **backend, **db, o);
       if (!r.ok()) return Fail(r.status());
       std::printf("  %-7s best %.2f GFLOP/s  (%s)  %.0f s\n", strategy,
-                  r->best ? r->flops / r->best->mean_cost / 1e9 : 0.0, r->best_config.c_str(), Seconds(t0));
+                  r->best ? r->flops / r->best->min_cost / 1e9 : 0.0, r->best_config.c_str(), Seconds(t0));
     }
   }
   return 0;

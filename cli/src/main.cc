@@ -185,7 +185,7 @@ int RunTune(const Common& common, TuneArgs& a, int record_samples) {
   (void)(*db)->UpdateJob(*job, state, r.ok() ? "" : std::string(r.status().message()));
   if (!r.ok()) return StatusExit(r.status());
 
-  const double best_s = r->best ? r->best->mean_cost : 0;
+  const double best_s = r->best ? r->best->min_cost : 0;
   auto gflops = [&](double s) { return s > 0 ? r->flops / s / 1e9 : 0.0; };
   if (common.json) {
     ordered_json j = {{"workload", r->workload_key},
@@ -267,9 +267,10 @@ int RunBest(const Common& common, const std::string& workload, const std::string
                       {"template_version", r.template_version},
                       {"config_index", r.config_index},
                       {"config", ordered_json::parse(r.config_json, nullptr, false)},
-                      {"seconds", r.mean_cost},
+                      {"seconds", r.min_cost},
+                      {"mean_seconds", r.mean_cost},
                       {"costs", r.costs},
-                      {"gflops", flops / r.mean_cost / 1e9},
+                      {"gflops", flops / r.min_cost / 1e9},
                       {"compile_time_s", r.compile_time_s},
                       {"toolchain", r.toolchain},
                       {"timestamp", IsoTime(r.timestamp_ms)},
@@ -291,7 +292,7 @@ int RunBest(const Common& common, const std::string& workload, const std::string
     if (j.is_object()) {
       for (auto& [k, v] : j.items()) cfg += (cfg.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
     }
-    std::printf("%-4d %-12s %-10.2f %-20s %-8lld %s\n", rank++, Human(r.mean_cost).c_str(), flops / r.mean_cost / 1e9,
+    std::printf("%-4d %-12s %-10.2f %-20s %-8lld %s\n", rank++, Human(r.min_cost).c_str(), flops / r.min_cost / 1e9,
                 r.device_key.c_str(), static_cast<long long>(r.id), cfg.c_str());
   }
   return 0;
@@ -436,7 +437,8 @@ int main(int argc, char** argv) {
 
   std::string best_workload, best_device;
   int best_top = 1;
-  CLI::App* best_cmd = app.add_subcommand("best", "show the best tuned config(s) of a workload");
+  CLI::App* best_cmd =
+      app.add_subcommand("best", "show the best tuned config(s) of a workload, ranked by their fastest run");
   best_cmd->add_option("workload", best_workload, "canonical workload text")->required();
   best_cmd->add_option("--device", best_device, "device key (default: any device)");
   best_cmd->add_option("-k,--top", best_top, "how many records")->default_val(1)->check(CLI::Range(1, 1000));

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <chrono>
@@ -56,7 +57,7 @@ using internal::StatementPtr;
 // Migration i (0-based) takes the schema from version i to i + 1. Append
 // only: a released migration never changes, because databases already past
 // it will not run it again.
-constexpr std::array<std::string_view, 3> kMigrations = {
+constexpr std::array<std::string_view, 4> kMigrations = {
     // Version 1: the initial schema.
     R"sql(
 CREATE TABLE workloads (
@@ -133,10 +134,21 @@ CREATE INDEX models_latest ON models(template_name, device_key, feature_version,
     R"sql(
 CREATE INDEX records_job ON records(job_id, workload_id);
 )sql",
+    // Version 4: records rank by their fastest measurement (min_cost), NULL
+    // for failures as mean_cost is; the best-k indexes follow it.
+    R"sql(
+ALTER TABLE records ADD COLUMN min_cost REAL;
+UPDATE records SET min_cost = (SELECT MIN(value) FROM json_each(records.costs_json))
+  WHERE mean_cost IS NOT NULL;
+DROP INDEX records_best;
+DROP INDEX records_best_any;
+CREATE INDEX records_best ON records(workload_id, device_key, status, min_cost);
+CREATE INDEX records_best_any ON records(workload_id, status, min_cost);
+)sql",
 };
 // A read-only connection can use a file at this schema version or later:
 // the migrations after it only add indexes, which queries do not need.
-constexpr int kOldestReadableSchema = 2;
+constexpr int kOldestReadableSchema = 4;
 
 static_assert(kMigrations.size() == Database::kSchemaVersion,
               "every schema version needs exactly one migration");
@@ -196,7 +208,7 @@ absl::Status ValidateRow(const RecordRow& row, size_t index) {
 constexpr std::string_view kRecordSelect =
     "r.id, w.key, r.device_key, t.target_json, t.toolchain, r.template_name, "
     "r.template_version, r.config_index, r.config_json, r.costs_json, r.mean_cost, "
-    "r.status, r.error, r.compile_time_s, r.agent_id, r.timestamp_ms, r.job_id "
+    "r.status, r.error, r.compile_time_s, r.agent_id, r.timestamp_ms, r.job_id, r.min_cost "
     "FROM records r JOIN workloads w ON w.id = r.workload_id "
     "LEFT JOIN targets t ON t.id = r.target_id ";
 
@@ -217,12 +229,13 @@ absl::StatusOr<std::vector<double>> ParseCosts(int64_t id, const std::string& te
   return out;
 }
 
-// The mean_cost column of a successful record.
+// The mean_cost and min_cost columns of a successful record.
 double MeanCost(const std::vector<double>& costs) {
   double sum = 0;
   for (double cost : costs) sum += cost;
   return sum / static_cast<double>(costs.size());
 }
+double MinCost(const std::vector<double>& costs) { return *std::min_element(costs.begin(), costs.end()); }
 
 absl::StatusOr<Record> ReadRecord(const Statement& stmt) {
   Record rec;
@@ -243,6 +256,7 @@ absl::StatusOr<Record> ReadRecord(const Statement& stmt) {
   rec.agent_id = stmt.Text(14);
   rec.timestamp_ms = stmt.Int64(15);
   if (!stmt.IsNull(16)) rec.job_id = stmt.Int64(16);
+  rec.min_cost = stmt.IsNull(17) ? std::numeric_limits<double>::infinity() : stmt.Double(17);
   return rec;
 }
 
@@ -544,14 +558,16 @@ absl::StatusOr<std::optional<bool>> SqliteDatabase::MergeLocked(int64_t workload
   TF_DB_ASSIGN_OR_RETURN(std::vector<double> costs, ParseCosts(id, select.Text(1)));
   TF_DB_ASSIGN_OR_RETURN(Statement update,
                          PrepareLocked("UPDATE records SET costs_json = ?2, mean_cost = ?3, status = ?4, "
-                                       "error = ?5 WHERE id = ?1"));
+                                       "error = ?5, min_cost = ?6 WHERE id = ?1"));
   update.Bind(1, id);
   if (row.status == 0) costs.insert(costs.end(), row.costs.begin(), row.costs.end());
   update.Bind(2, nlohmann::json(costs).dump());
   if (row.status == 0) {
     update.Bind(3, MeanCost(costs));
+    update.Bind(6, MinCost(costs));
   } else {
     update.BindNull(3);
+    update.BindNull(6);
   }
   update.Bind(4, static_cast<int64_t>(row.status));
   update.Bind(5, row.status == 0 ? std::string() : row.error);
@@ -601,14 +617,13 @@ absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& row
 
     TF_DB_ASSIGN_OR_RETURN(
         Statement insert,
-        PrepareLocked(
-            "INSERT INTO records(workload_id, device_key, target_id, template_name, "
-            "template_version, config_index, config_json, costs_json, mean_cost, status, error, "
-            "compile_time_s, agent_id, timestamp_ms, job_id) "
-            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
-            // Only the duplicate-record constraint is skipped; a missing job
-            // or any other violation still fails the batch.
-            "ON CONFLICT(workload_id, device_key, template_version, config_index) DO NOTHING"));
+        PrepareLocked("INSERT INTO records(workload_id, device_key, target_id, template_name, "
+                      "template_version, config_index, config_json, costs_json, mean_cost, status, error, "
+                      "compile_time_s, agent_id, timestamp_ms, job_id, min_cost) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+                      // Only the duplicate-record constraint is skipped; a missing job
+                      // or any other violation still fails the batch.
+                      "ON CONFLICT(workload_id, device_key, template_version, config_index) DO NOTHING"));
     insert.Bind(1, workload_id);
     insert.Bind(2, row.device_key);
     insert.Bind(3, target_id);
@@ -619,8 +634,10 @@ absl::StatusOr<int> SqliteDatabase::AddRecords(const std::vector<RecordRow>& row
     insert.Bind(8, nlohmann::json(row.costs).dump());
     if (row.status == 0) {
       insert.Bind(9, MeanCost(row.costs));
+      insert.Bind(16, MinCost(row.costs));
     } else {
       insert.BindNull(9);
+      insert.BindNull(16);
     }
     insert.Bind(10, static_cast<int64_t>(row.status));
     insert.Bind(11, row.error);
@@ -654,12 +671,12 @@ absl::StatusOr<std::vector<Record>> SqliteDatabase::BestRecords(std::string_view
     // Replayed results copy another device's records; counting them as "any
     // device" would report the source's timings twice, under a device that
     // never ran them. A per-row primary-key probe keeps the walk of
-    // records_best_any in mean_cost order, with no sort.
+    // records_best_any in min_cost order, with no sort.
     sql += "AND NOT EXISTS (SELECT 1 FROM devices d "
            "WHERE d.device_key = r.device_key AND d.kind = 'replay') ";
   }
   if (!template_version.empty()) sql += "AND r.template_version = ?3 ";
-  sql += "ORDER BY r.mean_cost, r.id LIMIT ?4";
+  sql += "ORDER BY r.min_cost, r.id LIMIT ?4";
 
   std::lock_guard<std::mutex> lock(mu_);
   TF_DB_ASSIGN_OR_RETURN(Statement stmt, PrepareLocked(sql));

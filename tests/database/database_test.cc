@@ -122,6 +122,15 @@ RecordRow Failed(std::string workload, std::string device, std::string version, 
   return row;
 }
 
+// The schema as version 3 had it: records without min_cost, the best-k
+// indexes on mean_cost.
+void DowngradeToVersion3(RawDb& raw) {
+  raw.Exec(
+      "DROP INDEX records_best; DROP INDEX records_best_any; ALTER TABLE records DROP COLUMN min_cost; "
+      "CREATE INDEX records_best ON records(workload_id, device_key, status, mean_cost); "
+      "CREATE INDEX records_best_any ON records(workload_id, status, mean_cost); PRAGMA user_version = 3");
+}
+
 std::vector<uint64_t> Indices(const std::vector<Record>& records) {
   std::vector<uint64_t> out;
   for (const Record& r : records) out.push_back(r.config_index);
@@ -207,26 +216,44 @@ TEST_F(DatabaseTest, ReadOnlyOpen) {
   {
     std::unique_ptr<Database> writer = OpenOrDie(DbPath());
     ASSERT_NE(writer, nullptr);
-    ASSERT_EQ(*writer->AddRecords({Ok(kMatmul, "cpu", "v1", 3, {2.0})}), 1);
+    ASSERT_EQ(*writer->AddRecords({Ok(kMatmul, "cpu", "v1", 3, {2.0}), Ok(kMatmul, "cpu", "v1", 5, {5.0, 1.5}),
+                                   Failed(kMatmul, "cpu", "v1", 6, 2)}),
+              3);
   }
   std::unique_ptr<Database> db = OpenOrDie(DbPath(), read_only);
   ASSERT_NE(db, nullptr);
-  EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 1);
-  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 5)), ElementsAre(3u));
+  EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 3);
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 5)), ElementsAre(5u, 3u));
   EXPECT_EQ(db->AddRecords({Ok(kMatmul, "cpu", "v1", 4, {1.0})}).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(db->CreateJob("{}").status().code(), absl::StatusCode::kFailedPrecondition);
   db.reset();
 
-  // A version-2 file (before the job index) is still readable, not migrated.
+  // A version-3 file (records without min_cost, ranked by their mean):
+  // refused read-only, since the best-k query needs min_cost; a read-write
+  // open adds the column, each successful record's least cost.
   {
     RawDb raw(DbPath());
-    raw.Exec("DROP INDEX records_job; PRAGMA user_version = 2");
+    DowngradeToVersion3(raw);
   }
-  std::unique_ptr<Database> v2 = OpenOrDie(DbPath(), read_only);
-  ASSERT_NE(v2, nullptr);
-  EXPECT_EQ(v2->CountRecords(kMatmul, "cpu")->total, 1);
-  EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), 2);
+  absl::StatusOr<std::unique_ptr<Database>> v3 = Database::Open(DbPath(), read_only);
+  EXPECT_EQ(v3.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(v3.status().message(), HasSubstr("read-write"));
+  EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), 3);
+  {
+    std::unique_ptr<Database> migrated = OpenOrDie(DbPath());
+    ASSERT_NE(migrated, nullptr);
+    std::vector<Record> best = *migrated->BestRecords(kMatmul, "cpu", 5);
+    ASSERT_EQ(best.size(), 2u);
+    EXPECT_EQ(best[0].config_index, 5u);
+    EXPECT_DOUBLE_EQ(best[0].min_cost, 1.5);
+    EXPECT_DOUBLE_EQ(best[0].mean_cost, 3.25);
+    EXPECT_DOUBLE_EQ(best[1].min_cost, 2.0);
+    std::optional<Record> failed = *migrated->FindRecord(kMatmul, "cpu", "v1", 6);
+    ASSERT_TRUE(failed.has_value());
+    EXPECT_TRUE(std::isinf(failed->min_cost));
+  }
+  EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), Database::kSchemaVersion);
 }
 
 TEST_F(DatabaseTest, JobsAndTheirRecordsAndPagedListing) {
@@ -311,10 +338,10 @@ TEST_F(DatabaseTest, AddRecordsSkipsDuplicates) {
 TEST_F(DatabaseTest, MergeRecordsFoldsNewMeasurementsIn) {
   std::unique_ptr<Database> db = OpenOrDie(DbPath());
   ASSERT_NE(db, nullptr);
-  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {1.0}), Ok(kMatmul, "cpu", "v1", 2, {2.0}),
+  EXPECT_EQ(*db->AddRecords({Ok(kMatmul, "cpu", "v1", 1, {6.0}), Ok(kMatmul, "cpu", "v1", 2, {2.0}),
                              Ok(kMatmul, "cpu", "v1", 3, {3.0}), Failed(kMatmul, "cpu", "v1", 4, 2)}),
             4);
-  RecordRow again = Ok(kMatmul, "cpu", "v1", 1, {4.0, 7.0});
+  RecordRow again = Ok(kMatmul, "cpu", "v1", 1, {4.0, 2.5});
   again.agent_id = "agent-2";
   RecordRow race = Failed(kMatmul, "cpu", "v1", 2, 3);
   race.error = "wrong answer";
@@ -324,8 +351,9 @@ TEST_F(DatabaseTest, MergeRecordsFoldsNewMeasurementsIn) {
 
   std::optional<Record> one = *db->FindRecord(kMatmul, "cpu", "v1", 1);
   ASSERT_TRUE(one.has_value());
-  EXPECT_EQ(one->costs, (std::vector<double>{1.0, 4.0, 7.0}));
-  EXPECT_DOUBLE_EQ(one->mean_cost, 4.0);
+  EXPECT_EQ(one->costs, (std::vector<double>{6.0, 4.0, 2.5}));
+  EXPECT_DOUBLE_EQ(one->mean_cost, 12.5 / 3);
+  EXPECT_DOUBLE_EQ(one->min_cost, 2.5);
   EXPECT_EQ(one->status, 0);
   EXPECT_EQ(one->agent_id, "agent-1");  // the first measurement's
   std::optional<Record> two = *db->FindRecord(kMatmul, "cpu", "v1", 2);
@@ -333,11 +361,13 @@ TEST_F(DatabaseTest, MergeRecordsFoldsNewMeasurementsIn) {
   EXPECT_EQ(two->error, "wrong answer");
   EXPECT_EQ(two->costs, (std::vector<double>{2.0}));
   EXPECT_TRUE(std::isinf(two->mean_cost));
+  EXPECT_TRUE(std::isinf(two->min_cost));
   std::optional<Record> four = *db->FindRecord(kMatmul, "cpu", "v1", 4);
   EXPECT_EQ(four->status, 2);
   EXPECT_TRUE(four->costs.empty());
-  // The best order follows the new means: 3 (3.0), 1 (4.0), 5 (5.0).
-  EXPECT_EQ(Indices(*db->BestRecords(kMatmul, "cpu", 10, "v1")), (std::vector<uint64_t>{3, 1, 5}));
+  // The best order follows the least costs, not the means: 1 (2.5, mean
+  // 4.17), 3 (3.0), 5 (5.0).
+  EXPECT_EQ(Indices(*db->BestRecords(kMatmul, "cpu", 10, "v1")), (std::vector<uint64_t>{1, 3, 5}));
   EXPECT_EQ(db->CountRecords(kMatmul, "cpu")->total, 5);
   // The same validation as AddRecords: a bad row changes nothing.
   RecordRow bad = Ok(kMatmul, "cpu", "v1", 3, {1.0});
@@ -421,9 +451,9 @@ TEST_F(DatabaseTest, BestRecordsOrderingAndFilters) {
   ASSERT_NE(db, nullptr);
   ASSERT_EQ(*db->AddRecords({
                 Ok(kMatmul, "cpu", "v1", 10, {5.0}),
-                Ok(kMatmul, "cpu", "v1", 11, {1.0, 3.0}),  // mean 2
+                Ok(kMatmul, "cpu", "v1", 11, {1.5, 2.5}),  // mean 2
                 Ok(kMatmul, "cpu", "v1", 12, {3.0}),
-                Ok(kMatmul, "cpu", "v1", 13, {4.0}),
+                Ok(kMatmul, "cpu", "v1", 13, {9.0, 2.8}),  // mean 5.9, ranks by 2.8
                 Failed(kMatmul, "cpu", "v1", 14, 5),
                 Ok(kMatmul, "cpu", "v2", 20, {1.0}),
                 Ok(kMatmul, "gpu", "v1", 30, {0.5}),
@@ -435,13 +465,11 @@ TEST_F(DatabaseTest, BestRecordsOrderingAndFilters) {
   wrong.status = 5;
   ASSERT_EQ(*db->AddRecords({wrong}), 1);
 
-  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 3, "v1")), ElementsAre(11u, 12u, 13u));
-  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 100, "v1")),
-              ElementsAre(11u, 12u, 13u, 10u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 3, "v1")), ElementsAre(11u, 13u, 12u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 100, "v1")), ElementsAre(11u, 13u, 12u, 10u));
   EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "cpu", 2)), ElementsAre(20u, 11u));
   EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 2)), ElementsAre(30u, 20u));
-  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 10, "v1")),
-              ElementsAre(30u, 11u, 12u, 13u, 10u));
+  EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "", 10, "v1")), ElementsAre(30u, 11u, 13u, 12u, 10u));
   EXPECT_THAT(Indices(*db->BestRecords(kMatmul, "gpu", 10, "v2")), IsEmpty());
   EXPECT_THAT(*db->BestRecords("unknown(x=1)", "cpu", 10), IsEmpty());
   const std::vector<Record> all = *db->BestRecords(kMatmul, "", 100);
@@ -546,7 +574,7 @@ TEST_F(DatabaseTest, ModelsAreStoredAndTheNewestComesBack) {
   EXPECT_FALSE(db->SaveModel({"", "cpu", kMatmul, 1, 1, 0, "x"}).ok());
 }
 
-// A version-1 log (no models table, no job index) is migrated in place,
+// A version-1 log (no models table, no job index, no min_cost) is migrated in place,
 // records kept.
 TEST_F(DatabaseTest, MigratesVersionOneToCurrent) {
   {
@@ -555,6 +583,7 @@ TEST_F(DatabaseTest, MigratesVersionOneToCurrent) {
   }
   {
     RawDb raw(DbPath());
+    DowngradeToVersion3(raw);
     raw.Exec("DROP TABLE models");
     raw.Exec("DROP INDEX records_job");
     raw.Exec("PRAGMA user_version = 1");
@@ -706,7 +735,7 @@ TEST_F(DatabaseTest, BestQueryUsesIndexWithoutSorting) {
                                 "JOIN workloads w ON w.id = r.workload_id "
                                 "LEFT JOIN targets t ON t.id = r.target_id "
                                 "WHERE w.key = 'x' AND r.status = 0 ") +
-                            device_filter + "ORDER BY r.mean_cost, r.id LIMIT 5";
+                            device_filter + "ORDER BY r.min_cost, r.id LIMIT 5";
     sqlite3_stmt* stmt = nullptr;
     ASSERT_EQ(sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK);
     std::string plan;

@@ -245,7 +245,7 @@ TEST_F(FarmTest, TwoAgentsFinishATwoTaskJobWhenOneIsKilledMidBatch) {
   auto lb = nlohmann::json::parse(local_best.out, nullptr, false);
   auto rb = nlohmann::json::parse(remote_best.out, nullptr, false);
   ASSERT_TRUE(lb.is_object() && rb.is_object()) << local_best.out << remote_best.out;
-  EXPECT_DOUBLE_EQ(lb["records"][0]["seconds"].get<double>(), rb["records"][0]["mean_cost"].get<double>());
+  EXPECT_DOUBLE_EQ(lb["records"][0]["seconds"].get<double>(), rb["records"][0]["min_cost"].get<double>());
 }
 
 TEST_F(FarmTest, KilledServerRestartsAndTheJobResumesWithoutLossOrDuplicates) {

@@ -258,8 +258,8 @@ absl::StatusOr<std::vector<LibraryEntry>> WriteKernelLibrary(TuningLogClient& lo
     if (e.record) {
       const BestConfig& r = *e.record;
       absl::StrAppend(&head, "// measured on: ", r.device_key, "\n// target:      ", OneLine(r.target_json), "\n",
-                      "// record:      ", r.record_id, ", ", UtcTime(r.timestamp_ms), ", mean ", r.seconds, " s (",
-                      r.gflops, " GFLOP/s)\n", "// toolchain:   ", OneLine(r.toolchain), "\n");
+                      "// record:      ", r.record_id, ", ", UtcTime(r.timestamp_ms), ", fastest run ", r.seconds,
+                      " s (", r.gflops, " GFLOP/s)\n", "// toolchain:   ", OneLine(r.toolchain), "\n");
     }
     absl::StrAppend(&head, "// template:    ", std::string(t.op()), " version ", *version, " (", std::string(t.declared_version()), ")\n",
                     "// config:      ", e.config, "\n",

@@ -29,10 +29,11 @@ v1::TuningRecord ToTuningRecord(const database::Record& r, const std::string& ki
   p.set_timestamp_ms(r.timestamp_ms);
   p.set_job_id(r.job_id.value_or(0));
   if (std::isfinite(r.mean_cost)) p.set_mean_cost(r.mean_cost);
-  if (r.status == 0 && r.mean_cost > 0) {
+  if (std::isfinite(r.min_cost)) p.set_min_cost(r.min_cost);
+  if (r.status == 0 && r.min_cost > 0) {
     if (absl::StatusOr<kernels::Workload> w = kernels::ParseWorkload(r.workload_key); w.ok()) {
       if (const kernels::Template* t = kernels::TemplateRegistry::Global().Find(w->op)) {
-        p.set_gflops(t->Flops(*w) / r.mean_cost / 1e9);
+        p.set_gflops(t->Flops(*w) / r.min_cost / 1e9);
       }
     }
   }

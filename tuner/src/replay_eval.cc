@@ -43,7 +43,7 @@ absl::StatusOr<RecordedSpace> LoadRecordedSpace(const std::string& db_path, cons
     return absl::FailedPreconditionError(
         absl::StrCat(db_path, " has no successful record of ", workload.Key(), " for the current template version"));
   }
-  s.best_throughput = t->Flops(workload) / best->front().mean_cost;
+  s.best_throughput = t->Flops(workload) / best->front().min_cost;
   absl::StatusOr<database::Database::Counts> counts = (*db)->CountRecords(workload.Key(), s.device_key);
   if (!counts.ok()) return counts.status();
   s.recorded = counts->total;
@@ -88,7 +88,7 @@ absl::StatusOr<ReplayRun> RunOnRecordedSpace(const RecordedSpace& space, const R
   });
   if (!r.ok()) return r.status();
   run.trials = r->trials_run;
-  if (r->best) run.best_fraction = r->flops / r->best->mean_cost / space.best_throughput;
+  if (r->best) run.best_fraction = r->flops / r->best->min_cost / space.best_throughput;
   return run;
 }
 

@@ -425,7 +425,7 @@ class JobManager {
             continue;
           }
           remaining += slice - r->trials_run;
-          if (r->best) tasks[task].best_s = r->best->mean_cost;
+          if (r->best) tasks[task].best_s = r->best->min_cost;
           tasks[task].history.emplace_back(t->trials_done(), tasks[task].best_s);
           if (r->exhausted || r->early_stopped || t->trials_done() >= tasks[task].cap) {
             tasks[task].finished = true;

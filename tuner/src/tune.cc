@@ -6,7 +6,6 @@
 #include <future>
 #include <limits>
 #include <map>
-#include <numeric>
 #include <optional>
 #include <set>
 #include <unordered_set>
@@ -35,8 +34,10 @@ v1::MeasureOptions DefaultMeasureOptions() {
 
 namespace {
 
-double Mean(const google::protobuf::RepeatedField<double>& c) {
-  return c.empty() ? 0 : std::accumulate(c.begin(), c.end(), 0.0) / c.size();
+// A result's fastest run: what a config costs, as records rank it (see
+// database::Record).
+double Fastest(const google::protobuf::RepeatedField<double>& c) {
+  return c.empty() ? 0 : *std::min_element(c.begin(), c.end());
 }
 
 v1::Workload ToProto(const kernels::Workload& w) {
@@ -94,7 +95,7 @@ absl::StatusOr<std::vector<TransferRecord>> LoadTransferRecords(database::Databa
       it = current.emplace(r.workload_key, info).first;
     }
     if (!it->second || it->second->first != r.template_version) continue;
-    double throughput = r.status == v1::MEASURE_STATUS_OK ? it->second->second / r.mean_cost : 0.0;
+    double throughput = r.status == v1::MEASURE_STATUS_OK ? it->second->second / r.min_cost : 0.0;
     out.push_back({r.workload_key, r.config_index, throughput});
   }
   return out;
@@ -184,7 +185,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   double best_seconds = 0;
   for (const database::Record& r : *prior_ok) {
     if (search.FromParentIndex(r.config_index)) {
-      best_seconds = r.mean_cost;
+      best_seconds = r.min_cost;
       break;
     }
   }
@@ -249,7 +250,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     std::unordered_set<uint64_t> ok;
     for (const database::Record& r : *prior_ok) {
       if (std::optional<uint64_t> j = search.FromParentIndex(r.config_index)) {
-        prior.emplace_back(*j, report.flops / r.mean_cost);
+        prior.emplace_back(*j, report.flops / r.min_cost);
         ok.insert(*j);
       }
     }
@@ -304,7 +305,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
     ++prog.trials_done;
     if (res.status() != v1::MEASURE_STATUS_OK) {
       ++prog.errors;
-    } else if (double s = Mean(res.costs()); s > 0 && (best_seconds == 0 || s < best_seconds)) {
+    } else if (double s = Fastest(res.costs()); s > 0 && (best_seconds == 0 || s < best_seconds)) {
       best_seconds = s;
       prog.best_gflops = report.flops / s / 1e9;
     }
@@ -314,10 +315,11 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
   auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
 
   // The best few configs of the searched space measured again (see
-  // TuneOptions::confirm), once the search is over. When they all measure
-  // slower than before, a config that was not among them may now lead; the
-  // best few are then measured again, up to kConfirmPasses times, until
-  // the leader is one that was just measured again.
+  // TuneOptions::confirm), once the search is over. Their fastest runs only
+  // get faster, so the leader afterwards is one of them unless they all
+  // failed their checks again; then the best few are measured again, up to
+  // kConfirmPasses times, until the leader is one that was just measured
+  // again.
   auto confirm_best = [&]() -> absl::Status {
     if (options.confirm < 2 || options.backend_commits || report.trials_run == 0 || report.interrupted) {
       return absl::OkStatus();
@@ -408,7 +410,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
       const v1::MeasureResult& res = (*results)[i];
       const uint64_t index = requests[i].config().index();
       if (!options.backend_commits) rows.push_back(MakeRecordRow(requests[i], res, target, target_json, options.job_id));
-      double s = res.status() == v1::MEASURE_STATUS_OK ? Mean(res.costs()) : 0;
+      double s = res.status() == v1::MEASURE_STATUS_OK ? Fastest(res.costs()) : 0;
       scores.emplace_back(batch[i], s > 0 ? report.flops / s : 0);
       if (index == default_full) {
         if (res.status() == v1::MEASURE_STATUS_OK) {
@@ -472,7 +474,7 @@ absl::StatusOr<TuneReport> TuneTask(const kernels::Workload& workload, device_ag
         db.FindRecord(report.workload_key, report.device_key, report.template_version, default_full);
     if (d.ok() && d->has_value()) {
       if ((*d)->status == 0) {
-        report.default_seconds = (*d)->mean_cost;
+        report.default_seconds = (*d)->min_cost;
       } else {
         report.default_error = (*d)->error;
       }

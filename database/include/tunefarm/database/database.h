@@ -34,9 +34,15 @@ struct RecordRow {
   std::optional<int64_t> job_id;
 };
 
+// A record ranks by min_cost, its fastest run. Other work on a shared
+// machine only ever adds time to a run, in spells from milliseconds to
+// minutes long, so a mean mixes quiet and busy spells in proportions that
+// differ from config to config; the fastest run is the one nearest what the
+// kernel itself costs.
 struct Record : RecordRow {
   int64_t id = 0;
   double mean_cost = 0;  // mean of costs; +inf for failures
+  double min_cost = 0;   // least of costs; +inf for failures
 };
 
 struct Job {
@@ -100,7 +106,7 @@ class Database {
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
                                                         const OpenOptions& options = {});
 
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   virtual absl::StatusOr<int> SchemaVersion() = 0;
 
   // Inserts records in one transaction. A record whose (workload, device key,
@@ -114,8 +120,8 @@ class Database {
   // New measurements of configs that may already be in the log (e.g. the
   // best configs measured again to confirm them). A row without a record
   // is inserted as AddRecords would. For a record that measured fine, a
-  // successful row's costs are appended to its costs and its mean cost
-  // recomputed over all of them; a failed row marks the record failed with
+  // successful row's costs are appended to its costs and its mean and
+  // min costs recomputed over all of them; a failed row marks the record failed with
   // the row's status and error (a kernel that failed once, e.g. with a
   // race, cannot be trusted), keeping its earlier costs. A failed record
   // stays as it is. The other columns keep their first values. Same
@@ -123,7 +129,7 @@ class Database {
   // inserted or changed.
   virtual absl::StatusOr<int> MergeRecords(const std::vector<RecordRow>& rows) = 0;
 
-  // Best `k` successful records (status 0) for a workload, fastest mean cost
+  // Best `k` successful records (status 0) for a workload, least min_cost
   // first. Empty `device_key` means any real device: records of a device
   // whose devices row has kind "replay" are left out (they copy another
   // device's measurements), records of keys without a devices row are kept;

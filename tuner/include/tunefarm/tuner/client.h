@@ -25,7 +25,7 @@ struct BestConfig {
   std::string template_version;  // hash of the template's code generator
   uint64_t config_index = 0;     // index into that template version's space
   std::string config_json;       // knob values, e.g. {"mr":6,"nv":4,...}
-  double seconds = 0;            // mean measured time of one run
+  double seconds = 0;            // fastest measured run (min_cost)
   double gflops = 0;
   int64_t timestamp_ms = 0;      // when it was measured (Unix epoch)
 };

@@ -57,12 +57,14 @@ struct TuneOptions {
   double timing_cutoff_factor = 3;
   // After a run that measured something, the best `confirm` configs of the
   // searched space are measured again, in three interleaved rounds of one
-  // batch, and each record keeps all its costs (Database::MergeRecords): a
-  // config that won on one lucky measurement (the other core idle for a
-  // moment, on a shared machine) loses its place when it measures slower
-  // again, and one that fails its check again (a race) is marked failed.
-  // When a config that was not among them leads afterwards, the best are
-  // measured again (three passes at most). 0 or 1: off. Skipped with backend_commits (the farm's agents write
+  // batch, and each record keeps all its costs (Database::MergeRecords):
+  // records rank by their fastest run, so each of the best few gets as many
+  // chances as the others at a quiet spell of a shared machine (a config
+  // measured only in a busy spell is no longer behind one measured in a
+  // quiet one), and one that fails its check again (a race) is marked
+  // failed. When a config that was not among them leads afterwards (all
+  // of them failed), the best are measured again (three passes at most).
+  // 0 or 1: off. Skipped with backend_commits (the farm's agents write
   // their own records).
   int confirm = 5;
   std::optional<int64_t> job_id;
