@@ -335,6 +335,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return a_rows ? (ir_o * Expr(MR) + ii) * Expr(LDA) + kq : ir_o * kb * Expr(MR) + kq * Expr(MR) + ii;
   };
   auto bp_index = [&](Expr kq, Expr j) { return jr_o * kb * Expr(NR) + kq * Expr(NR) + j; };
+  // `fn` ("tf_prefetch" or "tf_prefetch_l1") of the cache lines of B's row
+  // at k, columns j0 .. j0 + cols - 1; nothing where B is not a plain array
+  // (a prefetch takes its address).
+  auto prefetch_row = [&](const char* fn, const KPos& k, Expr j0, int64_t cols) -> Stmt {
+    auto line = [&](Expr l) { return spec.b(k.k0, k.kk, j0 + l * Expr(16)); };
+    if (line(Expr(0)).as<Load>() == nullptr) return Stmt();
+    return For::Make("pl", 0, (cols + 15) / 16, ForKind::kUnrolled, Evaluate::Make(Call::Make(fn, {line(V("pl"))})));
+  };
   // Element accessors, relative to the current blocks and register tile.
   // With `clamp`, rows of A past the block read its last row instead (the
   // results of those rows are dropped).
@@ -364,25 +372,16 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // last B vector in memory: each row's multiply-add reads it as an operand
   // (tf_fma_mem, one more L1 load per row). Left to themselves the
   // compilers spill instead: 3% slower on one 3x3 layer, 13-16% on another.
-  // `ahead`, with fuse: the position kPackAhead steps on (or the run's
-  // last), whose B row the step brings into L1.
-  auto k_step = [&](const KPos& kk, bool clamp, bool edge, int64_t r0, int64_t r1, bool fuse, const KPos& ahead) {
+  // `extra`: what the step does besides (prefetches).
+  auto k_step = [&](const KPos& kk, bool clamp, bool edge, int64_t r0, int64_t r1, bool fuse, Stmt extra) {
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
     // The panel's first row tile stores the B row into the panel before
     // reading it back from there (from the store, forwarded).
-    Stmt pack_row;
-    if (fuse) {
-      pack_row = For::Make(
-          "v", 0, nv, ForKind::kUnrolled,
-          Store::Make("Bp", spec.b_vector(kk.k0, kk.kk, jc + jr + v * Expr(W), vec_t), bp_index(kk.kq, v * Expr(W))));
-      auto line = [&](Expr l) { return spec.b(ahead.k0, ahead.kk, jc + jr + l * Expr(16)); };
-      if (line(Expr(0)).as<Load>() != nullptr) {
-        pack_row = Block::Make({For::Make("pl", 0, (nv * W + 15) / 16, ForKind::kUnrolled,
-                                          Evaluate::Make(Call::Make("tf_prefetch_l1", {line(V("pl"))}))),
-                                pack_row});
-      }
-    }
+    Stmt pack_row = fuse ? For::Make("v", 0, nv, ForKind::kUnrolled,
+                                     Store::Make("Bp", spec.b_vector(kk.k0, kk.kk, jc + jr + v * Expr(W), vec_t),
+                                                 bp_index(kk.kq, v * Expr(W))))
+                         : Stmt();
     Expr last_b = b_at(kk, Expr((nv - 1) * W), vec_t, edge);
     const bool b_in_memory = W == 16 && MR * nv + nv + 1 > kVectorRegisters && MR * nv + nv <= kVectorRegisters &&
                              last_b.as<Load>() != nullptr;
@@ -401,7 +400,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
            Store::Make("acc", Call::Make("tf_fma_mem", {Load::Make("acc", last, vec_t), a, last_b}, vec_t), last)});
     }
     Stmt rows = For::Make("ii", r0, r1 - r0, ForKind::kUnrolled, LetStmt::Make("a", a_at(ii, kk, clamp), row));
-    return Allocate::Make("bv", vec_t, nv_reg, MemoryScope::kRegister, Block::Make({pack_row, load_b, rows}));
+    return Allocate::Make("bv", vec_t, nv_reg, MemoryScope::kRegister, Block::Make({extra, pack_row, load_b, rows}));
   };
   // The whole K block, each run's k steps unrolled by U; with a_live,
   // the runs (units) where the tile's rows of A are all zero are skipped.
@@ -409,13 +408,21 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // A is zero leaves that row out. `ends` is set only for tiles that read
   // every row of A as it is (no clamped rows, none dropped): the three
   // copies of the K loop are worth their code there, not in the rare
-  // tiles short of rows.
-  auto k_loop = [&](bool clamp, bool edge, bool ends, bool fuse) -> Stmt {
+  // tiles short of rows. A packing tile (`fuse`) brings the B row it reads
+  // kPackAhead steps on (or the run's last) into L1; each step runs
+  // `side`(its offset in the K block), where given.
+  auto k_loop = [&](bool clamp, bool edge, bool ends, bool fuse, const std::function<Stmt(Expr)>& side) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
       auto rows_run = [&](int64_t r0, int64_t r1) -> Stmt {
         auto step = [&](Expr kk) {
-          return k_step(at(kk), clamp, edge, r0, r1, fuse, at(min(kk + Expr(kPackAhead), n - Expr(1))));
+          Stmt extra;
+          if (fuse) {
+            extra = prefetch_row("tf_prefetch_l1", at(min(kk + Expr(kPackAhead), n - Expr(1))), jc + jr,
+                                 (edge ? NVE : NV) * W);
+          }
+          if (side) extra = Block::Make({extra, side(at(kk).kq)});
+          return k_step(at(kk), clamp, edge, r0, r1, fuse, extra);
         };
         if (U == 1) return For::Make("kk", 0, n, ForKind::kSerial, step(V("kk")));
         Expr main_end = n / Expr(U) * Expr(U);
@@ -442,9 +449,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // `index`(ii, j) into the accumulators (zeros in the first K block), the
   // K block, and back. When `rows` is given, rows from `rows` on are
   // computed but neither read from nor written to `buf`; `clamp`: they read
-  // A's last row (see a_at). `fuse`: the tile packs its B panel (pack_b=2).
+  // A's last row (see a_at). `fuse`: the tile packs its B panel (pack_b=2);
+  // `side`: see k_loop.
   auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
-                          bool clamp = false, bool edge = false, bool fuse = false) {
+                          bool clamp = false, bool edge = false, bool fuse = false,
+                          const std::function<Stmt(Expr)>& side = nullptr) {
     const bool ends = !rows.defined() && !clamp;
     const int64_t nv = edge ? NVE : NV;
     Expr ii = V("ii"), v = V("v");
@@ -463,7 +472,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                  For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
     Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
     return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister,
-                          Block::Make({load, k_loop(clamp, edge, ends, fuse), store}));
+                          Block::Make({load, k_loop(clamp, edge, ends, fuse, side), store}));
   };
   // Stores x, the sum for output row `row`, column `col`, at `index` of the
   // output with the bias added and the ReLU applied (through Var "e").
@@ -512,11 +521,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // of rows computes its rows past the block from zero padding or A's last
   // row and drops them. ---
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
-  auto output_tile = [&](bool edge, bool fuse = false) {
+  auto output_tile = [&](bool edge, bool fuse = false, const std::function<Stmt(Expr)>& side = nullptr) {
     Expr rows = min(Expr(MR), mb - ir), cols = Expr(edge ? NRE : NR);
     return IfThenElse::Make(
-        rows_full, Block::Make({micro_kernel(out, c_index, Expr(), false, edge, fuse), epilogue(Expr(MR), cols)}),
-        Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge, fuse), epilogue(rows, cols)}));
+        rows_full, Block::Make({micro_kernel(out, c_index, Expr(), false, edge, fuse, side), epilogue(Expr(MR), cols)}),
+        Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge, fuse, side), epilogue(rows, cols)}));
   };
   // With fused packing, a panel's first row tile packs it, in the first
   // row block of the part when the B block serves several.
@@ -528,27 +537,22 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   if (split_cols) n_lo = V("tp") * Expr(part_n), n_end = min(Expr(NT), n_lo + Expr(part_n));
   Expr packs_panel = EQ::Make(ir_o, Expr(0));
   if (pos("ic") > pb) packs_panel = packs_panel && EQ::Make(ic, m_lo);
-  Stmt tile =
-      fused_b ? IfThenElse::Make(packs_panel, output_tile(false, true), output_tile(false)) : output_tile(false);
-  if (NT % NR != 0) tile = IfThenElse::Make(cols_full, tile, NT % NR == NRE ? output_tile(true) : padded_tile);
+  // With fused packing, each row tile of a panel (jr outer) prefetches its
+  // share of the rows of B that the next panel's first tile reads, or the
+  // packing tile all of them (ir outer), so that it finds them in the
+  // cache: the next panel of the block or, from the block's last panel,
+  // the first panel of the next B block. One row per k step of the tile's
+  // first steps, "pf_panel" / "pf_block" of them (0: none): the same
+  // prefetches issued together before the tile ran the kernel 2-3% slower.
+  std::function<Stmt(Expr)> prefetch_next;
+  Expr pf_panel, pf_block;
   if (fused_b) {
-    // Each row tile of a panel (jr outer) prefetches its share of the rows
-    // of B that the next panel's first tile reads, or the packing tile all
-    // of them (ir outer), so that it finds them in the cache: the next
-    // panel of the block or, from the block's last panel, the first panel
-    // of the next B block (where B is a plain array: the prefetch takes
-    // its address).
     Expr n_ir = jr_outer ? CeilDiv(mb, MR) : Expr(1), per = (Expr(KC) + n_ir - Expr(1)) / n_ir;
-    Expr kq = (jr_outer ? ir_o * per : Expr(0)) + V("pq");
-    // Rows kq < rows of the panel at columns j0 of the B block from k0.
-    auto prefetch = [&](Expr k0, Expr j0, Expr rows) -> Stmt {
-      const KPos at =
-          units ? KPos{k0 + kq / Expr(spec.k_unit) * Expr(spec.k_unit), kq % Expr(spec.k_unit), kq} : KPos{k0, kq, kq};
-      auto line = [&](Expr l) { return spec.b(at.k0, at.kk, j0 + l * Expr(16)); };
-      if (line(Expr(0)).as<Load>() == nullptr) return Stmt();
-      Stmt lines = For::Make("pl", 0, (NR + 15) / 16, ForKind::kUnrolled,
-                             Evaluate::Make(Call::Make("tf_prefetch", {line(V("pl"))})));
-      return For::Make("pq", 0, per, ForKind::kSerial, IfThenElse::Make(kq < rows, lines));
+    Expr row0 = jr_outer ? ir_o * per : Expr(0);
+    // Row kq of the B block from k0.
+    auto row_at = [&](Expr k0, Expr kq) {
+      return units ? KPos{k0 + kq / Expr(spec.k_unit) * Expr(spec.k_unit), kq % Expr(spec.k_unit), kq}
+                   : KPos{k0, kq, kq};
     };
     // The B block after this one: the inner of its two loops advances,
     // wrapping to the outer one's next block, and after the last block to
@@ -562,14 +566,24 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
       jc_next = Select::Make(jc_more, jc + nb, n_lo);
       pc_next = Select::Make(jc_more, pc, Select::Make(pc_more, pc + kb, Expr(0)));
     }
-    Stmt next_panel = prefetch(pc, jc + jr + Expr(NR), kb);
-    Stmt next_block = prefetch(pc_next, jc_next, min(Expr(KC), Expr(K) - pc_next));
     Expr full_next = jr + Expr(2 * NR) <= nb, last = nb <= jr + Expr(NR);
     if (!jr_outer) full_next = full_next && packs_panel, last = last && packs_panel;
-    if (next_panel.defined()) {
-      tile = Block::Make({IfThenElse::Make(full_next, next_panel), IfThenElse::Make(last, next_block), tile});
+    pf_panel = Select::Make(full_next, min(per, kb - row0), Expr(0));
+    pf_block = Select::Make(last, min(per, min(Expr(KC), Expr(K) - pc_next) - row0), Expr(0));
+    if (prefetch_row("tf_prefetch", row_at(pc, row0), jc, NR).defined()) {
+      prefetch_next = [=, &prefetch_row](Expr kq) -> Stmt {
+        return Block::Make({IfThenElse::Make(kq < V("pf_panel"), prefetch_row("tf_prefetch", row_at(pc, row0 + kq),
+                                                                              jc + jr + Expr(NR), NR)),
+                            IfThenElse::Make(kq < V("pf_block"),
+                                             prefetch_row("tf_prefetch", row_at(pc_next, row0 + kq), jc_next, NR))});
+      };
     }
   }
+  Stmt tile = fused_b ? IfThenElse::Make(packs_panel, output_tile(false, true, prefetch_next),
+                                         output_tile(false, false, prefetch_next))
+                      : output_tile(false);
+  if (NT % NR != 0) tile = IfThenElse::Make(cols_full, tile, NT % NR == NRE ? output_tile(true) : padded_tile);
+  if (prefetch_next) tile = LetStmt::Make("pf_panel", pf_panel, LetStmt::Make("pf_block", pf_block, tile));
 
   // --- register-tile loops ---
   auto ir_loop = [&](Stmt body, ForKind kind = ForKind::kSerial) {

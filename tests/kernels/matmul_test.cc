@@ -275,9 +275,9 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
 }
 
 // With pack_b=2, the tile that packs a panel brings each row of B it will
-// read into L1 a few k steps ahead (the last row of the block at the end);
-// the other tiles only read the packed panel, and pack_b=1 packs with no
-// such prefetch.
+// read into L1 a few k steps ahead (the last row of the block at the end),
+// which no other tile does, nor pack_b=1; and every tile brings its share
+// of the next panel's rows into L2 as its k loop goes.
 TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
   auto w = ParseWorkload("matmul(M=64,N=96,K=40)");
   auto space = Matmul().Space(*w);
@@ -308,6 +308,20 @@ TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
   }
   EXPECT_EQ(count, 6u) << fused;
   EXPECT_EQ(source(1).find("tf_prefetch_l1"), std::string::npos);
+  // Every tile brings its share of the next panel's rows into L2 one row a
+  // step, in its k loop: each prefetch sits under a test of the step
+  // against the tile's count of such rows.
+  size_t l2 = 0;
+  for (size_t p = fused.find("tf_prefetch(B["); p != std::string::npos; p = fused.find("tf_prefetch(B[", p + 1)) {
+    ++l2;
+    const size_t test = fused.rfind("if ((", p);
+    ASSERT_NE(test, std::string::npos);
+    EXPECT_TRUE(fused.compare(test, 20, "if ((kk < pf_panel))") == 0 ||
+                fused.compare(test, 20, "if ((kk < pf_block))") == 0)
+        << fused.substr(test, p - test);
+    EXPECT_LT(fused.rfind("for (int64_t kk = 0; kk < kb; ++kk)", p), test);
+  }
+  EXPECT_GE(l2, 12u) << fused;  // 3 lines x (next panel, next block) x 4 copies of the tile's k loop
 }
 
 // Golden text of one generated kernel per template: the template's default
