@@ -428,6 +428,7 @@ int RunExport(const ClientArgs& a, const std::string& db_path, const std::string
     if (access(db_path.c_str(), F_OK) != 0) return Error(kExitFailure, "no tuning log at " + db_path);
     database::OpenOptions o;
     o.read_only = true;
+    o.migrate_older = true;
     auto db = database::Database::Open(db_path, o);
     if (!db.ok()) return Error(kExitFailure, std::string(db.status().message()));
     absl::Status s = tuner::ExportRecords(**db, workload, device_key, [&](const v1::TuningRecord& r) {

@@ -108,6 +108,7 @@ struct Common {
 absl::StatusOr<std::unique_ptr<tunefarm::database::Database>> OpenDb(const std::string& path, bool read_only) {
   tunefarm::database::OpenOptions o;
   o.read_only = read_only;
+  o.migrate_older = read_only;
   return tunefarm::database::Database::Open(path, o);
 }
 

@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "sqlite_handles.h"
@@ -146,6 +147,9 @@ CREATE INDEX records_best ON records(workload_id, device_key, status, min_cost);
 CREATE INDEX records_best_any ON records(workload_id, status, min_cost);
 )sql",
 };
+// Marks the FAILED_PRECONDITION of a read-only open of a file too old to
+// read (OpenOptions::migrate_older).
+constexpr char kOlderSchemaPayload[] = "tunefarm.database/older-schema";
 // A read-only connection can use a file at this schema version or later:
 // the migrations after it only add indexes, which queries do not need.
 constexpr int kOldestReadableSchema = 4;
@@ -490,10 +494,11 @@ absl::Status SqliteDatabase::Init(const OpenOptions& options, bool in_memory) {
   TF_DB_ASSIGN_OR_RETURN(int version, UserVersionLocked());
   if (version > kSchemaVersion) return NewerSchemaError(path_, version);
   if (version < kOldestReadableSchema) {
-    return absl::FailedPreconditionError("database " + path_ + " has schema version " +
-                                         std::to_string(version) + ", older than this build's " +
-                                         std::to_string(kSchemaVersion) +
-                                         "; open it read-write once to migrate it");
+    absl::Status older = absl::FailedPreconditionError(
+        "database " + path_ + " has schema version " + std::to_string(version) + ", older than this build's " +
+        std::to_string(kSchemaVersion) + "; open it read-write once to migrate it");
+    older.SetPayload(kOlderSchemaPayload, absl::Cord(std::to_string(version)));
+    return older;
   }
   return absl::OkStatus();
 }
@@ -960,6 +965,19 @@ std::string EnvOrEmpty(const char* name) {
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
                                                          const OpenOptions& options) {
+  if (options.read_only && options.migrate_older) {
+    OpenOptions read = options;
+    read.migrate_older = false;
+    absl::StatusOr<std::unique_ptr<Database>> db = Open(path, read);
+    if (db.ok() || !db.status().GetPayload(kOlderSchemaPayload).has_value()) return db;
+    OpenOptions write = read;
+    write.read_only = false;
+    if (absl::StatusOr<std::unique_ptr<Database>> migrated = Open(path, write); !migrated.ok()) {
+      return absl::FailedPreconditionError(std::string(db.status().message()) +
+                                           "; migrating it failed: " + std::string(migrated.status().message()));
+    }
+    return Open(path, read);
+  }
   if (path.empty()) return absl::InvalidArgumentError("empty database path");
   if (options.busy_timeout_ms < 0) {
     return absl::InvalidArgumentError("busy_timeout_ms must be >= 0");

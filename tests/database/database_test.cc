@@ -231,7 +231,8 @@ TEST_F(DatabaseTest, ReadOnlyOpen) {
 
   // A version-3 file (records without min_cost, ranked by their mean):
   // refused read-only, since the best-k query needs min_cost; a read-write
-  // open adds the column, each successful record's least cost.
+  // open adds the column, each successful record's least cost, as does a
+  // read-only open that may migrate an older file first.
   {
     RawDb raw(DbPath());
     DowngradeToVersion3(raw);
@@ -240,8 +241,14 @@ TEST_F(DatabaseTest, ReadOnlyOpen) {
   EXPECT_EQ(v3.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(v3.status().message(), HasSubstr("read-write"));
   EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), 3);
-  {
-    std::unique_ptr<Database> migrated = OpenOrDie(DbPath());
+  for (bool reader : {false, true}) {
+    if (reader) {
+      RawDb raw(DbPath());
+      DowngradeToVersion3(raw);
+    }
+    OpenOptions migrating = read_only;
+    migrating.migrate_older = true;
+    std::unique_ptr<Database> migrated = reader ? OpenOrDie(DbPath(), migrating) : OpenOrDie(DbPath());
     ASSERT_NE(migrated, nullptr);
     std::vector<Record> best = *migrated->BestRecords(kMatmul, "cpu", 5);
     ASSERT_EQ(best.size(), 2u);
@@ -252,8 +259,17 @@ TEST_F(DatabaseTest, ReadOnlyOpen) {
     std::optional<Record> failed = *migrated->FindRecord(kMatmul, "cpu", "v1", 6);
     ASSERT_TRUE(failed.has_value());
     EXPECT_TRUE(std::isinf(failed->min_cost));
+    if (reader) {
+      EXPECT_EQ(migrated->AddRecords({Ok(kMatmul, "cpu", "v1", 4, {1.0})}).status().code(),
+                absl::StatusCode::kFailedPrecondition);
+    }
+    migrated.reset();
+    EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), Database::kSchemaVersion);
   }
-  EXPECT_EQ(RawDb(DbPath()).Int("PRAGMA user_version"), Database::kSchemaVersion);
+  // Reading a current file with migrate_older changes nothing.
+  OpenOptions migrating = read_only;
+  migrating.migrate_older = true;
+  EXPECT_NE(OpenOrDie(DbPath(), migrating), nullptr);
 }
 
 TEST_F(DatabaseTest, JobsAndTheirRecordsAndPagedListing) {

@@ -101,6 +101,7 @@ absl::StatusOr<std::unique_ptr<TuningLogClient>> TuningLogClient::OpenFile(const
   if (access(path.c_str(), F_OK) != 0) return absl::NotFoundError(absl::StrCat("no tuning log at ", path));
   database::OpenOptions o;
   o.read_only = true;
+  o.migrate_older = true;
   absl::StatusOr<std::unique_ptr<database::Database>> db = database::Database::Open(path, o);
   if (!db.ok()) return db.status();
   return std::make_unique<FileClient>(std::move(*db));

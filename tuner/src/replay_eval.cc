@@ -14,6 +14,7 @@ absl::StatusOr<RecordedSpace> LoadRecordedSpace(const std::string& db_path, cons
                                                 std::vector<std::pair<std::string, kernels::KnobValue>> pins) {
   database::OpenOptions ro;
   ro.read_only = true;
+  ro.migrate_older = true;
   absl::StatusOr<std::unique_ptr<database::Database>> db = database::Database::Open(db_path, ro);
   if (!db.ok()) return db.status();
   absl::StatusOr<std::vector<database::DeviceRow>> devices = (*db)->ListDevices();

@@ -174,6 +174,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> NewReplayBackend(const BackendOpt
 
   database::OpenOptions open;
   open.read_only = true;
+  open.migrate_older = true;
   absl::StatusOr<std::unique_ptr<database::Database>> db = database::Database::Open(path, open);
   if (!db.ok()) {
     return absl::FailedPreconditionError(

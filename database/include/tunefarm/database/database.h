@@ -87,9 +87,14 @@ struct OpenOptions {
   int busy_timeout_ms = 10000;
   // Opens an existing file without migrating it: fails with NOT_FOUND when
   // the file is missing and FAILED_PRECONDITION when its schema is too old
-  // to read (older than version 2; later migrations only add indexes).
-  // Writes then fail with FAILED_PRECONDITION.
+  // to read (older than version 4, which added min_cost; later migrations
+  // would only add indexes). Writes then fail with FAILED_PRECONDITION.
   bool read_only = false;
+  // With read_only: a file too old to read is migrated first, by a
+  // read-write open (which fails where the file cannot be written), then
+  // opened read-only. For readers of a log an older build wrote, such as
+  // `tunefarm best`.
+  bool migrate_older = false;
 };
 
 // Thread safety: a Database may be used from several threads; calls are
