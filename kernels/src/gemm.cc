@@ -604,27 +604,24 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
 
   // --- packing ---
   Stmt pack_b_stmt, pack_a_stmt;
+  // Column jj of panel jr_o at k in the packed panel, and in B; a row of
+  // the last panel, zero past the block's columns.
+  Expr jj = V("jj");
+  auto dst = [&](const KPos& kk) { return bp_index(kk.kq, jj); };
+  auto src = [&](const KPos& kk) { return spec.b(kk.k0, kk.kk, jc + jr + jj); };
+  auto edge_row = [&](const KPos& kk) {
+    return For::Make("jj", 0, NR, ForKind::kSerial,
+                     Store::Make("Bp", Select::Make(jr + jj < nb, src(kk), FloatImm::Make(0)), dst(kk)));
+  };
   if (fused_b) {
     // The tiles pack the whole panels; the last panel of the last column
     // block, short of columns, is packed first with its zero padding.
     if (NT % NR != 0) {
-      Expr jj = V("jj");
-      auto edge_row = [&](const KPos& kk) {
-        Expr b = Select::Make(jr + jj < nb, spec.b(kk.k0, kk.kk, jc + jr + jj), FloatImm::Make(0));
-        return For::Make("jj", 0, NR, ForKind::kSerial, Store::Make("Bp", b, bp_index(kk.kq, jj)));
-      };
       pack_b_stmt = IfThenElse::Make(
           Expr(0) < nb % Expr(NR),
           LetStmt::Make("jr_o", nb / Expr(NR), LetStmt::Make("jr", jr_o * Expr(NR), over_k(edge_row))));
     }
   } else if (pack_b) {
-    Expr jj = V("jj");
-    auto dst = [&](const KPos& kk) { return bp_index(kk.kq, jj); };
-    auto src = [&](const KPos& kk) { return spec.b(kk.k0, kk.kk, jc + jr + jj); };
-    auto edge_row = [&](const KPos& kk) {
-      return For::Make("jj", 0, NR, ForKind::kSerial,
-                       Store::Make("Bp", Select::Make(jr + jj < nb, src(kk), FloatImm::Make(0)), dst(kk)));
-    };
     if (spec.b_pack_k_inner || team) {
       // A panel at a time, for B^T because each panel column is a
       // contiguous run of k, and in a team because each thread packs the
@@ -649,7 +646,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   } else if (edge_panel) {
     // B unpacked: only the block's last columns, when it has them, as one
     // zero-padded kb x NRE panel.
-    Expr jj = V("jj"), je = nb / Expr(NR) * Expr(NR);
+    Expr je = nb / Expr(NR) * Expr(NR);
     auto row = [&](const KPos& kk) {
       Expr b = Select::Make(je + jj < nb, spec.b(kk.k0, kk.kk, jc + je + jj), FloatImm::Make(0));
       return For::Make("jj", 0, NRE, ForKind::kSerial, Store::Make("Be", b, kk.kq * Expr(NRE) + jj));
