@@ -118,9 +118,11 @@ class CodeGenC : public CLikePrinter {
       case ForKind::kVectorized: Line() << "#pragma omp simd\n"; break;
       case ForKind::kParallel:
         // Inside a team, a work-sharing loop (with its closing barrier).
+        // Statically scheduled: only then does OpenMP give a thread the
+        // same iterations in two loops of the same extent (ir.h).
         Line() << (team_depth_ > 0 ? "#pragma omp for" : "#pragma omp parallel for");
         if (team_depth_ == 0 && threads_ > 1) *out_ << " num_threads(" << threads_ << ")";
-        *out_ << "\n";
+        *out_ << " schedule(static)\n";
         break;
       case ForKind::kTeam:
         Line() << "#pragma omp parallel";

@@ -267,7 +267,8 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
     EXPECT_EQ(src.compare(at[0], 36, "#pragma omp parallel num_threads(4)\n"), 0) << src;
     EXPECT_LT(decl(src, "Bp"), at[0]);
     EXPECT_LT(decl(src, "Ap"), at[0]);
-    for (size_t i = 1; i < 4; ++i) EXPECT_EQ(src.compare(at[i], 16, "#pragma omp for\n"), 0) << src;
+    // Statically scheduled, so a thread multiplies by the panels it packed.
+    for (size_t i = 1; i < 4; ++i) EXPECT_EQ(src.compare(at[i], 33, "#pragma omp for schedule(static)\n"), 0) << src;
     EXPECT_LT(src.find("Bp[", at[1]), at[2]);
     EXPECT_LT(src.find("Ap[", at[2]), at[3]);
     EXPECT_NE(src.find("acc_0", at[3]), std::string::npos);

@@ -13,7 +13,7 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict weight = (const float*)args[1];
   float* restrict out = (float*)args[2];
   for (int64_t bi = 0; bi < 1; ++bi) {
-    #pragma omp parallel for num_threads(2)
+    #pragma omp parallel for num_threads(2) schedule(static)
     for (int64_t oh = 0; oh < 9; ++oh) {
       for (int64_t owo = 0; owo < 5; ++owo) {
         {

@@ -13,7 +13,7 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict B = (const float*)args[1];
   const float* restrict bias = (const float*)args[2];
   float* restrict C = (float*)args[3];
-  #pragma omp parallel for num_threads(2)
+  #pragma omp parallel for num_threads(2) schedule(static)
   for (int64_t tp = 0; tp < 2; ++tp) {
     {
       float Bp[48] __attribute__((aligned(64)));
