@@ -367,7 +367,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // --- micro-kernel for an MR x NR tile or, with `edge`, the MR x NRE
   // tile of the last columns (see padded_tile) ---
   // Rows [r0, r1) of the tile take part; the others keep their sums.
-  // A tile one vector register short (MR x nv accumulators, nv B vectors
+  // A step one vector register short (its rows x nv accumulators, nv B vectors
   // and the broadcast need 33 of AVX-512's 32, as 7 x 4 does) keeps its
   // last B vector in memory: each row's multiply-add reads it as an operand
   // (tf_fma_mem, one more L1 load per row). Left to themselves the
@@ -383,8 +383,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                                  bp_index(kk.kq, v * Expr(W))))
                          : Stmt();
     Expr last_b = b_at(kk, Expr((nv - 1) * W), vec_t, edge);
-    const bool b_in_memory = W == 16 && MR * nv + nv + 1 > kVectorRegisters && MR * nv + nv <= kVectorRegisters &&
-                             last_b.as<Load>() != nullptr;
+    const int64_t acc = (r1 - r0) * nv;  // the step's accumulators
+    const bool b_in_memory =
+        W == 16 && acc + nv + 1 > kVectorRegisters && acc + nv <= kVectorRegisters && last_b.as<Load>() != nullptr;
     const int64_t nv_reg = b_in_memory ? nv - 1 : nv;
     Expr a = Broadcast::Make(Var::Make("a", f32), static_cast<int>(W));
     Stmt load_b =
@@ -410,8 +411,10 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // copies of the K loop are worth their code there, not in the rare
   // tiles short of rows. A packing tile (`fuse`) brings the B row it reads
   // kPackAhead steps on (or the run's last) into L1; each step runs
-  // `side`(its offset in the K block), where given.
-  auto k_loop = [&](bool clamp, bool edge, bool ends, bool fuse, const std::function<Stmt(Expr)>& side) -> Stmt {
+  // `side`(its offset in the K block), where given. Only the first `live`
+  // rows of the tile are computed.
+  auto k_loop = [&](bool clamp, bool edge, bool ends, bool fuse, const std::function<Stmt(Expr)>& side,
+                    int64_t live) -> Stmt {
     return over_units([&](Expr k0, Expr q0, Expr n) -> Stmt {
       auto at = [&](Expr kk) { return k_at(k0, q0, kk); };
       auto rows_run = [&](int64_t r0, int64_t r1) -> Stmt {
@@ -432,7 +435,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
             For::Make("kk", main_end, n - main_end, ForKind::kSerial, step(V("kk"))),
         });
       };
-      Stmt run = rows_run(0, MR);
+      Stmt run = rows_run(0, live);
       if (ends && spec.a_row_live && MR > 1) {
         run = IfThenElse::Make(spec.a_row_live(ic + ir, k0),
                                IfThenElse::Make(spec.a_row_live(ic + ir + Expr(MR - 1), k0), run, rows_run(0, MR - 1)),
@@ -448,14 +451,18 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // The register tile's round trip through memory: from `buf` at
   // `index`(ii, j) into the accumulators (zeros in the first K block), the
   // K block, and back. When `rows` is given, rows from `rows` on are
-  // computed but neither read from nor written to `buf`; `clamp`: they read
-  // A's last row (see a_at). `fuse`: the tile packs its B panel (pack_b=2);
+  // computed but neither read from nor written to `buf`, or when `rows` is
+  // a constant not computed at all; `clamp`: they read A's last row (see
+  // a_at). `fuse`: the tile packs its B panel (pack_b=2);
   // `side`: see k_loop.
   auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
                           bool clamp = false, bool edge = false, bool fuse = false,
                           const std::function<Stmt(Expr)>& side = nullptr) {
     const bool ends = !rows.defined() && !clamp;
     const int64_t nv = edge ? NVE : NV;
+    // A constant count of rows: the tile is that many rows tall.
+    const IntImm* fixed = rows.defined() ? rows.as<IntImm>() : nullptr;
+    const int64_t live = fixed ? fixed->value : MR;
     Expr ii = V("ii"), v = V("v");
     auto row = [&](Expr value) {
       return For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(nv) + v));
@@ -464,15 +471,15 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt loaded = row(Load::Make(buf, index(ii, v * Expr(W)), vec_t));
     Stmt stored = For::Make("v", 0, nv, ForKind::kUnrolled,
                             Store::Make(buf, Load::Make("acc", ii * Expr(nv) + v, vec_t), index(ii, v * Expr(W))));
-    if (rows.defined()) {
+    if (rows.defined() && !fixed) {
       loaded = IfThenElse::Make(ii < rows, loaded, zeros);
       stored = IfThenElse::Make(ii < rows, stored);
     }
-    Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, MR, ForKind::kUnrolled, zeros),
-                                 For::Make("ii", 0, MR, ForKind::kUnrolled, loaded));
-    Stmt store = For::Make("ii", 0, MR, ForKind::kUnrolled, stored);
-    return Allocate::Make("acc", vec_t, MR * nv, MemoryScope::kRegister,
-                          Block::Make({load, k_loop(clamp, edge, ends, fuse, side), store}));
+    Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, live, ForKind::kUnrolled, zeros),
+                                 For::Make("ii", 0, live, ForKind::kUnrolled, loaded));
+    Stmt store = For::Make("ii", 0, live, ForKind::kUnrolled, stored);
+    return Allocate::Make("acc", vec_t, live * nv, MemoryScope::kRegister,
+                          Block::Make({load, k_loop(clamp, edge, ends, fuse, side, live), store}));
   };
   // Stores x, the sum for output row `row`, column `col`, at `index` of the
   // output with the bias added and the ReLU applied (through Var "e").
@@ -518,13 +525,17 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   }
   // --- a tile straight on the output, NR columns wide or, with `edge`,
   // the NRE of the last columns when those are whole vectors. A tile short
-  // of rows computes its rows past the block from zero padding or A's last
-  // row and drops them. ---
+  // of rows computes only its M % MR rows: blocks of rows and the threads'
+  // parts are whole register tiles, so only the last tile of M is short
+  // (matmul 77x129x61 with 8-row tiles: 3 of every 80 rows were computed
+  // and dropped). ---
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
   auto output_tile = [&](bool edge, bool fuse = false, const std::function<Stmt(Expr)>& side = nullptr) {
-    Expr rows = min(Expr(MR), mb - ir), cols = Expr(edge ? NRE : NR);
+    Expr rows = Expr(M % MR), cols = Expr(edge ? NRE : NR);
+    Stmt full = Block::Make({micro_kernel(out, c_index, Expr(), false, edge, fuse, side), epilogue(Expr(MR), cols)});
+    if (M % MR == 0) return full;
     return IfThenElse::Make(
-        rows_full, Block::Make({micro_kernel(out, c_index, Expr(), false, edge, fuse, side), epilogue(Expr(MR), cols)}),
+        rows_full, full,
         Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge, fuse, side), epilogue(rows, cols)}));
   };
   // With fused packing, a panel's first row tile packs it, in the first

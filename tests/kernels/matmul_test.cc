@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "tunefarm/kernels/codegen_c.h"
 #include "tunefarm/kernels/codegen_cuda.h"
 #include "tunefarm/kernels/template.h"
@@ -280,7 +281,7 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
 // which no other tile does, nor pack_b=1; and every tile brings its share
 // of the next panel's rows into L2 as its k loop goes.
 TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
-  auto w = ParseWorkload("matmul(M=64,N=96,K=40)");
+  auto w = ParseWorkload("matmul(M=60,N=96,K=40)");
   auto space = Matmul().Space(*w);
   auto source = [&](int64_t pack_b) {
     Config c = *space->With(Matmul().DefaultConfig(*w, *space), {{"mr", int64_t{8}},
@@ -323,6 +324,30 @@ TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
     EXPECT_LT(fused.rfind("for (int64_t kk = 0; kk < kb; ++kk)", p), test);
   }
   EXPECT_GE(l2, 12u) << fused;  // 3 lines x (next panel, next block) x 4 copies of the tile's k loop
+}
+
+// The last row tile of M, short of rows, computes only its M % MR rows;
+// with M a multiple of MR no tile tests for it.
+TEST(MatmulTemplateTest, ShortRowTilesComputeOnlyTheirRows) {
+  auto count = [](const std::string& src, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = src.find(what); p != std::string::npos; p = src.find(what, p + 1)) ++n;
+    return n;
+  };
+  for (int64_t M : {77, 80}) {
+    auto w = ParseWorkload(absl::StrCat("matmul(M=", M, ",N=96,K=40)"));
+    auto space = Matmul().Space(*w);
+    Config c = *space->With(Matmul().DefaultConfig(*w, *space),
+                            {{"mr", int64_t{8}}, {"nv", int64_t{3}}, {"vec", int64_t{16}}, {"pack_b", int64_t{1}}});
+    auto k = Matmul().Instantiate(*w, *space, c);
+    ASSERT_TRUE(k.ok()) << k.status();
+    const std::string src = *GenerateC(k->func);
+    // Rows 0-4 of an 8 x 3 tile update acc_0 .. acc_14, rows 5-7 acc_15 on.
+    const size_t first_rows = count(src, "acc_14 = (acc_14 + "), last_rows = count(src, "acc_15 = (acc_15 + ");
+    EXPECT_GT(last_rows, 0u) << src;
+    EXPECT_EQ(first_rows > last_rows, M == 77) << src;
+    EXPECT_EQ(src.find("((ir + 8) <= mb)") != std::string::npos, M == 77) << src;
+  }
 }
 
 // Golden text of one generated kernel per template: the template's default

@@ -74,89 +74,41 @@ void tunefarm_kernel(void* const* args) {
                                   {
                                     const int64_t ir = (ir_o * 4);
                                     if (((jr + 16) <= nb)) {
-                                      if (((ir + 4) <= mb)) {
-                                        {
-                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                          if ((pc == 0)) {
-                                            acc_0 = tf_f32x8_splat(0.0f);
-                                            acc_1 = tf_f32x8_splat(0.0f);
-                                            acc_2 = tf_f32x8_splat(0.0f);
-                                            acc_3 = tf_f32x8_splat(0.0f);
-                                            acc_4 = tf_f32x8_splat(0.0f);
-                                            acc_5 = tf_f32x8_splat(0.0f);
-                                            acc_6 = tf_f32x8_splat(0.0f);
-                                            acc_7 = tf_f32x8_splat(0.0f);
-                                          } else {
-                                            acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
-                                            acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
-                                            acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
-                                            acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
-                                            acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
-                                            acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
-                                            acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
-                                            acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
-                                          }
-                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                            if (((1 <= (((((ic + tf_min((ir + 4), mb)) - 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && (((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8))) {
-                                              if (((((1 <= ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && (((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8)) && (1 <= ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)))) && (((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)) < 6))) {
-                                                if (((((1 <= (((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && ((((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8)) && (1 <= (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)))) && ((((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)) < 6))) {
-                                                  for (int64_t kk = 0; kk < 3; ++kk) {
-                                                    {
-                                                      tf_f32x8 bv_0, bv_1;
-                                                      bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
-                                                      bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
-                                                      {
-                                                        const float a = dpad[((((((bi * 9) + ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                        acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                        acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                                      }
-                                                      {
-                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                        acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                                        acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                                      }
-                                                      {
-                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 2) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                        acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                                        acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                                      }
-                                                      {
-                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                        acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                                        acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                                      }
-                                                    }
-                                                  }
-                                                } else {
-                                                  for (int64_t kk = 0; kk < 3; ++kk) {
-                                                    {
-                                                      tf_f32x8 bv_0, bv_1;
-                                                      bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
-                                                      bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
-                                                      {
-                                                        const float a = dpad[((((((bi * 9) + ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                        acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                        acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                                      }
-                                                      {
-                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                        acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                                        acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                                      }
-                                                      {
-                                                        const float a = dpad[((((((bi * 9) + (((((ic + ir) + 2) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                        acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                                        acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                                      }
-                                                    }
-                                                  }
-                                                }
-                                              } else {
+                                      {
+                                        tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                        if ((pc == 0)) {
+                                          acc_0 = tf_f32x8_splat(0.0f);
+                                          acc_1 = tf_f32x8_splat(0.0f);
+                                          acc_2 = tf_f32x8_splat(0.0f);
+                                          acc_3 = tf_f32x8_splat(0.0f);
+                                          acc_4 = tf_f32x8_splat(0.0f);
+                                          acc_5 = tf_f32x8_splat(0.0f);
+                                          acc_6 = tf_f32x8_splat(0.0f);
+                                          acc_7 = tf_f32x8_splat(0.0f);
+                                        } else {
+                                          acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
+                                          acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
+                                          acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
+                                          acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
+                                          acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
+                                          acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
+                                          acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
+                                          acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
+                                        }
+                                        for (int64_t kt = 0; kt < (kb / 3); ++kt) {
+                                          if (((1 <= (((((ic + tf_min((ir + 4), mb)) - 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && (((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8))) {
+                                            if (((((1 <= ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && (((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8)) && (1 <= ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)))) && (((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)) < 6))) {
+                                              if (((((1 <= (((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && ((((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8)) && (1 <= (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)))) && ((((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3)) < 6))) {
                                                 for (int64_t kk = 0; kk < 3; ++kk) {
                                                   {
                                                     tf_f32x8 bv_0, bv_1;
                                                     bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                                     bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                                    {
+                                                      const float a = dpad[((((((bi * 9) + ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                      acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                    }
                                                     {
                                                       const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                       acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
@@ -174,84 +126,48 @@ void tunefarm_kernel(void* const* args) {
                                                     }
                                                   }
                                                 }
+                                              } else {
+                                                for (int64_t kk = 0; kk < 3; ++kk) {
+                                                  {
+                                                    tf_f32x8 bv_0, bv_1;
+                                                    bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
+                                                    bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
+                                                    {
+                                                      const float a = dpad[((((((bi * 9) + ((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + ((((ic + ir) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
+                                                      acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
+                                                    }
+                                                    {
+                                                      const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
+                                                      acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
+                                                    }
+                                                    {
+                                                      const float a = dpad[((((((bi * 9) + (((((ic + ir) + 2) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                      acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
+                                                      acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
+                                                    }
+                                                  }
+                                                }
                                               }
-                                            }
-                                          }
-                                          *(tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))) = acc_0;
-                                          *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))) = acc_1;
-                                          *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))) = acc_2;
-                                          *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))) = acc_3;
-                                          *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))) = acc_4;
-                                          *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))) = acc_5;
-                                          *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))) = acc_6;
-                                          *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))) = acc_7;
-                                        }
-                                      } else {
-                                        {
-                                          tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
-                                          if ((pc == 0)) {
-                                            acc_0 = tf_f32x8_splat(0.0f);
-                                            acc_1 = tf_f32x8_splat(0.0f);
-                                            acc_2 = tf_f32x8_splat(0.0f);
-                                            acc_3 = tf_f32x8_splat(0.0f);
-                                            acc_4 = tf_f32x8_splat(0.0f);
-                                            acc_5 = tf_f32x8_splat(0.0f);
-                                            acc_6 = tf_f32x8_splat(0.0f);
-                                            acc_7 = tf_f32x8_splat(0.0f);
-                                          } else {
-                                            if ((0 < tf_min(4, (mb - ir)))) {
-                                              acc_0 = (*(const tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))));
-                                              acc_1 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))));
                                             } else {
-                                              acc_0 = tf_f32x8_splat(0.0f);
-                                              acc_1 = tf_f32x8_splat(0.0f);
-                                            }
-                                            if ((1 < tf_min(4, (mb - ir)))) {
-                                              acc_2 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))));
-                                              acc_3 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))));
-                                            } else {
-                                              acc_2 = tf_f32x8_splat(0.0f);
-                                              acc_3 = tf_f32x8_splat(0.0f);
-                                            }
-                                            if ((2 < tf_min(4, (mb - ir)))) {
-                                              acc_4 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))));
-                                              acc_5 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))));
-                                            } else {
-                                              acc_4 = tf_f32x8_splat(0.0f);
-                                              acc_5 = tf_f32x8_splat(0.0f);
-                                            }
-                                            if ((3 < tf_min(4, (mb - ir)))) {
-                                              acc_6 = (*(const tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))));
-                                              acc_7 = (*(const tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))));
-                                            } else {
-                                              acc_6 = tf_f32x8_splat(0.0f);
-                                              acc_7 = tf_f32x8_splat(0.0f);
-                                            }
-                                          }
-                                          for (int64_t kt = 0; kt < (kb / 3); ++kt) {
-                                            if (((1 <= (((((ic + tf_min((ir + 4), mb)) - 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) && (((((ic + ir) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3)) < 8))) {
                                               for (int64_t kk = 0; kk < 3; ++kk) {
                                                 {
                                                   tf_f32x8 bv_0, bv_1;
                                                   bv_0 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + (jc + jr))));
                                                   bv_1 = (*(const tf_f32x8_u*)(weight + ((((pc + (kt * 3)) + kk) * 5) + ((jc + jr) + 8))));
                                                   {
-                                                    const float a = dpad[((((((bi * 9) + (((tf_min((ic + ir), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min((ic + ir), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
-                                                    acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
-                                                    acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
-                                                  }
-                                                  {
-                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((((ic + ir) + 1) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 1) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
                                                     acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
                                                   }
                                                   {
-                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((((ic + ir) + 2) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 2) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
                                                     acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
                                                   }
                                                   {
-                                                    const float a = dpad[((((((bi * 9) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
+                                                    const float a = dpad[((((((bi * 9) + (((((ic + ir) + 3) / 3) * 2) + (((pc + (kt * 3)) / 3) / 3))) * 7) + (((((ic + ir) + 3) % 3) * 2) + (((pc + (kt * 3)) / 3) % 3))) * 3) + (((pc + (kt * 3)) % 3) + kk))];
                                                     acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
                                                     acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
                                                   }
@@ -259,23 +175,15 @@ void tunefarm_kernel(void* const* args) {
                                               }
                                             }
                                           }
-                                          if ((0 < tf_min(4, (mb - ir)))) {
-                                            *(tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))) = acc_0;
-                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))) = acc_1;
-                                          }
-                                          if ((1 < tf_min(4, (mb - ir)))) {
-                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))) = acc_2;
-                                            *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))) = acc_3;
-                                          }
-                                          if ((2 < tf_min(4, (mb - ir)))) {
-                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))) = acc_4;
-                                            *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))) = acc_5;
-                                          }
-                                          if ((3 < tf_min(4, (mb - ir)))) {
-                                            *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))) = acc_6;
-                                            *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))) = acc_7;
-                                          }
                                         }
+                                        *(tf_f32x8_u*)(out + (c_off + ((((ic + ir) * 5) + jc) + jr))) = acc_0;
+                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) * 5) + jc) + jr) + 8))) = acc_1;
+                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 1) * 5) + jc) + jr))) = acc_2;
+                                        *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 1) * 5) + jc) + jr) + 8))) = acc_3;
+                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 2) * 5) + jc) + jr))) = acc_4;
+                                        *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 2) * 5) + jc) + jr) + 8))) = acc_5;
+                                        *(tf_f32x8_u*)(out + (c_off + (((((ic + ir) + 3) * 5) + jc) + jr))) = acc_6;
+                                        *(tf_f32x8_u*)(out + (c_off + ((((((ic + ir) + 3) * 5) + jc) + jr) + 8))) = acc_7;
                                       }
                                     } else {
                                       {

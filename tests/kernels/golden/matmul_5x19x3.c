@@ -93,45 +93,13 @@ void tunefarm_kernel(void* const* args) {
                               }
                             } else {
                               {
-                                tf_f32x8 acc_0, acc_1, acc_2, acc_3, acc_4, acc_5, acc_6, acc_7;
+                                tf_f32x8 acc_0, acc_1;
                                 if ((pc == 0)) {
                                   acc_0 = tf_f32x8_splat(0.0f);
                                   acc_1 = tf_f32x8_splat(0.0f);
-                                  acc_2 = tf_f32x8_splat(0.0f);
-                                  acc_3 = tf_f32x8_splat(0.0f);
-                                  acc_4 = tf_f32x8_splat(0.0f);
-                                  acc_5 = tf_f32x8_splat(0.0f);
-                                  acc_6 = tf_f32x8_splat(0.0f);
-                                  acc_7 = tf_f32x8_splat(0.0f);
                                 } else {
-                                  if ((0 < tf_min(4, (mb - ir)))) {
-                                    acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
-                                    acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
-                                  } else {
-                                    acc_0 = tf_f32x8_splat(0.0f);
-                                    acc_1 = tf_f32x8_splat(0.0f);
-                                  }
-                                  if ((1 < tf_min(4, (mb - ir)))) {
-                                    acc_2 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)));
-                                    acc_3 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)));
-                                  } else {
-                                    acc_2 = tf_f32x8_splat(0.0f);
-                                    acc_3 = tf_f32x8_splat(0.0f);
-                                  }
-                                  if ((2 < tf_min(4, (mb - ir)))) {
-                                    acc_4 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)));
-                                    acc_5 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)));
-                                  } else {
-                                    acc_4 = tf_f32x8_splat(0.0f);
-                                    acc_5 = tf_f32x8_splat(0.0f);
-                                  }
-                                  if ((3 < tf_min(4, (mb - ir)))) {
-                                    acc_6 = (*(const tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)));
-                                    acc_7 = (*(const tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)));
-                                  } else {
-                                    acc_6 = tf_f32x8_splat(0.0f);
-                                    acc_7 = tf_f32x8_splat(0.0f);
-                                  }
+                                  acc_0 = (*(const tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)));
+                                  acc_1 = (*(const tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)));
                                 }
                                 for (int64_t kk = 0; kk < kb; ++kk) {
                                   {
@@ -143,39 +111,10 @@ void tunefarm_kernel(void* const* args) {
                                       acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                       acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                     }
-                                    {
-                                      const float a = A[(((tf_min(((ic + ir) + 1), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                      acc_2 = (acc_2 + (tf_f32x8_splat(a) * bv_0));
-                                      acc_3 = (acc_3 + (tf_f32x8_splat(a) * bv_1));
-                                    }
-                                    {
-                                      const float a = A[(((tf_min(((ic + ir) + 2), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                      acc_4 = (acc_4 + (tf_f32x8_splat(a) * bv_0));
-                                      acc_5 = (acc_5 + (tf_f32x8_splat(a) * bv_1));
-                                    }
-                                    {
-                                      const float a = A[(((tf_min(((ic + ir) + 3), ((ic + mb) - 1)) * 3) + pc) + kk)];
-                                      acc_6 = (acc_6 + (tf_f32x8_splat(a) * bv_0));
-                                      acc_7 = (acc_7 + (tf_f32x8_splat(a) * bv_1));
-                                    }
                                   }
                                 }
-                                if ((0 < tf_min(4, (mb - ir)))) {
-                                  *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
-                                }
-                                if ((1 < tf_min(4, (mb - ir)))) {
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) + 1) * 19) + jc) + jr)) = acc_2;
-                                  *(tf_f32x8_u*)(C + ((((((ic + ir) + 1) * 19) + jc) + jr) + 8)) = acc_3;
-                                }
-                                if ((2 < tf_min(4, (mb - ir)))) {
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) + 2) * 19) + jc) + jr)) = acc_4;
-                                  *(tf_f32x8_u*)(C + ((((((ic + ir) + 2) * 19) + jc) + jr) + 8)) = acc_5;
-                                }
-                                if ((3 < tf_min(4, (mb - ir)))) {
-                                  *(tf_f32x8_u*)(C + (((((ic + ir) + 3) * 19) + jc) + jr)) = acc_6;
-                                  *(tf_f32x8_u*)(C + ((((((ic + ir) + 3) * 19) + jc) + jr) + 8)) = acc_7;
-                                }
+                                *(tf_f32x8_u*)(C + ((((ic + ir) * 19) + jc) + jr)) = acc_0;
+                                *(tf_f32x8_u*)(C + (((((ic + ir) * 19) + jc) + jr) + 8)) = acc_1;
                               }
                             }
                           }
