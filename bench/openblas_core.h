@@ -50,10 +50,14 @@ inline bool OpenBlasCoreIsAtLeast(std::string core, const std::string& preferred
 inline std::string EnsureOpenBlasCore(char** argv) {
   const std::string detected = openblas_get_corename();
   const char* chosen = std::getenv("OPENBLAS_CORETYPE");
-  const char* fixed = std::getenv("TUNEFARM_OPENBLAS_DETECTED");
+  // Set only for the run again below, and not passed on to the processes
+  // this one starts.
+  const char* marker = std::getenv("TUNEFARM_OPENBLAS_DETECTED");
+  const std::string fixed = marker != nullptr ? marker : "";
+  unsetenv("TUNEFARM_OPENBLAS_DETECTED");
   if (chosen != nullptr) {
-    return fixed != nullptr ? "OpenBLAS core " + detected + " (OPENBLAS_CORETYPE; it detected " + fixed + ")"
-                            : "OpenBLAS core " + detected + " (OPENBLAS_CORETYPE)";
+    return !fixed.empty() ? "OpenBLAS core " + detected + " (OPENBLAS_CORETYPE; it detected " + fixed + ")"
+                          : "OpenBLAS core " + detected + " (OPENBLAS_CORETYPE)";
   }
   const std::string preferred = PreferredOpenBlasCore();
   if (preferred.empty() || OpenBlasCoreIsAtLeast(detected, preferred)) return "OpenBLAS core " + detected;
