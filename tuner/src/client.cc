@@ -25,7 +25,7 @@ BestConfig FromRecord(const v1::TuningRecord& r) {
   b.template_version = r.template_version();
   b.config_index = r.config_index();
   b.config_json = r.config_json();
-  b.seconds = r.min_cost() > 0 ? r.min_cost() : r.mean_cost();  // a server before min_cost sends 0
+  b.seconds = FastestSeconds(r);
   b.gflops = r.gflops();
   b.timestamp_ms = r.timestamp_ms();
   return b;

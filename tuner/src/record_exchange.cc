@@ -10,6 +10,10 @@
 namespace tunefarm::tuner {
 namespace v1 = tunefarm::v1;
 
+double FastestSeconds(const v1::TuningRecord& record) {
+  return record.min_cost() > 0 ? record.min_cost() : record.mean_cost();
+}
+
 v1::TuningRecord ToTuningRecord(const database::Record& r, const std::string& kind) {
   v1::TuningRecord p;
   p.set_id(r.id);

@@ -21,6 +21,10 @@ std::map<std::string, std::string> DeviceKinds(database::Database& db);
 // `device_kind` is the kind of the record's device ("cpu", "replay", ...).
 tunefarm::v1::TuningRecord ToTuningRecord(const database::Record& record, const std::string& device_kind);
 
+// Seconds of the record's fastest run; a server from before min_cost
+// leaves it 0, and the mean stands in.
+double FastestSeconds(const tunefarm::v1::TuningRecord& record);
+
 // Calls `sink` for every record matching the filters (empty: any), oldest
 // first, reading the log in pages; stops early when `sink` returns false.
 absl::Status ExportRecords(database::Database& db, const std::string& workload_key, const std::string& device_key,
