@@ -450,19 +450,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   Expr first_k_block = EQ::Make(pc, Expr(0));
   // The register tile's round trip through memory: from `buf` at
   // `index`(ii, j) into the accumulators (zeros in the first K block), the
-  // K block, and back. When `rows` is given, rows from `rows` on are
-  // computed but neither read from nor written to `buf`, or when `rows` is
-  // a constant not computed at all; `clamp`: they read A's last row (see
-  // a_at). `fuse`: the tile packs its B panel (pack_b=2);
-  // `side`: see k_loop.
-  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, Expr rows = Expr(),
+  // K block, and back, for the tile's first `rows` rows (the others are not
+  // computed). `clamp`: rows past the block read A's last row (see a_at).
+  // `fuse`: the tile packs its B panel (pack_b=2); `side`: see k_loop.
+  auto micro_kernel = [&](const std::string& buf, const std::function<Expr(Expr, Expr)>& index, int64_t rows,
                           bool clamp = false, bool edge = false, bool fuse = false,
                           const std::function<Stmt(Expr)>& side = nullptr) {
-    const bool ends = !rows.defined() && !clamp;
+    const bool ends = rows == MR && !clamp;
     const int64_t nv = edge ? NVE : NV;
-    // A constant count of rows: the tile is that many rows tall.
-    const IntImm* fixed = rows.defined() ? rows.as<IntImm>() : nullptr;
-    const int64_t live = fixed ? fixed->value : MR;
     Expr ii = V("ii"), v = V("v");
     auto row = [&](Expr value) {
       return For::Make("v", 0, nv, ForKind::kUnrolled, Store::Make("acc", value, ii * Expr(nv) + v));
@@ -471,15 +466,11 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt loaded = row(Load::Make(buf, index(ii, v * Expr(W)), vec_t));
     Stmt stored = For::Make("v", 0, nv, ForKind::kUnrolled,
                             Store::Make(buf, Load::Make("acc", ii * Expr(nv) + v, vec_t), index(ii, v * Expr(W))));
-    if (rows.defined() && !fixed) {
-      loaded = IfThenElse::Make(ii < rows, loaded, zeros);
-      stored = IfThenElse::Make(ii < rows, stored);
-    }
-    Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, live, ForKind::kUnrolled, zeros),
-                                 For::Make("ii", 0, live, ForKind::kUnrolled, loaded));
-    Stmt store = For::Make("ii", 0, live, ForKind::kUnrolled, stored);
-    return Allocate::Make("acc", vec_t, live * nv, MemoryScope::kRegister,
-                          Block::Make({load, k_loop(clamp, edge, ends, fuse, side, live), store}));
+    Stmt load = IfThenElse::Make(first_k_block, For::Make("ii", 0, rows, ForKind::kUnrolled, zeros),
+                                 For::Make("ii", 0, rows, ForKind::kUnrolled, loaded));
+    Stmt store = For::Make("ii", 0, rows, ForKind::kUnrolled, stored);
+    return Allocate::Make("acc", vec_t, rows * nv, MemoryScope::kRegister,
+                          Block::Make({load, k_loop(clamp, edge, ends, fuse, side, rows), store}));
   };
   // Stores x, the sum for output row `row`, column `col`, at `index` of the
   // output with the bias added and the ReLU applied (through Var "e").
@@ -520,7 +511,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                                     Store::Make(out, Load::Make("ct", tmp(ii, jj)), c_index(ii, jj))));
     padded_tile = Block::Make({Allocate::Make("ct", f32, MR * NRE, MemoryScope::kStack,
                                               Block::Make({zero, IfThenElse::Make(Expr(0) < pc, in),
-                                                           micro_kernel("ct", tmp, Expr(), !pack_a, true), back})),
+                                                           micro_kernel("ct", tmp, MR, !pack_a, true), back})),
                                epilogue(rows, cols)});
   }
   // --- a tile straight on the output, NR columns wide or, with `edge`,
@@ -531,12 +522,13 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // and dropped). ---
   Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
   auto output_tile = [&](bool edge, bool fuse = false, const std::function<Stmt(Expr)>& side = nullptr) {
-    Expr rows = Expr(M % MR), cols = Expr(edge ? NRE : NR);
-    Stmt full = Block::Make({micro_kernel(out, c_index, Expr(), false, edge, fuse, side), epilogue(Expr(MR), cols)});
-    if (M % MR == 0) return full;
-    return IfThenElse::Make(
-        rows_full, full,
-        Block::Make({micro_kernel(out, c_index, rows, !pack_a, edge, fuse, side), epilogue(rows, cols)}));
+    const int64_t short_rows = M % MR;
+    Expr cols = Expr(edge ? NRE : NR);
+    Stmt full = Block::Make({micro_kernel(out, c_index, MR, false, edge, fuse, side), epilogue(Expr(MR), cols)});
+    if (short_rows == 0) return full;
+    return IfThenElse::Make(rows_full, full,
+                            Block::Make({micro_kernel(out, c_index, short_rows, false, edge, fuse, side),
+                                         epilogue(Expr(short_rows), cols)}));
   };
   // With fused packing, a panel's first row tile packs it, in the first
   // row block of the part when the B block serves several.

@@ -179,7 +179,7 @@ void tunefarm_kernel(void* const* args) {
                                                 bv_0 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + (jc + jr))));
                                                 bv_1 = (*(const tf_f32x8_u*)(dpad + ((((((pc + (kt * 3)) % 3) + kk) * 63) + (((((pc + (kt * 3)) / 3) / 3) * 7) + (((pc + (kt * 3)) / 3) % 3))) + ((jc + jr) + 8))));
                                                 {
-                                                  const float a = wt[(((tf_min((ic + ir), ((ic + mb) - 1)) * 27) + (pc + (kt * 3))) + kk)];
+                                                  const float a = wt[((((ic + ir) * 27) + (pc + (kt * 3))) + kk)];
                                                   acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                                   acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                                 }

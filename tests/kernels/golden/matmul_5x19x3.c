@@ -107,7 +107,7 @@ void tunefarm_kernel(void* const* args) {
                                     bv_0 = (*(const tf_f32x8_u*)(B + (((pc + kk) * 19) + (jc + jr))));
                                     bv_1 = (*(const tf_f32x8_u*)(B + (((pc + kk) * 19) + ((jc + jr) + 8))));
                                     {
-                                      const float a = A[(((tf_min((ic + ir), ((ic + mb) - 1)) * 3) + pc) + kk)];
+                                      const float a = A[((((ic + ir) * 3) + pc) + kk)];
                                       acc_0 = (acc_0 + (tf_f32x8_splat(a) * bv_0));
                                       acc_1 = (acc_1 + (tf_f32x8_splat(a) * bv_1));
                                     }
