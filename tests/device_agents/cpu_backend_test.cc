@@ -7,6 +7,7 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "tunefarm/device_agents/backend.h"
@@ -241,12 +242,13 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
 
 // pack_b=2: the first row tile of each B panel packs it as it multiplies,
 // the others read the panel. Several row blocks per B block (mc < M: only
-// the first packs), several K blocks, a last panel short of columns
-// (packed first, zero-padded), tiles short of rows; jr or ir outer; one
-// thread, two splitting rows or columns, and a team sharing out the
-// panels (jr outer) or the row tiles (ir outer: the block is packed
-// first). Run several times: a tile reading a panel before it is packed
-// would show.
+// the first packs) or one (mc >= M, or B packed for each row block: with
+// jr outer the panels then take turns in one panel's room), several K
+// blocks, a last panel short of columns (packed first, zero-padded) alone
+// in its column block or after whole panels, tiles short of rows; jr or ir outer; one thread, two splitting rows or
+// columns, and a team sharing out the panels (jr outer) or the row tiles
+// (ir outer: the block is packed first). Run several times: a tile
+// reading a panel before it is packed would show.
 TEST_F(CpuBackendTest, PanelsPackedByTheirFirstTileMatchReference) {
   for (const char* text : {"matmul(M=45,N=44,K=70,bias=1,relu=1)", "batch_matmul(B=2,M=21,N=40,K=33)"}) {
     auto space = SpaceOf(text);
@@ -254,13 +256,18 @@ TEST_F(CpuBackendTest, PanelsPackedByTheirFirstTileMatchReference) {
     std::vector<v1::MeasureRequest> batch;
     for (const char* order : {"jc,pc,ic", "ic,pc,jc"}) {
       for (const char* inner : {"jr,ir", "ir,jr"}) {
-        for (const auto& [threads, parallel] :
-             std::vector<std::pair<int64_t, std::string>>{{1, "rows"}, {2, "rows"}, {2, "cols"}, {2, "tiles"}}) {
+        for (const auto& [threads, parallel, mc, nc] :
+             std::vector<std::tuple<int64_t, std::string, int64_t, int64_t>>{{1, "rows", 16, 32},
+                                                                             {1, "rows", 48, 64},
+                                                                             {2, "rows", 16, 32},
+                                                                             {2, "rows", 32, 64},
+                                                                             {2, "cols", 48, 64},
+                                                                             {2, "tiles", 16, 32}}) {
           auto c = space->FromValues({{"mr", int64_t{4}},
                                       {"nv", int64_t{2}},
                                       {"vec", int64_t{8}},
-                                      {"mc", int64_t{16}},
-                                      {"nc", int64_t{32}},
+                                      {"mc", mc},
+                                      {"nc", nc},
                                       {"kc", int64_t{32}},
                                       {"order", std::string(order)},
                                       {"inner", std::string(inner)},

@@ -326,6 +326,40 @@ TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
   EXPECT_GE(l2, 12u) << fused;  // 3 lines x (next panel, next block) x 4 copies of the tile's k loop
 }
 
+// With pack_b=2 and jr outer, when no later row block reads a B block
+// again, its panels take turns in one panel's room (kc x 48 floats), and
+// the last columns' panel, short of columns, has a room of its own; with
+// several row blocks per B block, or a team, every panel of the block
+// keeps its room (kc x nc).
+TEST(MatmulTemplateTest, FusedPackingPanelsTakeTurnsInOneRoom) {
+  auto source = [&](const char* text, int64_t mc, int64_t threads, const char* parallel) {
+    auto w = ParseWorkload(text);
+    auto space = Matmul().Space(*w);
+    Config c = *space->With(Matmul().DefaultConfig(*w, *space), {{"mr", int64_t{8}},
+                                                                 {"nv", int64_t{3}},
+                                                                 {"vec", int64_t{16}},
+                                                                 {"mc", mc},
+                                                                 {"nc", int64_t{1024}},
+                                                                 {"kc", int64_t{32}},
+                                                                 {"order", std::string("jc,pc,ic")},
+                                                                 {"pack_b", int64_t{2}},
+                                                                 {"inner", std::string("jr,ir")},
+                                                                 {"threads", threads},
+                                                                 {"parallel", std::string(parallel)}});
+    auto k = Matmul().Instantiate(*w, *space, c);
+    EXPECT_TRUE(k.ok()) << k.status();
+    return k.ok() ? *GenerateC(k->func) : std::string();
+  };
+  EXPECT_NE(source("matmul(M=60,N=96,K=40)", 64, 1, "rows").find("float Bp[1536]"), std::string::npos);
+  // N = 112: two whole panels and one of 16 columns.
+  EXPECT_NE(source("matmul(M=60,N=112,K=40)", 64, 1, "rows").find("float Bp[3072]"), std::string::npos);
+  // Two row blocks of 32: the second reads the panels the first packed.
+  EXPECT_NE(source("matmul(M=60,N=96,K=40)", 32, 1, "rows").find("float Bp[3072]"), std::string::npos);
+  // Each thread's part of the rows is one block, with its own room.
+  EXPECT_NE(source("matmul(M=60,N=96,K=40)", 32, 2, "rows").find("float Bp[1536]"), std::string::npos);
+  EXPECT_NE(source("matmul(M=60,N=96,K=40)", 64, 2, "tiles").find("float Bp[3072]"), std::string::npos);
+}
+
 // The last row tile of M, short of rows, computes only its M % MR rows;
 // with M a multiple of MR no tile tests for it.
 TEST(MatmulTemplateTest, ShortRowTilesComputeOnlyTheirRows) {
