@@ -316,6 +316,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   const Type f32 = Type::Float(), vec_t = Type::Float(32, static_cast<int>(W));
   Expr jc = V("jc"), pc = V("pc"), ic = V("ic"), nb = V("nb"), kb = V("kb"), mb = V("mb");
   Expr jr_o = V("jr_o"), ir_o = V("ir_o"), jr = V("jr"), ir = V("ir");
+  // Whether the register tile at (ir, jr) has all MR rows / NR columns.
+  Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
 
   // A k inside the current K block: k = k0 + kk, k0 the first k of the
   // block or, when the block walks several units, of the current unit; kq =
@@ -347,7 +349,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   };
   auto bp_index = [&](Expr kq, Expr j) {
     Expr panel = jr_o;
-    if (one_panel) panel = NT % NR == 0 ? Expr(0) : Select::Make(jr + Expr(NR) <= nb, Expr(0), Expr(1));
+    if (one_panel) panel = NT % NR == 0 ? Expr(0) : Select::Make(cols_full, Expr(0), Expr(1));
     return panel * kb * Expr(NR) + kq * Expr(NR) + j;
   };
   // `fn` ("tf_prefetch" or "tf_prefetch_l1") of the cache lines of B's row
@@ -535,7 +537,6 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // parts are whole register tiles, so only the last tile of M is short
   // (matmul 77x129x61 with 8-row tiles: 3 of every 80 rows were computed
   // and dropped). ---
-  Expr rows_full = ir + Expr(MR) <= mb, cols_full = jr + Expr(NR) <= nb;
   auto output_tile = [&](bool edge, bool fuse = false, const std::function<Stmt(Expr)>& side = nullptr) {
     const int64_t short_rows = M % MR;
     Expr cols = Expr(edge ? NRE : NR);
@@ -649,14 +650,14 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
                       : over_k([&](const KPos& kk) {
                           return For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
                         });
-      pack_b_stmt = jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, over_k(edge_row)), outer);
+      pack_b_stmt = jr_loop(IfThenElse::Make(cols_full, full, over_k(edge_row)), outer);
     } else {
       // Row by row, each row of the block read once from left to right
       // into every panel: a panel at a time would walk the rows with a
       // stride of N floats, which the hardware prefetchers do not follow.
       pack_b_stmt = over_k([&](const KPos& kk) {
         Stmt full = For::Make("jj", 0, NR, ForKind::kVectorized, Store::Make("Bp", src(kk), dst(kk)));
-        return jr_loop(IfThenElse::Make(jr + Expr(NR) <= nb, full, edge_row(kk)));
+        return jr_loop(IfThenElse::Make(cols_full, full, edge_row(kk)));
       });
     }
   } else if (edge_panel) {
@@ -687,7 +688,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     Stmt edge = For::Make("ii", 0, MR, ForKind::kSerial, over_k([&](const KPos& kk) {
                             return Store::Make("Ap", Select::Make(ir + ii < mb, src(kk), FloatImm::Make(0)), dst(kk));
                           }));
-    pack_a_stmt = ir_loop(IfThenElse::Make(ir + Expr(MR) <= mb, full, edge), outer);
+    pack_a_stmt = ir_loop(IfThenElse::Make(rows_full, full, edge), outer);
   }
 
   // --- cache-tile loops in the chosen order; each pack sits just inside the

@@ -245,10 +245,11 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
 // the first packs) or one (mc >= M, or B packed for each row block: with
 // jr outer the panels then take turns in one panel's room), several K
 // blocks, a last panel short of columns (packed first, zero-padded) alone
-// in its column block or after whole panels, tiles short of rows; jr or ir outer; one thread, two splitting rows or
-// columns, and a team sharing out the panels (jr outer) or the row tiles
-// (ir outer: the block is packed first). Run several times: a tile
-// reading a panel before it is packed would show.
+// in its column block or after whole panels, tiles short of rows; jr or
+// ir outer; one thread, two splitting rows or columns, and a team sharing
+// out the panels (jr outer) or the row tiles (ir outer: the block is
+// packed first). Run several times: a tile reading a panel before it is
+// packed would show.
 TEST_F(CpuBackendTest, PanelsPackedByTheirFirstTileMatchReference) {
   for (const char* text : {"matmul(M=45,N=44,K=70,bias=1,relu=1)", "batch_matmul(B=2,M=21,N=40,K=33)"}) {
     auto space = SpaceOf(text);

@@ -16,6 +16,13 @@ namespace {
 
 const Template& Matmul() { return *TemplateRegistry::Global().Find("matmul"); }
 
+// How many times `what` occurs in `src`.
+size_t Occurrences(const std::string& src, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = src.find(what); p != std::string::npos; p = src.find(what, p + 1)) ++n;
+  return n;
+}
+
 TEST(MatmulTemplateTest, SpaceIsRichAndDefaultIsInIt) {
   auto w = ParseWorkload("matmul(M=64,N=64,K=64)");
   ASSERT_TRUE(w.ok());
@@ -304,11 +311,7 @@ TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
   EXPECT_NE(fused.find("#define tf_prefetch_l1(x_) __builtin_prefetch(&(x_), 0, 3)"), std::string::npos);
   // One per line of the 48-column panel, in each copy of the packing tile
   // (whole rows, rows short): 3 x 2, none elsewhere.
-  size_t count = 0;
-  for (size_t p = fused.find("tf_prefetch_l1(B["); p != std::string::npos; p = fused.find("tf_prefetch_l1(B[", p + 1)) {
-    ++count;
-  }
-  EXPECT_EQ(count, 6u) << fused;
+  EXPECT_EQ(Occurrences(fused, "tf_prefetch_l1(B["), 6u) << fused;
   EXPECT_EQ(source(1).find("tf_prefetch_l1"), std::string::npos);
   // Every tile brings its share of the next panel's rows into L2 one row a
   // step, in its k loop: each prefetch sits under a test of the step
@@ -363,11 +366,6 @@ TEST(MatmulTemplateTest, FusedPackingPanelsTakeTurnsInOneRoom) {
 // The last row tile of M, short of rows, computes only its M % MR rows;
 // with M a multiple of MR no tile tests for it.
 TEST(MatmulTemplateTest, ShortRowTilesComputeOnlyTheirRows) {
-  auto count = [](const std::string& src, const std::string& what) {
-    size_t n = 0;
-    for (size_t p = src.find(what); p != std::string::npos; p = src.find(what, p + 1)) ++n;
-    return n;
-  };
   for (int64_t M : {77, 80}) {
     auto w = ParseWorkload(absl::StrCat("matmul(M=", M, ",N=96,K=40)"));
     auto space = Matmul().Space(*w);
@@ -377,7 +375,8 @@ TEST(MatmulTemplateTest, ShortRowTilesComputeOnlyTheirRows) {
     ASSERT_TRUE(k.ok()) << k.status();
     const std::string src = *GenerateC(k->func);
     // Rows 0-4 of an 8 x 3 tile update acc_0 .. acc_14, rows 5-7 acc_15 on.
-    const size_t first_rows = count(src, "acc_14 = (acc_14 + "), last_rows = count(src, "acc_15 = (acc_15 + ");
+    const size_t first_rows = Occurrences(src, "acc_14 = (acc_14 + "),
+                 last_rows = Occurrences(src, "acc_15 = (acc_15 + ");
     EXPECT_GT(last_rows, 0u) << src;
     EXPECT_EQ(first_rows > last_rows, M == 77) << src;
     EXPECT_EQ(src.find("((ir + 8) <= mb)") != std::string::npos, M == 77) << src;
