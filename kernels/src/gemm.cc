@@ -155,8 +155,12 @@ absl::StatusOr<ConfigSpace> GemmSpace(const GemmSpec& spec) {
       // the block's tiles; 2, by the first row tile of each panel as it
       // goes (each k step stores the B row it reads into the panel, while
       // the tiles before it prefetch that panel's rows), so that reading B
-      // overlaps the multiply-adds.
-      {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1, 2}) : IntValues({1})},
+      // overlaps the multiply-adds; 3, read as it is (as with 0) while the
+      // tiles prefetch the next panel's rows as with 2. Whether 3 beats 0
+      // depends on the config: on a 1x1 convolution (C=2048, 7x7, one
+      // thread) one with 5 x 4 tiles and K blocks of 64 ran 8% faster with
+      // it, one with 6 x 4 tiles and blocks of 256 5% slower.
+      {"pack_b", KnobKind::kChoice, spec.b_vector ? IntValues({0, 1, 2, 3}) : IntValues({1})},
       {"unroll_k", KnobKind::kAnnotate, IntValues({1, 2, 4, 8})},
       // How threads share the work (with threads > 1): "tiles", the outer
       // register-tile loop of each cache block, and its packing; "rows" /
@@ -199,10 +203,13 @@ std::vector<Config> GemmSeedConfigs(const GemmSpec& spec, const ConfigSpace& spa
   while (nv > 1 && mr * nv + nv > kVectorRegisters) --nv;
   const Config d = GemmDefaultConfig(spec, space);
   // B packed (1, or 2 fused where the tiles can pack it: see LowerGemm)
-  // unless it is in panels already, and always when it must be.
+  // unless it is in panels already, and always when it must be. Panels
+  // already made are read as they are, with the next panel prefetched (3)
+  // where the seed would fuse the packing.
   auto b_packing = [&](int64_t pack_b) -> int64_t {
     if (!spec.b_vector) return 1;
-    if (pack_b == 0 || spec.b_panels) return 0;
+    if (pack_b == 0) return 0;
+    if (spec.b_panels) return pack_b == 2 ? 3 : 0;
     return pack_b == 2 && (spec.a_live || spec.a_row_live) ? 1 : pack_b;
   };
   auto seed = [&](int64_t rows, int64_t vectors, int64_t pack_b, int64_t pack_a, const char* inner,
@@ -270,7 +277,8 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return absl::InternalError("a_live and a_row_live need the GEMM's k_unit");
   }
   const int64_t U = space.IntValue(c, "unroll_k");
-  const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = space.IntValue(c, "pack_b") != 0;
+  const int64_t b_mode = space.IntValue(c, "pack_b");
+  const bool pack_a = space.IntValue(c, "pack_a") != 0, pack_b = b_mode == 1 || b_mode == 2;
   const bool a_rows = space.IntValue(c, "pack_a") == 2;
   // Every register tile starts at a multiple of NR, so only the last N % NR
   // columns form a tile short of columns; it is NVE vectors wide. Its B
@@ -300,7 +308,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // where A is zero), and it must run before the panel's other tiles
   // (which a team sharing out the row tiles does not ensure); otherwise
   // the block is packed first, as with pack_b=1.
-  const bool fused_b = space.IntValue(c, "pack_b") == 2 && !spec.a_live && !spec.a_row_live && (jr_outer || !team);
+  const bool fused_b = b_mode == 2 && !spec.a_live && !spec.a_row_live && (jr_outer || !team);
   auto pos = [&](const char* d) { return std::find(order.begin(), order.end(), d) - order.begin(); };
   const auto pb = std::max(pos("jc"), pos("pc")), pa = std::max(pos("ic"), pos("pc"));
   // With fused packing and jr outer, a panel's tiles all run before the
@@ -550,20 +558,21 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   Expr m_lo = Expr(0), m_end = Expr(M), n_lo = Expr(0), n_end = Expr(NT);
   if (split_rows) m_lo = V("tp") * Expr(part_m), m_end = min(Expr(M), m_lo + Expr(part_m));
   if (split_cols) n_lo = V("tp") * Expr(part_n), n_end = min(Expr(NT), n_lo + Expr(part_n));
-  // With fused packing, a panel's first row tile packs it, in the first
-  // row block of the part when the B block serves several.
+  // The first row tile to read a panel (which with fused packing packs
+  // it): the tile at its top, in the first row block of the part when the
+  // B block serves several.
   Expr packs_panel = EQ::Make(ir_o, Expr(0));
   if (pos("ic") > pb) packs_panel = packs_panel && EQ::Make(ic, m_lo);
-  // With fused packing, each row tile of a panel (jr outer) prefetches its
-  // share of the rows of B that the next panel's first tile reads, or the
-  // packing tile all of them (ir outer), so that it finds them in the
-  // cache: the next panel of the block or, from the block's last panel,
-  // the first panel of the next B block. One row per k step of the tile's
+  // With fused packing (or pack_b=3), each row tile of a panel (jr outer)
+  // prefetches its share of the rows of B that the next panel's first tile
+  // reads, or the panel's first tile all of them (ir outer), so that it
+  // finds them in the cache: the next panel of the block or, from the
+  // block's last panel, the first panel of the next B block. One row per k step of the tile's
   // first steps, "pf_panel" / "pf_block" of them (0: none): the same
   // prefetches issued together before the tile ran the kernel 2-3% slower.
   std::function<Stmt(Expr)> prefetch_next;
   Expr pf_panel, pf_block;
-  if (fused_b) {
+  if (fused_b || b_mode == 3) {
     Expr n_ir = jr_outer ? CeilDiv(mb, MR) : Expr(1), per = (Expr(KC) + n_ir - Expr(1)) / n_ir;
     Expr row0 = jr_outer ? ir_o * per : Expr(0);
     // Row kq of the B block from k0.
@@ -598,7 +607,7 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   }
   Stmt tile = fused_b ? IfThenElse::Make(packs_panel, output_tile(false, true, prefetch_next),
                                          output_tile(false, false, prefetch_next))
-                      : output_tile(false);
+                      : output_tile(false, false, prefetch_next);
   if (NT % NR != 0) tile = IfThenElse::Make(cols_full, tile, NT % NR == NRE ? output_tile(true) : padded_tile);
   if (prefetch_next) tile = LetStmt::Make("pf_panel", pf_panel, LetStmt::Make("pf_block", pf_block, tile));
 

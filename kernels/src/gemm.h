@@ -100,7 +100,8 @@ Config GemmDefaultConfig(const GemmSpec& spec, const ConfigSpace& space);
 // broadcast may take the place of a B vector read from memory) and
 // the 6 x 4-vector tile, with B packed (before the block's tiles, or by
 // the tiles themselves: pack_b=2) or not (never when it is in panels
-// already), A as it is or in row
+// already: then read in place, with or without the next panel prefetched,
+// pack_b=3 or 0), A as it is or in row
 // panels, K blocks of 64 to 256; with threads, each packing all of the
 // smaller operand (rows for M >= N, else cols when halves of N are nearly
 // equal).

@@ -249,36 +249,42 @@ TEST_F(CpuBackendTest, EveryKindOfEdgeTileMatchesReference) {
 // ir outer; one thread, two splitting rows or columns, and a team sharing
 // out the panels (jr outer) or the row tiles (ir outer: the block is
 // packed first). Run several times: a tile reading a panel before it is
-// packed would show.
-TEST_F(CpuBackendTest, PanelsPackedByTheirFirstTileMatchReference) {
-  for (const char* text : {"matmul(M=45,N=44,K=70,bias=1,relu=1)", "batch_matmul(B=2,M=21,N=40,K=33)"}) {
+// packed would show. pack_b=3 walks B the same way, reading it in place
+// while the tiles prefetch the next panel as with 2; the convolution's
+// weights are in panels already and its K blocks walk taps (units) whose
+// runs of zero rows of A are skipped.
+TEST_F(CpuBackendTest, PanelsPackedOrPrefetchedByTheTilesMatchReference) {
+  for (const char* text : {"matmul(M=45,N=44,K=70,bias=1,relu=1)", "batch_matmul(B=2,M=21,N=40,K=33)",
+                           "conv2d(N=1,C=12,H=5,W=6,K=40,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)"}) {
     auto space = SpaceOf(text);
     ASSERT_TRUE(space.ok()) << text << ": " << space.status();
     std::vector<v1::MeasureRequest> batch;
-    for (const char* order : {"jc,pc,ic", "ic,pc,jc"}) {
-      for (const char* inner : {"jr,ir", "ir,jr"}) {
-        for (const auto& [threads, parallel, mc, nc] :
-             std::vector<std::tuple<int64_t, std::string, int64_t, int64_t>>{{1, "rows", 16, 32},
-                                                                             {1, "rows", 48, 64},
-                                                                             {2, "rows", 16, 32},
-                                                                             {2, "rows", 32, 64},
-                                                                             {2, "cols", 48, 64},
-                                                                             {2, "tiles", 16, 32}}) {
-          auto c = space->FromValues({{"mr", int64_t{4}},
-                                      {"nv", int64_t{2}},
-                                      {"vec", int64_t{8}},
-                                      {"mc", mc},
-                                      {"nc", nc},
-                                      {"kc", int64_t{32}},
-                                      {"order", std::string(order)},
-                                      {"inner", std::string(inner)},
-                                      {"pack_a", int64_t{1}},
-                                      {"pack_b", int64_t{2}},
-                                      {"threads", threads},
-                                      {"parallel", parallel}});
-          ASSERT_TRUE(c.ok()) << c.status();
-          batch.push_back(Request(text, c->index));
-          batch.back().mutable_options()->set_repeat(5);
+    for (int64_t pack_b : {2, 3}) {
+      for (const char* order : {"jc,pc,ic", "ic,pc,jc"}) {
+        for (const char* inner : {"jr,ir", "ir,jr"}) {
+          for (const auto& [threads, parallel, mc, nc] :
+               std::vector<std::tuple<int64_t, std::string, int64_t, int64_t>>{{1, "rows", 16, 32},
+                                                                               {1, "rows", 48, 64},
+                                                                               {2, "rows", 16, 32},
+                                                                               {2, "rows", 32, 64},
+                                                                               {2, "cols", 48, 64},
+                                                                               {2, "tiles", 16, 32}}) {
+            auto c = space->FromValues({{"mr", int64_t{4}},
+                                        {"nv", int64_t{2}},
+                                        {"vec", int64_t{8}},
+                                        {"mc", mc},
+                                        {"nc", nc},
+                                        {"kc", int64_t{32}},
+                                        {"order", std::string(order)},
+                                        {"inner", std::string(inner)},
+                                        {"pack_a", int64_t{1}},
+                                        {"pack_b", pack_b},
+                                        {"threads", threads},
+                                        {"parallel", parallel}});
+            ASSERT_TRUE(c.ok()) << c.status();
+            batch.push_back(Request(text, c->index));
+            batch.back().mutable_options()->set_repeat(5);
+          }
         }
       }
     }

@@ -82,9 +82,11 @@ TEST(MatmulTemplateTest, SeedConfigsFitTheShape) {
       tiles.insert({s->IntValue(c, "mr"), s->IntValue(c, "nv")});
       EXPECT_EQ(s->IntValue(c, "vec"), 16) << text;
       EXPECT_EQ(s->StrValue(c, "parallel"), parallel) << text;
-      // Weights blocked by the caller are read as they are, never packed.
+      // Weights blocked by the caller are read as they are (with the next
+      // panel prefetched or not), never packed.
       if (w->param_or("wblock", 0) > 0) {
-        EXPECT_EQ(s->IntValue(c, "pack_b"), 0) << text << ": " << s->ToString(c);
+        const int64_t pack_b = s->IntValue(c, "pack_b");
+        EXPECT_TRUE(pack_b == 0 || pack_b == 3) << text << ": " << s->ToString(c);
       }
     }
     if (winograd) {
@@ -286,7 +288,8 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
 // With pack_b=2, the tile that packs a panel brings each row of B it will
 // read into L1 a few k steps ahead (the last row of the block at the end),
 // which no other tile does, nor pack_b=1; and every tile brings its share
-// of the next panel's rows into L2 as its k loop goes.
+// of the next panel's rows into L2 as its k loop goes (also with
+// pack_b=3, which reads B in place).
 TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
   auto w = ParseWorkload("matmul(M=60,N=96,K=40)");
   auto space = Matmul().Space(*w);
@@ -327,6 +330,14 @@ TEST(MatmulTemplateTest, FusedPackingPrefetchesBRowsAhead) {
     EXPECT_LT(fused.rfind("for (int64_t kk = 0; kk < kb; ++kk)", p), test);
   }
   EXPECT_GE(l2, 12u) << fused;  // 3 lines x (next panel, next block) x 4 copies of the tile's k loop
+  // pack_b=3 reads B as it is, with the same prefetches into L2 (3 lines x
+  // 2 x the k loops of whole and short rows) and none into L1; 0 has none.
+  const std::string in_place = source(3);
+  EXPECT_EQ(in_place.find("Bp"), std::string::npos) << in_place;
+  EXPECT_EQ(in_place.find("tf_prefetch_l1"), std::string::npos);
+  EXPECT_EQ(Occurrences(in_place, "tf_prefetch(B["), 12u) << in_place;
+  EXPECT_EQ(Occurrences(in_place, "if ((kk < pf_panel))"), Occurrences(in_place, "if ((kk < pf_block))"));
+  EXPECT_EQ(source(0).find("tf_prefetch"), std::string::npos);
 }
 
 // With pack_b=2 and jr outer, when no later row block reads a B block
