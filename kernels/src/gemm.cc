@@ -567,9 +567,10 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // prefetches its share of the rows of B that the next panel's first tile
   // reads, or the panel's first tile all of them (ir outer), so that it
   // finds them in the cache: the next panel of the block or, from the
-  // block's last panel, the first panel of the next B block. One row per k step of the tile's
-  // first steps, "pf_panel" / "pf_block" of them (0: none): the same
-  // prefetches issued together before the tile ran the kernel 2-3% slower.
+  // block's last panel, the first panel of the next B block. One row per
+  // k step of the tile's first steps, "pf_panel" / "pf_block" of them (0:
+  // none): the same prefetches issued together before the tile ran the
+  // kernel 2-3% slower.
   std::function<Stmt(Expr)> prefetch_next;
   Expr pf_panel, pf_block;
   if (fused_b || b_mode == 3) {
