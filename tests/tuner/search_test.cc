@@ -115,8 +115,8 @@ TEST_F(SearchTest, ReplayedSpaceIsCompleteAndBestIsKnown) {
   std::string path = Record("matmul(M=128,N=128,K=128)", 0);
   auto s = LoadRecordedSpace(path, *kernels::ParseWorkload("matmul(M=128,N=128,K=128)"), kPins);
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->size, 3168u);
-  EXPECT_EQ(s->recorded, 3168);
+  EXPECT_EQ(s->size, 4224u);
+  EXPECT_EQ(s->recorded, 4224);
   EXPECT_GT(s->best_throughput, 90e9);
 }
 
@@ -152,7 +152,7 @@ TEST_F(SearchTest, TransferFromAnotherShapeHelps) {
   auto db = database::Database::Open(pa);
   auto transfer = (*db)->TemplateRecords("matmul", "rec-cpu", b, 5000);
   ASSERT_TRUE(transfer.ok());
-  ASSERT_EQ(transfer->size(), 3168u);
+  ASSERT_EQ(transfer->size(), 4224u);
   std::vector<ReplayRun> warm = Runs(*sb, "xgb", *transfer), cold = Runs(*sb, "xgb");
   double mw = MeanTrialsTo95(warm), mc = MeanTrialsTo95(cold);
   std::printf("mean trials to 95%%: with transfer %.1f, without %.1f\n", mw, mc);
