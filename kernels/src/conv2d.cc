@@ -254,12 +254,14 @@ struct WinogradShape {
       : TW((s.OW + 1) / 2),
         T((s.OH + 1) / 2 * TW),
         tb(std::min(tiles, T)),
-        su(s.C * s.K + 16),
+        su(s.winograd ? s.C * s.K : s.C * s.K + 16),
         sv(tb * s.C + 16),
         sm(tb * s.K + 16) {}
   int64_t TW, T;       // tiles per row, tiles
   int64_t tb;          // tiles per chunk
-  int64_t su, sv, sm;  // the strides of wu, wv and wm from one xi to the next
+  // The strides of wu, wv and wm from one xi to the next; the weights given
+  // transformed (winograd=1) are wu, unpadded.
+  int64_t su, sv, sm;
 };
 
 GemmSpec WinogradGemm(const ConvShape& s, const WinogradShape& ws) {
@@ -271,8 +273,9 @@ GemmSpec WinogradGemm(const ConvShape& s, const WinogradShape& ws) {
   const Expr bi = Var::Make("bi");
   g.a = [=](Expr i, Expr k0, Expr kk) { return Load::Make("wv", bi * Expr(ws.sv) + i * Expr(s.C) + k0 + kk); };
   auto u_at = [=](Expr k0, Expr kk, Expr j) { return bi * Expr(ws.su) + (k0 + kk) * Expr(s.K) + j; };
-  g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make("wu", u_at(k0, kk, j)); };
-  g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make("wu", u_at(k0, kk, j), t); };
+  const std::string u = s.winograd ? "weight" : "wu";
+  g.b = [=](Expr k0, Expr kk, Expr j) { return Load::Make(u, u_at(k0, kk, j)); };
+  g.b_vector = [=](Expr k0, Expr kk, Expr j, Type t) { return Load::Make(u, u_at(k0, kk, j), t); };
   g.out = "wm";
   g.out_index = [=](Expr i, Expr j) { return bi * Expr(ws.sm) + i * Expr(s.K) + j; };
   return g;
@@ -331,10 +334,10 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
        k = Var::Make("k");
   Expr th = t / Expr(ws.TW), tw = t % Expr(ws.TW);
 
-  // The weights, wu[xi][c][k] = (G g G^T)[xi] of filter (c, k), for k =
-  // kq*kw + kl in the weights' own blocks (kw output channels): the
-  // innermost loop reads a block's taps contiguously, and the next channel
-  // continues each tap's run.
+  // The weights, unless given transformed (winograd=1): wu[xi][c][k] =
+  // (G g G^T)[xi] of filter (c, k), for k = kq*kw + kl in the weights' own
+  // blocks (kw output channels): the innermost loop reads a block's taps
+  // contiguously, and the next channel continues each tap's run.
   const int64_t kw = s.weight_block();
   Expr kq = Var::Make("kq"), kl = Var::Make("kl");
   std::vector<Stmt> wu;
@@ -409,8 +412,10 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
   Stmt chunk = Block::Make({input, kernel->func.body, output});
   Stmt body = by_chunk ? For::Make("ch", 0, chunks, ForKind::kParallel, chunk_buffers(chunk))
                        : chunk_buffers(For::Make("ch", 0, chunks, ForKind::kSerial, chunk));
-  body = Block::Make({weights, For::Make("n", 0, s.N, ForKind::kSerial, body)});
-  body = Allocate::Make("wu", Type::Float(), 16 * ws.su, MemoryScope::kHeap, body);
+  body = For::Make("n", 0, s.N, ForKind::kSerial, body);
+  if (!s.winograd) {
+    body = Allocate::Make("wu", Type::Float(), 16 * ws.su, MemoryScope::kHeap, Block::Make({weights, body}));
+  }
   kernel->func.body = body;
   return kernel;
 }
@@ -425,12 +430,14 @@ class Conv2dTemplate : public Template {
   std::string_view op() const override { return "conv2d"; }
   std::vector<std::string> ParamNames() const override { return ConvParamNames(false); }
   // tf32=1: the inputs may be rounded to TF32 (the GPU space then offers
-  // tensor cores). wblock=b: the weights come blocked by b output channels
-  // (conv_common.h), CPU only.
+  // tensor cores). wblock=b: the weights come blocked by b output channels;
+  // winograd=1: transformed for Winograd F(2x2, 3x3) (conv_common.h); CPU
+  // only.
   std::vector<std::pair<std::string, int64_t>> OptionalParams() const override {
     std::vector<std::pair<std::string, int64_t>> p = ConvOptionalParams();
     p.emplace_back("tf32", 0);
     p.emplace_back("wblock", 0);
+    p.emplace_back("winograd", 0);
     return p;
   }
   std::vector<TextParamSpec> TextParams() const override { return ConvTextParams(); }
@@ -439,14 +446,17 @@ class Conv2dTemplate : public Template {
 
   // The GEMM space, and for a convolution Winograd applies to, the knobs
   // "algo" ("direct" or "winograd") and "wtiles" (Winograd's tiles per
-  // chunk; see LowerWinograd), before the build knobs.
+  // chunk; see LowerWinograd), before the build knobs. Weights given
+  // transformed (winograd=1) leave Winograd only: no "algo".
   absl::StatusOr<ConfigSpace> Space(const Workload& w) const override {
+    const ConvShape s = ConvShapeOf(w, false);
     absl::StatusOr<ConfigSpace> space = GemmSpace(Gemm(w));
-    if (!space.ok() || !WinogradApplies(ConvShapeOf(w, false))) return space;
+    if (!space.ok() || !(s.winograd || WinogradApplies(s))) return space;
     std::vector<Knob> knobs = space->knobs();
     const auto at = knobs.end() - static_cast<std::ptrdiff_t>(CpuBuildKnobs().size());
-    knobs.insert(at, {{"algo", KnobKind::kChoice, StringValues({"direct", "winograd"})},
-                      {"wtiles", KnobKind::kSplit, IntValues({8, 16, 32, 64})}});
+    std::vector<Knob> added = {{"wtiles", KnobKind::kSplit, IntValues({8, 16, 32, 64})}};
+    if (!s.winograd) added.insert(added.begin(), {"algo", KnobKind::kChoice, StringValues({"direct", "winograd"})});
+    knobs.insert(at, added.begin(), added.end());
     return ConfigSpace::Create(std::move(knobs));
   }
   Config DefaultConfig(const Workload& w, const ConfigSpace& space) const override {
@@ -456,19 +466,24 @@ class Conv2dTemplate : public Template {
   // of the Winograd products in chunks of 16 tiles (the chunk that measured
   // best on ResNet's 3x3 layers).
   std::vector<Config> SeedConfigs(const Workload& w, const ConfigSpace& space) const override {
-    std::vector<Config> seeds = GemmSeedConfigs(Gemm(w), space);
-    if (!space.HasKnob("algo")) return seeds;  // Space offers it where WinogradApplies
     const ConvShape s = ConvShapeOf(w, false);
+    std::vector<Config> seeds;
+    if (!s.winograd) seeds = GemmSeedConfigs(Gemm(w), space);
+    if (!space.HasKnob("wtiles")) return seeds;  // Space offers it where Winograd applies
     constexpr int64_t kTiles = 16;
+    std::vector<std::pair<std::string, KnobValue>> winograd = {{"wtiles", kTiles}};
+    if (!s.winograd) winograd.emplace_back("algo", std::string("winograd"));
     for (const Config& c : GemmSeedConfigs(WinogradGemm(s, WinogradShape(s, kTiles)), space)) {
-      absl::StatusOr<Config> wc = space.With(c, {{"algo", std::string("winograd")}, {"wtiles", kTiles}});
+      absl::StatusOr<Config> wc = space.With(c, winograd);
       if (wc.ok()) seeds.push_back(*wc);
     }
     return seeds;
   }
   absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& space, const Config& c) const override {
     const ConvShape s = ConvShapeOf(w, false);
-    if (space.HasKnob("algo") && space.StrValue(c, "algo") == "winograd") return LowerWinograd(s, Buffers(w), space, c);
+    if (s.winograd || (space.HasKnob("algo") && space.StrValue(c, "algo") == "winograd")) {
+      return LowerWinograd(s, Buffers(w), space, c);
+    }
     return LowerGemm(ConvGemm(s), Buffers(w), space, c);
   }
   std::vector<BufferArg> Buffers(const Workload& w) const override { return ConvBuffers(ConvShapeOf(w, false)); }
@@ -544,10 +559,10 @@ class CudaConv2dTemplate : public Conv2dTemplate {
   DeviceClass device() const override { return DeviceClass::kCuda; }
   std::string_view declared_version() const override { return "conv2d-cuda-1"; }
   absl::Status Validate(const Workload& w) const override {
-    if (w.param_or("wblock", 0) != 0) {
+    if (w.param_or("wblock", 0) != 0 || w.param_or("winograd", 0) != 0) {
       return absl::InvalidArgumentError(
-          "conv2d wblock: blocked weights are a CPU layout; the cuda template takes "
-          "plain weights (leave wblock out)");
+          "conv2d wblock / winograd: blocked or transformed weights are CPU layouts; the cuda template takes "
+          "plain weights (leave wblock and winograd out)");
     }
     return Conv2dTemplate::Validate(w);
   }

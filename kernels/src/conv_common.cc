@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gemm.h"
+#include "tunefarm/kernels/weights.h"
 
 namespace tunefarm::kernels {
 namespace {
@@ -43,6 +44,7 @@ ConvShape ConvShapeOf(const Workload& w, bool depthwise) {
   s.relu = w.param_or("relu", 0) != 0;
   s.tf32 = !depthwise && w.param_or("tf32", 0) != 0;
   s.wblock = depthwise ? 0 : w.param_or("wblock", 0);
+  s.winograd = !depthwise && w.param_or("winograd", 0) != 0;
   s.nhwc = w.text("layout") == "NHWC";
   s.OH = (s.H + 2 * s.pad - (s.R - 1) * s.dilation - 1) / s.stride + 1;
   s.OW = (s.W + 2 * s.pad - (s.S - 1) * s.dilation - 1) / s.stride + 1;
@@ -64,7 +66,7 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
   if (absl::Status s = range("stride", w.param("stride"), 1, 1024); !s.ok()) return s;
   if (absl::Status s = range("pad", w.param("pad"), 0, kMaxDim); !s.ok()) return s;
   if (absl::Status s = range("dilation", w.param_or("dilation", 1), 1, 1024); !s.ok()) return s;
-  for (const char* flag : {"bias", "relu", "tf32"}) {
+  for (const char* flag : {"bias", "relu", "tf32", "winograd"}) {
     const int64_t v = w.param_or(flag, 0);
     if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", flag, " must be 0 or 1, got ", v));
   }
@@ -73,6 +75,19 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
         absl::StrCat(w.op, " wblock=", b, " must be 0 (plain weights) or a multiple of 16 up to 256"));
   }
   const ConvShape s = ConvShapeOf(w, depthwise);
+  if (s.winograd) {
+    if (!s.nhwc || s.R != 3 || s.S != 3 || s.stride != 1 || s.dilation != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          w.op,
+          " winograd=1 (weights transformed for Winograd F(2x2, 3x3)) needs layout=NHWC, R=3, S=3, stride=1 "
+          "and dilation=1; got layout=",
+          w.text("layout"), ", R=", s.R, ", S=", s.S, ", stride=", s.stride, ", dilation=", s.dilation));
+    }
+    if (s.wblock != 0 || s.tf32) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          w.op, " winograd=1 weights have a layout of their own and are float32: leave wblock and tf32 out"));
+    }
+  }
   const int64_t er = (s.R - 1) * s.dilation + 1, es = (s.S - 1) * s.dilation + 1;
   // Padding as large as the kernel would make whole output rows read
   // nothing but padding; TVM and oneDNN shapes never do that.
@@ -111,7 +126,93 @@ std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s) {
   return out;
 }
 
+namespace {
+
+// Winograd F(2x2, 3x3)'s matrices (Lavin and Gray, 2016).
+constexpr double kBt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+constexpr double kG[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+constexpr double kAt[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+
+// Per output, sum over c and the 16 points xi = 4a + b of
+// At[i][a] At[j][b] U[xi][c][k] V[xi][c] with V = B^T d B of the tile's
+// 4 x 4 input patch d (zero outside the input). The float kernel rounds
+// along a path of at most 3 (V) + 1 (product) + C (the sum over c) + 15
+// (the output transform, and the bias) operations, each term being one
+// At At U Bt Bt d product: SumTolerance(C + 19) of their absolute sum.
+ReferenceOutput WinogradReference(const ConvShape& s, std::span<const std::span<const float>> in) {
+  ReferenceOutput ref;
+  ref.expected.resize(s.out_elements());
+  ref.tolerance.resize(s.out_elements());
+  const std::span<const float> data = in[0], u = in[1];
+  const int64_t TH = (s.OH + 1) / 2, TW = (s.OW + 1) / 2;
+  std::vector<double> v(16 * s.C), vabs(16 * s.C);
+  for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t th = 0; th < TH; ++th) {
+      for (int64_t tw = 0; tw < TW; ++tw) {
+        for (int64_t c = 0; c < s.C; ++c) {
+          double d[4][4];
+          for (int r = 0; r < 4; ++r) {
+            for (int q = 0; q < 4; ++q) {
+              const int64_t h = 2 * th - s.pad + r, x = 2 * tw - s.pad + q;
+              d[r][q] = h >= 0 && h < s.H && x >= 0 && x < s.W ? data[s.data_index(n, c, h, x)] : 0.0;
+            }
+          }
+          for (int xi = 0; xi < 16; ++xi) {
+            double sum = 0, mag = 0;
+            for (int r = 0; r < 4; ++r) {
+              for (int q = 0; q < 4; ++q) {
+                const double f = kBt[xi / 4][r] * kBt[xi % 4][q];
+                sum += f * d[r][q];
+                mag += std::abs(f * d[r][q]);
+              }
+            }
+            v[xi * s.C + c] = sum;
+            vabs[xi * s.C + c] = mag;
+          }
+        }
+        for (int64_t k = 0; k < s.K; ++k) {
+          double m[16], mabs[16];
+          for (int xi = 0; xi < 16; ++xi) {
+            double sum = 0, mag = 0;
+            for (int64_t c = 0; c < s.C; ++c) {
+              const double w = u[(xi * s.C + c) * s.K + k];
+              sum += w * v[xi * s.C + c];
+              mag += std::abs(w) * vabs[xi * s.C + c];
+            }
+            m[xi] = sum;
+            mabs[xi] = mag;
+          }
+          for (int i = 0; i < 2; ++i) {
+            for (int j = 0; j < 2; ++j) {
+              const int64_t oh = 2 * th + i, ow = 2 * tw + j;
+              if (oh >= s.OH || ow >= s.OW) continue;
+              double acc = 0, mag = 0;
+              for (int xi = 0; xi < 16; ++xi) {
+                const double f = kAt[i][xi / 4] * kAt[j][xi % 4];
+                acc += f * m[xi];
+                mag += std::abs(f) * mabs[xi];
+              }
+              if (s.bias) {
+                acc += in[2][k];
+                mag += std::abs(static_cast<double>(in[2][k]));
+              }
+              if (s.relu) acc = std::max(acc, 0.0);
+              const int64_t o = s.out_index(n, k, oh, ow);
+              ref.expected[o] = static_cast<float>(acc);
+              ref.tolerance[o] = SumTolerance(s.C + 19, mag);
+            }
+          }
+        }
+      }
+    }
+  }
+  return ref;
+}
+
+}  // namespace
+
 ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<const float>> in) {
+  if (s.winograd) return WinogradReference(s, in);
   ReferenceOutput ref;
   ref.expected.resize(s.out_elements());
   ref.tolerance.resize(s.out_elements());
@@ -151,6 +252,38 @@ ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<cons
     }
   }
   return ref;
+}
+
+absl::StatusOr<std::vector<float>> ConvWeightsFor(const Workload& w, std::span<const float> plain) {
+  if (w.op != "conv2d") return absl::InvalidArgumentError(absl::StrCat("ConvWeightsFor takes conv2d, not ", w.op));
+  const ConvShape s = ConvShapeOf(w, false);
+  ConvShape p = s;  // the plain layout
+  p.wblock = 0;
+  p.winograd = false;
+  if (static_cast<int64_t>(plain.size()) != p.weight_elements()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(w.Key(), " has ", p.weight_elements(), " plain weights, got ", plain.size()));
+  }
+  if (!s.winograd && s.wblock == 0) return std::vector<float>(plain.begin(), plain.end());
+  std::vector<float> out(s.weight_elements(), 0.0f);
+  for (int64_t k = 0; k < s.K; ++k) {
+    for (int64_t c = 0; c < s.C; ++c) {
+      if (s.winograd) {
+        for (int xi = 0; xi < 16; ++xi) {
+          double u = 0;
+          for (int r = 0; r < 3; ++r) {
+            for (int q = 0; q < 3; ++q) u += kG[xi / 4][r] * kG[xi % 4][q] * plain[p.weight_index(k, c, r, q)];
+          }
+          out[(xi * s.C + c) * s.K + k] = static_cast<float>(u);
+        }
+        continue;
+      }
+      for (int64_t r = 0; r < s.R; ++r) {
+        for (int64_t q = 0; q < s.S; ++q) out[s.weight_index(k, c, r, q)] = plain[p.weight_index(k, c, r, q)];
+      }
+    }
+  }
+  return out;
 }
 
 double ConvFlops(const ConvShape& s) {

@@ -22,7 +22,14 @@ namespace tunefarm::kernels {
 // moved out in blocks of b, and innermost within a block), the channels
 // past K in the last block unused. A caller blocks constant weights once,
 // outside the kernel; the kernel then reads b output channels as whole
-// vectors, with no packing of its own.
+// vectors, with no packing of its own. With winograd = true (conv2d, NHWC,
+// 3x3, stride 1), the weights come transformed for Winograd F(2x2, 3x3)
+// as TVM's conv2d_winograd_without_weight_transform takes them:
+// U[xi][c][k] = (G g G^T)[xi / 4][xi % 4] of filter g = weight(k, c, ., .),
+// [16][C][K], with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. A caller
+// transforms constant weights once (ConvWeightsFor in weights.h); the
+// output is then that of the Winograd algorithm on U, which is the
+// convolution by g whenever U is such a transform.
 struct ConvShape {
   int64_t N = 1, C = 1, H = 1, W = 1, K = 1, R = 1, S = 1;
   int64_t stride = 1, pad = 0, dilation = 1;
@@ -34,6 +41,8 @@ struct ConvShape {
   bool tf32 = false;
   // conv2d only: the output-channel block of the weights; 0 = plain.
   int64_t wblock = 0;
+  // conv2d only: the weights come as Winograd's transformed U.
+  bool winograd = false;
 
   // Element indices of data and out, for the reference (I = int64_t) and
   // the generated kernels (I = ir::Expr).
@@ -71,7 +80,10 @@ struct ConvShape {
   // K rounded up to whole weight blocks.
   int64_t weight_channels() const { return wblock > 0 ? (K + wblock - 1) / wblock * wblock : K; }
   int64_t data_elements() const { return N * C * H * W; }
-  int64_t weight_elements() const { return depthwise ? C * R * S : weight_channels() * C * R * S; }
+  int64_t weight_elements() const {
+    if (winograd) return 16 * C * K;
+    return depthwise ? C * R * S : weight_channels() * C * R * S;
+  }
   int64_t out_elements() const { return N * K * OH * OW; }
 };
 
@@ -90,7 +102,9 @@ absl::Status ValidateConv(const Workload& w, bool depthwise);
 
 // Buffers data, weight, [bias], out.
 std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s);
-// The direct convolution in double, with SumTolerance per element.
+// The direct convolution in double, with SumTolerance per element; with
+// winograd, Winograd's algorithm on the transformed weights in double,
+// with the bound for its float rounding.
 ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<const float>> in);
 double ConvFlops(const ConvShape& s);
 

@@ -445,7 +445,9 @@ TEST_F(CpuBackendTest, PaddedConvolutionsReadTheirInputInPlace) {
 // last chunk of tiles part used, padding 0 to 2, blocked weights with the
 // last block part used, a batch, the fused epilogue, each packing, and
 // two threads (run repeatedly) sharing out each chunk's steps or, with
-// four chunks or more, taking whole chunks each.
+// four chunks or more, taking whole chunks each. Weights given transformed
+// (winograd=1) are read in place, with no "algo" to choose, on any number
+// of input channels.
 TEST_F(CpuBackendTest, WinogradConvolutionsMatchReference) {
   for (const char* text : {"conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,layout=NCHW)",
                            "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=2,pad=1,layout=NHWC)",
@@ -468,34 +470,35 @@ TEST_F(CpuBackendTest, WinogradConvolutionsMatchReference) {
   for (const char* text : {"conv2d(N=2,C=16,H=9,W=7,K=20,R=3,S=3,stride=1,pad=1,bias=1,relu=1,layout=NHWC)",
                            "conv2d(N=1,C=64,H=14,W=14,K=64,R=3,S=3,stride=1,pad=1,wblock=64,layout=NHWC)",
                            "conv2d(N=1,C=17,H=5,W=6,K=33,R=3,S=3,stride=1,pad=2,wblock=32,relu=1,layout=NHWC)",
-                           "conv2d(N=1,C=32,H=3,W=3,K=8,R=3,S=3,stride=1,pad=0,layout=NHWC)"}) {
+                           "conv2d(N=1,C=32,H=3,W=3,K=8,R=3,S=3,stride=1,pad=0,layout=NHWC)",
+                           "conv2d(N=2,C=5,H=9,W=7,K=20,R=3,S=3,stride=1,pad=1,bias=1,relu=1,winograd=1,layout=NHWC)",
+                           "conv2d(N=1,C=17,H=6,W=5,K=33,R=3,S=3,stride=1,pad=2,winograd=1,layout=NHWC)"}) {
     auto w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok()) << text;
     const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);
     auto space = t.Space(*w);
     ASSERT_TRUE(space.ok());
-    ASSERT_TRUE(space->HasKnob("algo")) << text;
+    const bool given = w->param_or("winograd", 0) != 0;
+    ASSERT_EQ(space->HasKnob("algo"), !given) << text;
     std::vector<v1::MeasureRequest> batch;
     for (const Case& k : cases) {
       if (k.threads > cores) continue;
-      auto c = space->FromValues({{"algo", std::string("winograd")},
-                                  {"wtiles", k.wtiles},
-                                  {"mr", k.mr},
-                                  {"nv", k.nv},
-                                  {"vec", int64_t{16}},
-                                  {"mc", int64_t{16}},
-                                  {"kc", k.kc},
-                                  {"pack_a", k.pack_a},
-                                  {"pack_b", k.pack_b},
-                                  {"threads", k.threads},
-                                  {"parallel", std::string(k.parallel)}});
+      std::vector<std::pair<std::string, kernels::KnobValue>> values = {
+          {"wtiles", k.wtiles},   {"mr", k.mr},
+          {"nv", k.nv},           {"vec", int64_t{16}},
+          {"mc", int64_t{16}},    {"kc", k.kc},
+          {"pack_a", k.pack_a},   {"pack_b", k.pack_b},
+          {"threads", k.threads}, {"parallel", std::string(k.parallel)}};
+      if (!given) values.emplace_back("algo", std::string("winograd"));
+      auto c = space->FromValues(values);
       ASSERT_TRUE(c.ok()) << c.status();
       auto kernel = t.Instantiate(*w, *space, *c);
       ASSERT_TRUE(kernel.ok()) << kernel.status();
       auto src = kernels::GenerateC(kernel->func);
       ASSERT_TRUE(src.ok()) << src.status();
-      // The transformed weights, input and products.
-      for (const char* buffer : {"wu[", "wv[", "wm["}) EXPECT_NE(src->find(buffer), std::string::npos) << buffer;
+      // The transformed weights (unless given), input and products.
+      for (const char* buffer : {"wv[", "wm["}) EXPECT_NE(src->find(buffer), std::string::npos) << buffer;
+      EXPECT_EQ(src->find("wu[") != std::string::npos, !given) << text;
       batch.push_back(Request(text, c->index));
       batch.back().mutable_options()->set_repeat(k.threads > 1 ? 10 : 2);
     }

@@ -10,6 +10,7 @@
 #include "tunefarm/kernels/codegen_c.h"
 #include "tunefarm/kernels/codegen_cuda.h"
 #include "tunefarm/kernels/template.h"
+#include "tunefarm/kernels/weights.h"
 
 namespace tunefarm::kernels {
 namespace {
@@ -219,11 +220,75 @@ TEST(MatmulTemplateTest, BlockedConvWeightsGiveThePlainAnswer) {
     EXPECT_EQ(conv.Buffers(*wb)[1].elements, 32 * rest) << layout;
     std::vector<std::span<const float>> in = {data, plain}, in_b = {data, blocked};
     EXPECT_EQ(conv.Reference(*w, in)[0].expected, conv.Reference(*wb, in_b)[0].expected) << layout;
+    auto converted = ConvWeightsFor(*wb, plain);
+    ASSERT_TRUE(converted.ok()) << converted.status();
+    EXPECT_EQ(*converted, blocked) << layout;
+    EXPECT_EQ(*ConvWeightsFor(*w, plain), plain) << layout;
     const Template& gpu = *TemplateRegistry::Global().Find("conv2d", DeviceClass::kCuda);
     const absl::Status refused = gpu.Validate(*wb);
     EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(refused.message().find("plain weights"), std::string::npos) << refused;
   }
+}
+
+// winograd=1 takes U = G g G^T of each filter g, [16][C][K]: for weights
+// transformed so, its reference (Winograd's algorithm in double) is the
+// direct convolution's, within both tolerances; a wrong U (one weight off)
+// is not. Its space is Winograd's alone, its buffers are U's size, and
+// ConvWeightsFor refuses weights of the wrong size or another operator.
+TEST(MatmulTemplateTest, WinogradWeightsGiveTheDirectAnswer) {
+  const Template& conv = *TemplateRegistry::Global().Find("conv2d");
+  const int64_t N = 2, C = 5, H = 7, W = 6, K = 19;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> data(N * H * W * C), plain(9 * C * K), bias(K);
+  for (auto* v : {&data, &plain, &bias}) {
+    for (float& x : *v) x = u(rng);
+  }
+  for (const char* rest : {"pad=1,bias=1,relu=1", "pad=0", "pad=2,bias=1"}) {
+    const std::string shape = absl::StrCat("conv2d(N=2,C=5,H=7,W=6,K=19,R=3,S=3,stride=1,", rest);
+    auto w = ParseWorkload(shape + ",layout=NHWC)");
+    auto wu = ParseWorkload(shape + ",winograd=1,layout=NHWC)");
+    ASSERT_TRUE(w.ok() && wu.ok()) << wu.status();
+    auto transformed = ConvWeightsFor(*wu, plain);
+    ASSERT_TRUE(transformed.ok()) << transformed.status();
+    ASSERT_EQ(static_cast<int64_t>(transformed->size()), 16 * C * K);
+    EXPECT_EQ(conv.Buffers(*wu)[1].elements, 16 * C * K);
+    const bool with_bias = w->param_or("bias", 0) != 0;
+    std::vector<std::span<const float>> in = {data, plain}, in_u = {data, *transformed};
+    if (with_bias) in.push_back(bias), in_u.push_back(bias);
+    const ReferenceOutput direct = conv.Reference(*w, in)[0], winograd = conv.Reference(*wu, in_u)[0];
+    ASSERT_EQ(direct.expected.size(), winograd.expected.size());
+    for (size_t i = 0; i < direct.expected.size(); ++i) {
+      EXPECT_NEAR(direct.expected[i], winograd.expected[i], direct.tolerance[i] + winograd.tolerance[i])
+          << rest << " at " << i;
+    }
+    // One weight off by 0.5: the outputs of its filter at the positions
+    // that read it move by about 0.5 * |data|.
+    std::vector<float> wrong = *transformed;
+    wrong[(5 * C + 2) * K + 3] += 0.5f;
+    in_u[1] = wrong;
+    const ReferenceOutput off = conv.Reference(*wu, in_u)[0];
+    size_t moved = 0;
+    for (size_t i = 0; i < off.expected.size(); ++i) {
+      moved += std::abs(off.expected[i] - winograd.expected[i]) > winograd.tolerance[i] + off.tolerance[i];
+    }
+    EXPECT_GT(moved, 0u) << rest;
+    auto space = conv.Space(*wu);
+    ASSERT_TRUE(space.ok());
+    EXPECT_FALSE(space->HasKnob("algo"));
+    EXPECT_TRUE(space->HasKnob("wtiles"));
+    for (const Config& c : conv.SeedConfigs(*wu, *space)) EXPECT_EQ(space->IntValue(c, "wtiles"), 16);
+  }
+  auto w = ParseWorkload("conv2d(N=1,C=5,H=7,W=6,K=19,R=3,S=3,stride=1,pad=1,winograd=1,layout=NHWC)");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(ConvWeightsFor(*w, std::span<const float>(plain).first(10)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto dw = ParseWorkload("depthwise_conv2d(N=1,C=5,H=7,W=6,R=3,S=3,stride=1,pad=1,layout=NHWC)");
+  ASSERT_TRUE(dw.ok());
+  EXPECT_EQ(ConvWeightsFor(*dw, plain).status().code(), absl::StatusCode::kInvalidArgument);
+  const Template& gpu = *TemplateRegistry::Global().Find("conv2d", DeviceClass::kCuda);
+  EXPECT_EQ(gpu.Validate(*w).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {

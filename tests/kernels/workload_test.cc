@@ -86,6 +86,20 @@ TEST(WorkloadTest, ClearErrors) {
            {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,wblock=512,layout=NHWC)", "wblock=512"},
            {"depthwise_conv2d(N=1,C=3,H=8,W=8,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)",
             "unknown parameter 'wblock'"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,winograd=2,layout=NHWC)", "winograd must be 0 or 1"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,winograd=1,layout=NCHW)",
+            "winograd=1 (weights transformed for Winograd F(2x2, 3x3)) needs layout=NHWC, R=3, S=3, stride=1 and "
+            "dilation=1; got layout=NCHW"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=2,pad=1,winograd=1,layout=NHWC)",
+            "got layout=NHWC, R=3, "
+            "S=3, stride=2"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=5,S=5,stride=1,pad=2,winograd=1,layout=NHWC)", "R=5, S=5"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=2,dilation=2,winograd=1,layout=NHWC)", "dilation=2"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=16,R=3,S=3,stride=1,pad=1,wblock=16,winograd=1,layout=NHWC)",
+            "leave wblock and tf32 out"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,tf32=1,winograd=1,layout=NHWC)", "leave wblock"},
+           {"depthwise_conv2d(N=1,C=3,H=8,W=8,R=3,S=3,stride=1,pad=1,winograd=1,layout=NHWC)",
+            "unknown parameter 'winograd'"},
            {"depthwise_conv2d(N=1,C=3,H=8,W=8,K=3,R=3,S=3,stride=1,pad=1,layout=NCHW)", "unknown parameter 'K'"},
        }) {
     auto w = ParseWorkload(c.text);
