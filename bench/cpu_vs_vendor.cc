@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -24,6 +25,7 @@
 #include "tunefarm/database/database.h"
 #include "tunefarm/device_agents/backend.h"
 #include "tunefarm/kernels/template.h"
+#include "tunefarm/kernels/weights.h"
 #include "tunefarm/tuner/tune.h"
 
 namespace {
@@ -35,12 +37,17 @@ struct Case {
   std::string group;  // "matmul", "conv2d", "depthwise"
   std::string text;
   bool skinny = false;
+  // The same convolution with its weights transformed for Winograd
+  // (winograd=1), tuned beside `text` where set.
+  std::string winograd_text;
 };
 
 // `wblock` > 0: the conv2d workloads take their weights blocked by that
 // many output channels, done once outside the timing (as oneDNN's weights
-// are reordered to its blocked format once).
-std::vector<Case> Cases(const std::string& layout, int wblock) {
+// are reordered to its blocked format once). `winograd`: the NHWC 3x3
+// ones are also tuned with their weights transformed for Winograd, once
+// outside the timing (as oneDNN's Winograd convolution takes them).
+std::vector<Case> Cases(const std::string& layout, int wblock, bool winograd) {
   std::vector<Case> out;
   for (const char* m : {"M=1024,N=1024,K=1024", "M=512,N=512,K=512"}) out.push_back({"matmul", absl::StrCat("matmul(", m, ")")});
   for (const char* m : {"M=128,N=3072,K=768", "M=64,N=64,K=4096", "M=1,N=4096,K=4096", "M=77,N=129,K=61"}) {
@@ -53,7 +60,11 @@ std::vector<Case> Cases(const std::string& layout, int wblock) {
                         "C=256,H=56,W=56,K=64,R=1,S=1,stride=1,pad=0", "C=512,H=28,W=28,K=128,R=1,S=1,stride=1,pad=0",
                         "C=1024,H=14,W=14,K=256,R=1,S=1,stride=1,pad=0", "C=2048,H=7,W=7,K=512,R=1,S=1,stride=1,pad=0"}) {
     const std::string block = wblock > 0 ? absl::StrCat(",wblock=", wblock) : "";
-    out.push_back({"conv2d", absl::StrCat("conv2d(N=1,", c, block, ",layout=", layout, ")")});
+    Case cc{"conv2d", absl::StrCat("conv2d(N=1,", c, block, ",layout=", layout, ")")};
+    if (winograd && layout == "NHWC" && std::string_view(c).find("R=3") != std::string_view::npos) {
+      cc.winograd_text = absl::StrCat("conv2d(N=1,", c, ",winograd=1,layout=", layout, ")");
+    }
+    out.push_back(std::move(cc));
   }
   // MobileNet v1: the first two depthwise layers.
   for (const char* c : {"C=32,H=112,W=112,R=3,S=3,stride=1,pad=1", "C=64,H=112,W=112,R=3,S=3,stride=2,pad=1"}) {
@@ -68,19 +79,6 @@ tb::AlignedFloats Random(int64_t n, uint32_t seed) {
   std::uniform_real_distribution<float> d(-1, 1);
   for (float& x : v) x = d(rng);
   return v;
-}
-
-// conv2d weights in the plain layout (OIHW with NCHW, HWIO with NHWC) ->
-// blocked by `b` output channels: [ceil(K/b)][the plain layout without
-// K][b], the unused channels of the last block zero.
-tb::AlignedFloats BlockWeights(const tb::AlignedFloats& plain, const Workload& w, int64_t b) {
-  const int64_t K = w.param("K"), rest = w.param("C") * w.param("R") * w.param("S");
-  const bool nhwc = w.text("layout") == "NHWC";
-  tb::AlignedFloats out((K + b - 1) / b * b * rest);
-  for (int64_t k = 0; k < K; ++k) {
-    for (int64_t t = 0; t < rest; ++t) out[((k / b) * rest + t) * b + k % b] = plain[nhwc ? t * K + k : k * rest + t];
-  }
-  return out;
 }
 
 // The vendor side of one workload: runs into `out` (the tuned kernel's
@@ -174,6 +172,7 @@ struct Row {
   // the direct one that the targets are set against.
   double vendor_wino = 0;
   std::string vendor_impl, config;
+  std::string form;  // "winograd=1" where the weights were given transformed
 };
 
 double Geomean(const std::vector<double>& v) {
@@ -208,6 +207,7 @@ std::string OneDnnDescription() {
 int main(int argc, char** argv) {
   const std::string blas = tb::EnsureOpenBlasCore(argv);
   int trials = 96, batch = 16, rounds = 11, wblock = 64;
+  bool winograd = true;
   std::vector<int> thread_counts = {1, 2};
   std::string strategy = "xgb", layout = "NCHW", only, db_dir;
   uint64_t seed = 1;
@@ -224,6 +224,11 @@ int main(int argc, char** argv) {
                  "reordered (0: plain weights, which the kernel packs in every call)")
       ->check(CLI::IsMember({0, 16, 32, 48, 64}))
       ->default_val(wblock);
+  app.add_option("--winograd", winograd,
+                 "with --layout NHWC, also tune each 3x3 convolution with its weights transformed for Winograd "
+                 "once before timing (winograd=1), as oneDNN's Winograd convolution takes them, and time the form "
+                 "the tuner measured faster")
+      ->default_val(winograd);
   app.add_option("--only", only, "run only workloads whose text contains this");
   app.add_option("--db-dir", db_dir, "keep the tuning log here (log.db; default: temporary)");
   std::vector<std::string> pin_texts;
@@ -257,34 +262,48 @@ int main(int argc, char** argv) {
     }
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);
-    for (const Case& c : Cases(layout, wblock)) {
+    for (const Case& c : Cases(layout, wblock, winograd)) {
       if (!only.empty() && c.text.find(only) == std::string::npos) continue;
-      auto w = tunefarm::kernels::ParseWorkload(c.text);
-      if (!w.ok()) return std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str()), 1;
-      std::fprintf(stderr, "[%d thread%s] tuning %s (%d trials)\n", threads, threads > 1 ? "s" : "", c.text.c_str(),
-                   trials);
-      tunefarm::tuner::TuneOptions opt;
-      opt.trials = trials;
-      opt.batch_size = batch;
-      opt.seed = seed;
-      opt.strategy = strategy;
-      opt.pins = {{"threads", int64_t{threads}}};
-      for (const auto& p : *pins) {
-        if (p.first != "threads") opt.pins.push_back(p);
-      }
-      const auto t0 = tb::Clock::now();
-      auto report = tunefarm::tuner::TuneTask(*w, **backend, **db, opt, nullptr);
-      if (!report.ok() || !report->best) {
-        std::fprintf(stderr, "  tuning failed: %s\n",
-                     report.ok() ? "no candidate passed its check" : std::string(report.status().message()).c_str());
-        return 1;
-      }
+      // Tunes one form of the case; the row keeps the form the tuner
+      // measured faster.
       Row row{c, threads};
-      row.tune_s = tb::Seconds(t0, tb::Clock::now());
-      row.config = report->best_config;
-      row.at_tuning = report->flops / report->best->min_cost / 1e9;
-      auto kernel = tb::BuildAndLoad(*w, report->best->config_index,
-                                     (tmp / absl::StrCat("k", rows.size(), ".so")).string());
+      std::optional<Workload> w;
+      uint64_t config_index = 0;
+      for (const std::string& text : {c.text, c.winograd_text}) {
+        if (text.empty()) continue;
+        auto form = tunefarm::kernels::ParseWorkload(text);
+        if (!form.ok()) return std::fprintf(stderr, "%s\n", std::string(form.status().message()).c_str()), 1;
+        std::fprintf(stderr, "[%d thread%s] tuning %s (%d trials)\n", threads, threads > 1 ? "s" : "", text.c_str(),
+                     trials);
+        tunefarm::tuner::TuneOptions opt;
+        opt.trials = trials;
+        opt.batch_size = batch;
+        opt.seed = seed;
+        opt.strategy = strategy;
+        opt.pins = {{"threads", int64_t{threads}}};
+        // Weights given transformed leave Winograd only: no "algo".
+        const bool given = text == c.winograd_text;
+        for (const auto& p : *pins) {
+          if (p.first != "threads" && !(given && p.first == "algo")) opt.pins.push_back(p);
+        }
+        const auto t0 = tb::Clock::now();
+        auto report = tunefarm::tuner::TuneTask(*form, **backend, **db, opt, nullptr);
+        if (!report.ok() || !report->best) {
+          std::fprintf(stderr, "  tuning failed: %s\n",
+                       report.ok() ? "no candidate passed its check" : std::string(report.status().message()).c_str());
+          return 1;
+        }
+        row.tune_s += tb::Seconds(t0, tb::Clock::now());
+        const double gflops = report->flops / report->best->min_cost / 1e9;
+        std::fprintf(stderr, "  %.2f GFLOP/s as tuned\n", gflops);
+        if (gflops <= row.at_tuning) continue;
+        row.at_tuning = gflops;
+        row.config = report->best_config;
+        row.form = form->param_or("winograd", 0) != 0 ? "winograd=1" : "";
+        w = *form;
+        config_index = report->best->config_index;
+      }
+      auto kernel = tb::BuildAndLoad(*w, config_index, (tmp / absl::StrCat("k", rows.size(), ".so")).string());
       if (!kernel.ok()) return std::fprintf(stderr, "%s\n", std::string(kernel.status().message()).c_str()), 1;
 
       const tunefarm::kernels::Template& t = *tunefarm::kernels::TemplateRegistry::Global().Find(w->op);
@@ -293,26 +312,30 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < args.size(); ++i) {
         bufs.push_back(args[i].is_output ? tb::AlignedFloats(args[i].elements) : Random(args[i].elements, 7 + i));
       }
-      // The vendor's weights in the plain layout; ours blocked from them.
-      const int64_t block = w->param_or("wblock", 0);
+      // conv2d: the vendor's weights in the plain layout; ours converted
+      // from them into the workload's layout.
+      const bool conv = c.group == "conv2d";
       const tb::AlignedFloats plain_weight =
-          block > 0 ? Random(w->param("K") * w->param("C") * w->param("R") * w->param("S"), 8) : tb::AlignedFloats();
-      if (block > 0) bufs[1] = BlockWeights(plain_weight, *w, block);
+          conv ? Random(w->param("K") * w->param("C") * w->param("R") * w->param("S"), 8) : tb::AlignedFloats();
+      if (conv) {
+        auto converted = tunefarm::kernels::ConvWeightsFor(*w, plain_weight);
+        if (!converted.ok()) return std::fprintf(stderr, "%s\n", std::string(converted.status().message()).c_str()), 1;
+        bufs[1].assign(converted->begin(), converted->end());
+      }
       std::vector<void*> ptrs;
       for (auto& b : bufs) ptrs.push_back(b.data());
       std::unique_ptr<Vendor> vendor;
       if (c.group == "matmul") {
         vendor = std::make_unique<Blas>(*w, bufs[0], bufs[1]);
       } else {
-        auto d = std::make_unique<Dnnl>(*w, bufs[0], block > 0 ? plain_weight : bufs[1]);
+        auto d = std::make_unique<Dnnl>(*w, bufs[0], conv ? plain_weight : bufs[1]);
         row.vendor_impl = d->impl();
         vendor = std::move(d);
       }
       std::unique_ptr<Dnnl> wino;
       if (c.group == "conv2d") {
         try {
-          wino = std::make_unique<Dnnl>(*w, bufs[0], block > 0 ? plain_weight : bufs[1],
-                                        dnnl::algorithm::convolution_winograd);
+          wino = std::make_unique<Dnnl>(*w, bufs[0], plain_weight, dnnl::algorithm::convolution_winograd);
         } catch (const dnnl::error&) {
           // oneDNN has no Winograd convolution of this shape.
         }
@@ -352,8 +375,9 @@ int main(int argc, char** argv) {
       if (wino) row.vendor_wino = tb::Median(wino_gf);
       // The tuner's own measurement of the config beside the timing here:
       // far apart, the machine's speed changed between the two.
-      std::fprintf(stderr, "  %.2f vs %.2f GFLOP/s = %.3fx  (%.2f GFLOP/s when tuned in %.0f s: %s)\n", row.tuned,
-                   row.vendor, row.tuned / row.vendor, row.at_tuning, row.tune_s, row.config.c_str());
+      std::fprintf(stderr, "  %.2f vs %.2f GFLOP/s = %.3fx  (%.2f GFLOP/s when tuned in %.0f s: %s%s%s)\n", row.tuned,
+                   row.vendor, row.tuned / row.vendor, row.at_tuning, row.tune_s, row.form.c_str(),
+                   row.form.empty() ? "" : " ", row.config.c_str());
       rows.push_back(std::move(row));
     }
   }
@@ -366,8 +390,9 @@ int main(int argc, char** argv) {
   std::printf("%-3s  %-78s %9s %9s %7s %9s %10s %7s\n", "thr", "workload", "tunefarm", "vendor", "ratio", "max rdiff",
               "dnnl-wino", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-3d  %-78s %9.2f %9.2f %7.3f %9.1e", r.threads, r.c.text.c_str(), r.tuned, r.vendor,
-                r.tuned / r.vendor, r.max_rel_diff);
+    std::printf("%-3d  %-78s %9.2f %9.2f %7.3f %9.1e", r.threads,
+                (r.form.empty() ? r.c.text : r.c.winograd_text).c_str(), r.tuned, r.vendor, r.tuned / r.vendor,
+                r.max_rel_diff);
     if (r.vendor_wino > 0) std::printf(" %10.2f %7.3f", r.vendor_wino, r.tuned / r.vendor_wino);
     std::printf("\n");
   }
@@ -379,8 +404,10 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "(conv2d GFLOP/s count the direct convolution's operations whatever the algorithm; a tuned kernel with "
-      "algo=winograd transforms the weights in every call; dnnl-wino: oneDNN's Winograd convolution where it has one, "
-      "its weights transformed once before timing; the targets are against oneDNN's direct convolution)\n\n");
+      "algo=winograd transforms the weights in every call; winograd=1: the weights given transformed, once before "
+      "timing, where the tuner measured that form faster (--winograd); dnnl-wino: oneDNN's Winograd convolution "
+      "where it has one, its weights transformed once before timing; the targets are against oneDNN's direct "
+      "convolution)\n\n");
   bool all_met = true;
   auto verdict = [&](bool ok) {
     all_met = all_met && ok;
