@@ -350,6 +350,37 @@ TEST(MatmulTemplateTest, ThreadedConfigsPrintAParallelLoop) {
   }
 }
 
+// A batch split into rows or columns forks once: one loop over the
+// threads' parts, around the batch (each part of every product); with
+// columns left over for dot products (N % vec, under the split), the
+// batch stays outside and each product forks.
+TEST(MatmulTemplateTest, BatchesSplitIntoPartsForkOnce) {
+  const Template& bm = *TemplateRegistry::Global().Find("batch_matmul");
+  for (const auto& [text, outside] : std::vector<std::pair<std::string, bool>>{
+           {"batch_matmul(B=16,M=64,N=64,K=64)", true}, {"batch_matmul(B=16,M=64,N=70,K=64)", false}}) {
+    auto w = ParseWorkload(text);
+    ASSERT_TRUE(w.ok());
+    auto space = bm.Space(*w);
+    ASSERT_TRUE(space.ok());
+    for (const char* parallel : {"rows", "cols"}) {
+      auto c = space->FromValues({{"threads", int64_t{2}},
+                                  {"parallel", std::string(parallel)},
+                                  {"vec", int64_t{16}},
+                                  {"nv", int64_t{1}},
+                                  {"mr", int64_t{4}}});
+      ASSERT_TRUE(c.ok()) << c.status();
+      auto k = bm.Instantiate(*w, *space, *c);
+      ASSERT_TRUE(k.ok()) << k.status();
+      const std::string src = *GenerateC(k->func);
+      const size_t pragma = src.find("#pragma omp parallel for num_threads(2)"),
+                   batch = src.find("for (int64_t bi = 0;");
+      ASSERT_NE(pragma, std::string::npos) << text << " " << parallel;
+      ASSERT_NE(batch, std::string::npos);
+      EXPECT_EQ(pragma < batch, outside) << text << " " << parallel << "\n" << src;
+    }
+  }
+}
+
 // With pack_b=2, the tile that packs a panel brings each row of B it will
 // read into L1 a few k steps ahead (the last row of the block at the end),
 // which no other tile does, nor pack_b=1; and every tile brings its share
