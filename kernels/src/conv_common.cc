@@ -133,6 +133,22 @@ constexpr double kBt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1,
 constexpr double kG[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
 constexpr double kAt[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
 
+// Output (n, k, oh, ow) of `ref`: `acc` plus the bias, through the ReLU;
+// its tolerance that of a float sum along `terms` roundings whose terms'
+// absolute values (with the bias) sum to `mag`, and with tf32 what
+// rounding the inputs may add.
+void StoreOutput(const ConvShape& s, std::span<const std::span<const float>> in, int64_t n, int64_t k, int64_t oh,
+                 int64_t ow, double acc, double mag, int64_t terms, ReferenceOutput& ref) {
+  if (s.bias) {
+    acc += in[2][k];
+    mag += std::abs(static_cast<double>(in[2][k]));
+  }
+  if (s.relu) acc = std::max(acc, 0.0);
+  const int64_t o = s.out_index(n, k, oh, ow);
+  ref.expected[o] = static_cast<float>(acc);
+  ref.tolerance[o] = SumTolerance(terms, mag) + (s.tf32 ? Tf32Tolerance(mag) : 0.0f);
+}
+
 // Per output, sum over c and the 16 points xi = 4a + b of
 // At[i][a] At[j][b] U[xi][c][k] V[xi][c] with V = B^T d B of the tile's
 // 4 x 4 input patch d (zero outside the input). The float kernel rounds
@@ -192,14 +208,7 @@ ReferenceOutput WinogradReference(const ConvShape& s, std::span<const std::span<
                 acc += f * m[xi];
                 mag += std::abs(f) * mabs[xi];
               }
-              if (s.bias) {
-                acc += in[2][k];
-                mag += std::abs(static_cast<double>(in[2][k]));
-              }
-              if (s.relu) acc = std::max(acc, 0.0);
-              const int64_t o = s.out_index(n, k, oh, ow);
-              ref.expected[o] = static_cast<float>(acc);
-              ref.tolerance[o] = SumTolerance(s.C + 19, mag);
+              StoreOutput(s, in, n, k, oh, ow, acc, mag, s.C + 19, ref);
             }
           }
         }
@@ -239,14 +248,7 @@ ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<cons
               }
             }
           }
-          if (s.bias) {
-            acc += in[2][k];
-            mag += std::abs(static_cast<double>(in[2][k]));
-          }
-          if (s.relu) acc = std::max(acc, 0.0);
-          const int64_t o = s.out_index(n, k, oh, ow);
-          ref.expected[o] = static_cast<float>(acc);
-          ref.tolerance[o] = SumTolerance(terms, mag) + (s.tf32 ? Tf32Tolerance(mag) : 0.0f);
+          StoreOutput(s, in, n, k, oh, ow, acc, mag, terms, ref);
         }
       }
     }
