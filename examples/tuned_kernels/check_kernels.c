@@ -49,8 +49,8 @@ static int check_conv_nhwc(long C, long H, long W, long K, long R, long S, long 
   float *in = random_buffer(H * W * C, &seed), *w = random_buffer(R * S * C * K, &seed);
   float* out = malloc(sizeof(float) * (size_t)(OH * OW * K));
   void* args[3] = {in, w, out};
-  // N, C, H, W, K, R, S, stride, pad, dilation, bias, relu, tf32, wblock
-  if (tunefarm_conv2d(1, C, H, W, K, R, S, 1, pad, 1, 0, 0, 0, 0, "NHWC", args) != 0) {
+  // N, C, H, W, K, R, S, stride, pad, dilation, bias, relu, tf32, wblock, winograd
+  if (tunefarm_conv2d(1, C, H, W, K, R, S, 1, pad, 1, 0, 0, 0, 0, 0, "NHWC", args) != 0) {
     fprintf(stderr, "no conv2d kernel for this shape\n");
     return 1;
   }
