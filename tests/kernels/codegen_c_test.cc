@@ -45,8 +45,16 @@ void small(void* const* args) {
   const float* restrict W = (const float*)args[1];
   float* restrict Y = (float*)args[2];
   {
-    float* restrict tmp = (float*)aligned_alloc(64, ((size_t)(16) * sizeof(float) + 63) & ~(size_t)63);
-    if (!tmp) abort();
+    static _Thread_local float* tf_ws0;
+    static _Thread_local size_t tf_ws0_bytes;
+    const size_t tmp_bytes = ((size_t)(16) * sizeof(float) + 63) & ~(size_t)63;
+    if (tf_ws0_bytes < tmp_bytes) {
+      free(tf_ws0);
+      tf_ws0 = (float*)aligned_alloc(64, tmp_bytes);
+      if (!tf_ws0) abort();
+      tf_ws0_bytes = tmp_bytes;
+    }
+    float* restrict tmp = tf_ws0;
     {
       tf_f32x4 acc_0, acc_1;
       for (int64_t i = 0; i < 3; ++i) {
@@ -64,7 +72,6 @@ void small(void* const* args) {
         tmp[1] = 0.0f;
       }
     }
-    free(tmp);
   }
 }
 )";

@@ -14,14 +14,38 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict bias = (const float*)args[2];
   float* restrict out = (float*)args[3];
   {
-    float* restrict otmp = (float*)aligned_alloc(64, ((size_t)(235) * sizeof(float) + 63) & ~(size_t)63);
-    if (!otmp) abort();
+    static _Thread_local float* tf_ws0;
+    static _Thread_local size_t tf_ws0_bytes;
+    const size_t otmp_bytes = ((size_t)(235) * sizeof(float) + 63) & ~(size_t)63;
+    if (tf_ws0_bytes < otmp_bytes) {
+      free(tf_ws0);
+      tf_ws0 = (float*)aligned_alloc(64, otmp_bytes);
+      if (!tf_ws0) abort();
+      tf_ws0_bytes = otmp_bytes;
+    }
+    float* restrict otmp = tf_ws0;
     {
-      float* restrict wt = (float*)aligned_alloc(64, ((size_t)(135) * sizeof(float) + 63) & ~(size_t)63);
-      if (!wt) abort();
+      static _Thread_local float* tf_ws1;
+      static _Thread_local size_t tf_ws1_bytes;
+      const size_t wt_bytes = ((size_t)(135) * sizeof(float) + 63) & ~(size_t)63;
+      if (tf_ws1_bytes < wt_bytes) {
+        free(tf_ws1);
+        tf_ws1 = (float*)aligned_alloc(64, wt_bytes);
+        if (!tf_ws1) abort();
+        tf_ws1_bytes = wt_bytes;
+      }
+      float* restrict wt = tf_ws1;
       {
-        float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(189) * sizeof(float) + 63) & ~(size_t)63);
-        if (!dpad) abort();
+        static _Thread_local float* tf_ws2;
+        static _Thread_local size_t tf_ws2_bytes;
+        const size_t dpad_bytes = ((size_t)(189) * sizeof(float) + 63) & ~(size_t)63;
+        if (tf_ws2_bytes < dpad_bytes) {
+          free(tf_ws2);
+          tf_ws2 = (float*)aligned_alloc(64, dpad_bytes);
+          if (!tf_ws2) abort();
+          tf_ws2_bytes = dpad_bytes;
+        }
+        float* restrict dpad = tf_ws2;
         {
           float Be[432] __attribute__((aligned(64)));
           for (int64_t n = 0; n < 1; ++n) {
@@ -316,10 +340,7 @@ void tunefarm_kernel(void* const* args) {
             }
           }
         }
-        free(dpad);
       }
-      free(wt);
     }
-    free(otmp);
   }
 }

@@ -13,8 +13,16 @@ void tunefarm_kernel(void* const* args) {
   const float* restrict weight = (const float*)args[1];
   float* restrict out = (float*)args[2];
   {
-    float* restrict dpad = (float*)aligned_alloc(64, ((size_t)(378) * sizeof(float) + 63) & ~(size_t)63);
-    if (!dpad) abort();
+    static _Thread_local float* tf_ws0;
+    static _Thread_local size_t tf_ws0_bytes;
+    const size_t dpad_bytes = ((size_t)(378) * sizeof(float) + 63) & ~(size_t)63;
+    if (tf_ws0_bytes < dpad_bytes) {
+      free(tf_ws0);
+      tf_ws0 = (float*)aligned_alloc(64, dpad_bytes);
+      if (!tf_ws0) abort();
+      tf_ws0_bytes = dpad_bytes;
+    }
+    float* restrict dpad = tf_ws0;
     {
       float Be[216] __attribute__((aligned(64)));
       for (int64_t n = 0; n < 2; ++n) {
@@ -268,6 +276,5 @@ void tunefarm_kernel(void* const* args) {
         }
       }
     }
-    free(dpad);
   }
 }
