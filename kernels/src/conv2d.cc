@@ -334,26 +334,6 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
        k = Var::Make("k");
   Expr th = t / Expr(ws.TW), tw = t % Expr(ws.TW);
 
-  // The weights, unless given transformed (winograd=1): wu[xi][c][k] =
-  // (G g G^T)[xi] of filter (c, k), for k = kq*kw + kl in the weights' own
-  // blocks (kw output channels): the innermost loop reads a block's taps
-  // contiguously, and the next channel continues each tap's run.
-  const int64_t kw = s.weight_block();
-  Expr kq = Var::Make("kq"), kl = Var::Make("kl");
-  std::vector<Stmt> wu;
-  for (int xi = 0; xi < 16; ++xi) {
-    Expr v = TwoSided(WinoG, xi / 4, xi % 4, [&](int r, int q) {
-      return Load::Make("weight", s.weight_index_in_block(kq, kl, Expr((r * 3 + q) * s.C) + ci));
-    });
-    wu.push_back(Store::Make("wu", v, Expr(xi * ws.su) + ci * Expr(s.K) + k));
-  }
-  Stmt wu_block = Block::Make(wu);
-  if (s.K % kw != 0) wu_block = IfThenElse::Make(k < Expr(s.K), wu_block);
-  wu_block = LetStmt::Make("k", kq * Expr(kw) + kl, wu_block);
-  Stmt weights =
-      For::Make("kq", 0, (s.K + kw - 1) / kw, ForKind::kSerial,
-                For::Make("c", 0, s.C, ForKind::kParallel, For::Make("kl", 0, kw, ForKind::kVectorized, wu_block)));
-
   // The chunk's input, wv[xi][tl][c] = (B^T d B)[xi] of tile t = ch*tb + tl
   // (the last tile again past the end), whose patch element (r, q) is input
   // row 2*th - pad + r, column 2*tw - pad + q; a position outside the
@@ -414,6 +394,26 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
                        : chunk_buffers(For::Make("ch", 0, chunks, ForKind::kSerial, chunk));
   body = For::Make("n", 0, s.N, ForKind::kSerial, body);
   if (!s.winograd) {
+    // Weights not given transformed are transformed first, in every call:
+    // wu[xi][c][k] = (G g G^T)[xi] of filter (c, k), for k = kq*kw + kl in
+    // the weights' own blocks (kw output channels): the innermost loop reads
+    // a block's taps contiguously, and the next channel continues each tap's
+    // run.
+    const int64_t kw = s.weight_block();
+    Expr kq = Var::Make("kq"), kl = Var::Make("kl");
+    std::vector<Stmt> wu;
+    for (int xi = 0; xi < 16; ++xi) {
+      Expr v = TwoSided(WinoG, xi / 4, xi % 4, [&](int r, int q) {
+        return Load::Make("weight", s.weight_index_in_block(kq, kl, Expr((r * 3 + q) * s.C) + ci));
+      });
+      wu.push_back(Store::Make("wu", v, Expr(xi * ws.su) + ci * Expr(s.K) + k));
+    }
+    Stmt wu_block = Block::Make(wu);
+    if (s.K % kw != 0) wu_block = IfThenElse::Make(k < Expr(s.K), wu_block);
+    wu_block = LetStmt::Make("k", kq * Expr(kw) + kl, wu_block);
+    Stmt weights =
+        For::Make("kq", 0, (s.K + kw - 1) / kw, ForKind::kSerial,
+                  For::Make("c", 0, s.C, ForKind::kParallel, For::Make("kl", 0, kw, ForKind::kVectorized, wu_block)));
     body = Allocate::Make("wu", Type::Float(), 16 * ws.su, MemoryScope::kHeap, Block::Make({weights, body}));
   }
   kernel->func.body = body;

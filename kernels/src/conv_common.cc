@@ -278,10 +278,10 @@ absl::StatusOr<std::vector<float>> ConvWeightsFor(const Workload& w, std::span<c
           }
           out[(xi * s.C + c) * s.K + k] = static_cast<float>(u);
         }
-        continue;
-      }
-      for (int64_t r = 0; r < s.R; ++r) {
-        for (int64_t q = 0; q < s.S; ++q) out[s.weight_index(k, c, r, q)] = plain[p.weight_index(k, c, r, q)];
+      } else {
+        for (int64_t r = 0; r < s.R; ++r) {
+          for (int64_t q = 0; q < s.S; ++q) out[s.weight_index(k, c, r, q)] = plain[p.weight_index(k, c, r, q)];
+        }
       }
     }
   }

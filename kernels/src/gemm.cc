@@ -794,9 +794,6 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
     return Allocate::Make("Bt", f32, E * KP, E * KP <= kStackPanelFloats ? MemoryScope::kStack : MemoryScope::kHeap,
                           Block::Make({pack, groups}));
   };
-  // A team shares all panels. Otherwise each part writes only its own rows
-  // / columns of the output and packs into its own panels; parts of rows
-  // also compute the dot-product columns of their rows.
   // A batch of products split into parts runs each part of every product
   // in one parallel loop, outside the batch: one fork and join per call,
   // not one per product (Winograd's 16 products of 7 x 7 layers are tens of
@@ -804,6 +801,9 @@ absl::StatusOr<Kernel> LowerGemm(const GemmSpec& spec, std::vector<ir::BufferArg
   // columns, `finish`).
   const bool parts_outside = batched && (split_rows || split_cols) && E == 0 && !spec.finish.defined();
   const int64_t parts = split_rows ? (M + part_m - 1) / part_m : (NT + part_n - 1) / part_n;
+  // A team shares all panels. Otherwise each part writes only its own rows
+  // / columns of the output and packs into its own panels; parts of rows
+  // also compute the dot-product columns of their rows.
   if (team) {
     body = For::Make("team", 0, T, ForKind::kTeam, body);
   } else if ((split_rows || split_cols) && !parts_outside) {
