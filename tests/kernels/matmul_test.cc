@@ -554,6 +554,59 @@ TEST(MatmulTemplateTest, GoldenCudaKernels) {
                          DeviceClass::kCuda));
 }
 
+// A copy whose knob `scale` multiplies by 1 (the default) or by `factor`;
+// its ParamNames/Validate accept matmul's workloads.
+class ScaledCopy : public Template {
+ public:
+  explicit ScaledCopy(float factor) : factor_(factor) {}
+  std::string_view op() const override { return "matmul"; }
+  std::vector<std::string> ParamNames() const override { return {"M", "N", "K"}; }
+  absl::Status Validate(const Workload&) const override { return absl::OkStatus(); }
+  std::string_view declared_version() const override { return "scaled-copy-1"; }
+  absl::StatusOr<ConfigSpace> Space(const Workload&) const override {
+    return ConfigSpace::Create({{"scale", KnobKind::kChoice, {int64_t{0}, int64_t{1}}}});
+  }
+  Config DefaultConfig(const Workload&, const ConfigSpace& s) const override { return s.FromIndex(0); }
+  std::vector<ir::BufferArg> Buffers(const Workload& w) const override {
+    return {{"A", ir::Type::Float(), w.param("M"), false}, {"C", ir::Type::Float(), w.param("M"), true}};
+  }
+  double Flops(const Workload& w) const override { return static_cast<double>(w.param("M")); }
+  std::vector<ReferenceOutput> Reference(const Workload&, std::span<const std::span<const float>>) const override {
+    return {};
+  }
+  absl::StatusOr<Kernel> Instantiate(const Workload& w, const ConfigSpace& s, const Config& c) const override {
+    using namespace ir;  // NOLINT
+    const Expr i = Var::Make("i");
+    const Expr scale = FloatImm::Make(s.IntValue(c, "scale") == 0 ? 1.0f : factor_);
+    return Kernel{{"tunefarm_kernel", Buffers(w),
+                   For::Make("i", 0, w.param("M"), ForKind::kSerial, Store::Make("C", Load::Make("A", i) * scale, i))},
+                  {"gcc", "-O2"}};
+  }
+
+ private:
+  float factor_;
+};
+
+// The version covers the code of every knob value, not only the default
+// config's: two templates whose kernels differ only at a non-default value
+// have different versions.
+TEST(MatmulTemplateTest, VersionCoversTheCodeOfEveryKnobValue) {
+  auto w = ParseWorkload("matmul(M=8,N=8,K=8)");
+  ASSERT_TRUE(w.ok());
+  ScaledCopy two(2), two_again(2), three(3);
+  auto v2 = TemplateVersion(two, *w), v2_again = TemplateVersion(two_again, *w), v3 = TemplateVersion(three, *w);
+  ASSERT_TRUE(v2.ok() && v2_again.ok() && v3.ok());
+  EXPECT_EQ(*v2, *v2_again);
+  EXPECT_NE(*v2, *v3);
+  absl::StatusOr<ConfigSpace> space = two.Space(*w);
+  ASSERT_TRUE(space.ok());
+  auto code = [&](const Template& t, int64_t scale) {
+    return GenerateC(t.Instantiate(*w, *space, *space->FromValues({{"scale", scale}}))->func);
+  };
+  EXPECT_EQ(*code(two, 0), *code(three, 0));
+  EXPECT_NE(*code(two, 1), *code(three, 1));
+}
+
 TEST(MatmulTemplateTest, VersionIsStableAndShapeSpecific) {
   auto a = ParseWorkload("matmul(M=8,N=8,K=8)");
   auto b = ParseWorkload("matmul(M=8,N=8,K=9)");

@@ -96,9 +96,12 @@ class Template {
 };
 
 // A hash (16 hex digits) of the template's declared version, its config
-// space for `w` and the source (C or CUDA) of its default config for `w`: records are
-// keyed by it, so a change to the space or to the generated code never mixes
-// old measurements with new configs.
+// space for `w`, and the compiler, flags and source (C or CUDA) of its
+// default config for `w` and of each one-knob variation of it (every value
+// of every knob, the others at their defaults): records are keyed by it, so
+// a change to the space or to the code of any knob value never mixes old
+// measurements with new code. Computed once per template and workload in a
+// process (tens of milliseconds), then remembered; thread-safe.
 absl::StatusOr<std::string> TemplateVersion(const Template& t, const Workload& w);
 
 // A hash (16 hex digits) of (operator, declared version) pairs, in any
