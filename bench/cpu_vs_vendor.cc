@@ -38,8 +38,8 @@ struct Case {
   std::string text;
   bool skinny = false;
   // The same convolution with its weights transformed for Winograd
-  // (winograd=1), tuned beside `text` where set.
-  std::string winograd_text;
+  // F(2x2, 3x3) and F(4x4, 3x3) (winograd=1, 2), tuned beside `text`.
+  std::vector<std::string> winograd_texts;
 };
 
 // `wblock` > 0: the conv2d workloads take their weights blocked by that
@@ -62,7 +62,9 @@ std::vector<Case> Cases(const std::string& layout, int wblock, bool winograd) {
     const std::string block = wblock > 0 ? absl::StrCat(",wblock=", wblock) : "";
     Case cc{"conv2d", absl::StrCat("conv2d(N=1,", c, block, ",layout=", layout, ")")};
     if (winograd && layout == "NHWC" && std::string_view(c).find("R=3") != std::string_view::npos) {
-      cc.winograd_text = absl::StrCat("conv2d(N=1,", c, ",winograd=1,layout=", layout, ")");
+      for (int form : {1, 2}) {
+        cc.winograd_texts.push_back(absl::StrCat("conv2d(N=1,", c, ",winograd=", form, ",layout=", layout, ")"));
+      }
     }
     out.push_back(std::move(cc));
   }
@@ -172,7 +174,8 @@ struct Row {
   // the direct one that the targets are set against.
   double vendor_wino = 0;
   std::string vendor_impl, config;
-  std::string form;  // "winograd=1" where the weights were given transformed
+  std::string text;  // the form timed: c.text or one of c.winograd_texts
+  std::string form;  // "winograd=N" where the weights were given transformed
 };
 
 double Geomean(const std::vector<double>& v) {
@@ -226,8 +229,8 @@ int main(int argc, char** argv) {
       ->default_val(wblock);
   app.add_option("--winograd", winograd,
                  "with --layout NHWC, also tune each 3x3 convolution with its weights transformed for Winograd "
-                 "once before timing (winograd=1), as oneDNN's Winograd convolution takes them, and time the form "
-                 "the tuner measured faster")
+                 "once before timing, for F(2x2, 3x3) (winograd=1) and for F(4x4, 3x3) (winograd=2), as oneDNN's "
+                 "Winograd convolution takes them, and time the form the tuner measured fastest")
       ->default_val(winograd);
   app.add_option("--only", only, "run only workloads whose text contains this");
   app.add_option("--db-dir", db_dir, "keep the tuning log here (log.db; default: temporary)");
@@ -264,13 +267,14 @@ int main(int argc, char** argv) {
     omp_set_num_threads(threads);
     for (const Case& c : Cases(layout, wblock, winograd)) {
       if (!only.empty() && c.text.find(only) == std::string::npos) continue;
-      // Tunes one form of the case; the row keeps the form the tuner
-      // measured faster.
+      // Tunes each form of the case; the row keeps the form the tuner
+      // measured fastest.
       Row row{c, threads};
       std::optional<Workload> w;
       uint64_t config_index = 0;
-      for (const std::string& text : {c.text, c.winograd_text}) {
-        if (text.empty()) continue;
+      std::vector<std::string> texts = {c.text};
+      texts.insert(texts.end(), c.winograd_texts.begin(), c.winograd_texts.end());
+      for (const std::string& text : texts) {
         auto form = tunefarm::kernels::ParseWorkload(text);
         if (!form.ok()) return std::fprintf(stderr, "%s\n", std::string(form.status().message()).c_str()), 1;
         std::fprintf(stderr, "[%d thread%s] tuning %s (%d trials)\n", threads, threads > 1 ? "s" : "", text.c_str(),
@@ -282,7 +286,7 @@ int main(int argc, char** argv) {
         opt.strategy = strategy;
         opt.pins = {{"threads", int64_t{threads}}};
         // Weights given transformed leave Winograd only: no "algo".
-        const bool given = text == c.winograd_text;
+        const int64_t given = form->param_or("winograd", 0);
         for (const auto& p : *pins) {
           if (p.first != "threads" && !(given && p.first == "algo")) opt.pins.push_back(p);
         }
@@ -299,7 +303,8 @@ int main(int argc, char** argv) {
         if (gflops <= row.at_tuning) continue;
         row.at_tuning = gflops;
         row.config = report->best_config;
-        row.form = form->param_or("winograd", 0) != 0 ? "winograd=1" : "";
+        row.text = text;
+        row.form = given != 0 ? absl::StrCat("winograd=", given) : "";
         w = *form;
         config_index = report->best->config_index;
       }
@@ -390,8 +395,7 @@ int main(int argc, char** argv) {
   std::printf("%-3s  %-78s %9s %9s %7s %9s %10s %7s\n", "thr", "workload", "tunefarm", "vendor", "ratio", "max rdiff",
               "dnnl-wino", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-3d  %-78s %9.2f %9.2f %7.3f %9.1e", r.threads,
-                (r.form.empty() ? r.c.text : r.c.winograd_text).c_str(), r.tuned, r.vendor, r.tuned / r.vendor,
+    std::printf("%-3d  %-78s %9.2f %9.2f %7.3f %9.1e", r.threads, r.text.c_str(), r.tuned, r.vendor, r.tuned / r.vendor,
                 r.max_rel_diff);
     if (r.vendor_wino > 0) std::printf(" %10.2f %7.3f", r.vendor_wino, r.tuned / r.vendor_wino);
     std::printf("\n");
@@ -404,8 +408,9 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "(conv2d GFLOP/s count the direct convolution's operations whatever the algorithm; a tuned kernel with "
-      "algo=winograd transforms the weights in every call; winograd=1: the weights given transformed, once before "
-      "timing, where the tuner measured that form faster (--winograd); dnnl-wino: oneDNN's Winograd convolution "
+      "algo=winograd transforms the weights in every call; winograd=1 / winograd=2: the weights given transformed "
+      "for F(2x2, 3x3) / F(4x4, 3x3), once before timing, where the tuner measured that form fastest (--winograd); "
+      "dnnl-wino: oneDNN's Winograd convolution "
       "where it has one, its weights transformed once before timing; the targets are against oneDNN's direct "
       "convolution)\n\n");
   bool all_met = true;

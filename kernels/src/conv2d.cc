@@ -27,7 +27,8 @@
 // reorder and TVM's layout transform of constant weights do): with NHWC
 // they are then B in panels of whole vectors, which the micro-kernel reads
 // as they are. An NHWC 3x3 convolution at stride 1 may also run as
-// Winograd F(2x2, 3x3) (LowerWinograd).
+// Winograd F(2x2, 3x3), or F(4x4, 3x3) on weights given transformed for it
+// (LowerWinograd).
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -230,43 +231,49 @@ GemmSpec DirectGemm(const ConvShape& s) {
   }
 }
 
-// Winograd F(2x2, 3x3) (Lavin and Gray, 2016) for NHWC 3x3 convolutions
-// at stride 1: each 2 x 2 tile of outputs is A^T [(G g G^T) . (B^T d B)] A
-// of the 4 x 4 input patch d under it (padding read as zeros), so a tile
-// costs 16 multiplies per input channel instead of 36. The element-wise
-// products of a chunk of `tb` tiles are 16 GEMMs over the input channels,
-// one per point xi of the 4 x 4 transform (batch "bi" = xi):
+// Winograd F(m x m, 3x3) (Lavin and Gray, 2016) for NHWC 3x3 convolutions
+// at stride 1, over a = m + 2 points: each m x m tile of outputs is
+// A^T [(G g G^T) . (B^T d B)] A of the a x a input patch d under it
+// (padding read as zeros), so with m = 2 a tile costs 16 multiplies per
+// input channel instead of 36, with m = 4 36 instead of 144. The
+// element-wise products of a chunk of `tb` tiles are a*a GEMMs over the
+// input channels, one per point xi of the a x a transform (batch "bi" =
+// xi):
 //   wm[xi][t][k] = sum_c wv[xi][t][c] * wu[xi][c][k]
-// (M = tb, N = K, K = C), lowered on the shared GEMM schedule. The weights
-// are transformed once per call into wu (G g G^T); then per image and
-// chunk, the input into wv (B^T d B), the products, and wm back to the
-// output tiles (A^T m A) plus the bias, through the ReLU: a chunk's wv and
-// wm stay in cache from one step to the next. The 16 matrices of each
-// buffer lie one cache line more than their size apart: the transforms
-// read or write all 16 at once, and sizes that are multiples of 4 KiB
-// would put those streams in one L1 set.
+// (M = tb, N = K, K = C), lowered on the shared GEMM schedule. Weights
+// given transformed (winograd=1: m = 2, winograd=2: m = 4) are wu; plain
+// or blocked ones are transformed once per call into wu (G g G^T, m = 2).
+// Then per image and chunk, the input into wv (B^T d B), the products,
+// and wm back to the output tiles (A^T m A) plus the bias, through the
+// ReLU: a chunk's wv and wm stay in cache from one step to the next. The
+// a*a matrices of each buffer lie one cache line more than their size
+// apart: the transforms read or write all of them at once, and sizes that
+// are multiples of 4 KiB would put those streams in one L1 set.
 bool WinogradApplies(const ConvShape& s) {
   return s.nhwc && s.R == 3 && s.S == 3 && s.stride == 1 && s.dilation == 1 && !s.tf32 && s.C >= kWinogradMinChannels;
 }
 
 struct WinogradShape {
   explicit WinogradShape(const ConvShape& s, int64_t tiles)
-      : TW((s.OW + 1) / 2),
-        T((s.OH + 1) / 2 * TW),
+      : m(s.winograd ? s.winograd : 2),
+        a(m + 2),
+        TW((s.OW + m - 1) / m),
+        T((s.OH + m - 1) / m * TW),
         tb(std::min(tiles, T)),
         su(s.winograd ? s.C * s.K : s.C * s.K + 16),
         sv(tb * s.C + 16),
         sm(tb * s.K + 16) {}
+  int64_t m, a;        // output tile m x m, transform points a x a
   int64_t TW, T;       // tiles per row, tiles
   int64_t tb;          // tiles per chunk
   // The strides of wu, wv and wm from one xi to the next; the weights given
-  // transformed (winograd=1) are wu, unpadded.
+  // transformed (winograd=1 or 2) are wu, unpadded.
   int64_t su, sv, sm;
 };
 
 GemmSpec WinogradGemm(const ConvShape& s, const WinogradShape& ws) {
   GemmSpec g;
-  g.batch = 16;
+  g.batch = ws.a * ws.a;
   g.M = ws.tb;
   g.N = s.K;
   g.K = s.C;
@@ -281,43 +288,49 @@ GemmSpec WinogradGemm(const ConvShape& s, const WinogradShape& ws) {
   return g;
 }
 
-// Row i of a transform matrix applied to f(0..3) (f(0..2) for G); the
-// two-sided transform X^T y X is then TwoSided(rows, i, j, y).
+// Row i of a transform matrix x (`cols` columns, row-major) applied to
+// f(0 .. cols-1): its terms chained in column order from the first
+// positive one, +-1 coefficients as adds and subtracts, and a magnitude
+// all the terms share (other than 1) multiplied once, after the sum. The
+// two-sided transform X y X^T is then TwoSided(x, cols, i, j, y).
 using TransformRow = std::function<Expr(int)>;
-Expr WinoBt(int i, const TransformRow& f) {  // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
-  switch (i) {
-    case 0:
-      return f(0) - f(2);
-    case 1:
-      return f(1) + f(2);
-    case 2:
-      return f(2) - f(1);
-    default:
-      return f(1) - f(3);
+Expr ApplyRow(const double* x, int cols, int i, const TransformRow& f) {
+  const double* row = x + i * cols;
+  double shared = 0;
+  for (int j = 0; j < cols; ++j) {
+    if (row[j] == 0) continue;
+    if (shared == 0) {
+      shared = std::abs(row[j]);
+    } else if (std::abs(row[j]) != shared) {
+      shared = 1;
+    }
   }
-}
-Expr WinoG(int i, const TransformRow& f) {  // G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
-  switch (i) {
-    case 0:
-      return f(0);
-    case 1:
-      return FloatImm::Make(0.5) * (f(0) + f(1) + f(2));
-    case 2:
-      return FloatImm::Make(0.5) * (f(0) - f(1) + f(2));
-    default:
-      return f(2);
+  auto term = [&](int j) {
+    const double c = std::abs(row[j]) / shared;
+    return c == 1 ? f(j) : FloatImm::Make(c) * f(j);
+  };
+  int first = 0;
+  while (first < cols && !(row[first] > 0)) ++first;
+  Expr sum = first < cols ? term(first) : Expr();
+  for (int j = 0; j < cols; ++j) {
+    if (j == first || row[j] == 0) continue;
+    if (!sum.defined()) {
+      sum = FloatImm::Make(0) - term(j);
+    } else {
+      sum = row[j] > 0 ? sum + term(j) : sum - term(j);
+    }
   }
+  return shared == 1 ? sum : FloatImm::Make(shared) * sum;
 }
-Expr WinoAt(int i, const TransformRow& f) {  // A^T = [1 1 1 0; 0 1 -1 -1]
-  return i == 0 ? f(0) + f(1) + f(2) : f(1) - f(2) - f(3);
-}
-Expr TwoSided(Expr (*rows)(int, const TransformRow&), int i, int j, const std::function<Expr(int, int)>& y) {
-  return rows(i, [&](int r) { return rows(j, [&](int q) { return y(r, q); }); });
+Expr TwoSided(const double* x, int cols, int i, int j, const std::function<Expr(int, int)>& y) {
+  return ApplyRow(x, cols, i, [&](int r) { return ApplyRow(x, cols, j, [&](int q) { return y(r, q); }); });
 }
 
 absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> args, const ConfigSpace& space,
                                      const Config& c) {
   const WinogradShape ws(s, space.IntValue(c, "wtiles"));
+  const WinogradMatrices& wmx = WinogradMatricesFor(ws.m);
+  const int a = static_cast<int>(ws.a), points = a * a;
   const int64_t chunks = (ws.T + ws.tb - 1) / ws.tb, threads = space.IntValue(c, "threads");
   // With threads and chunks enough for each to take two or more, each
   // thread runs whole chunks (its own wv and wm; the products serial): a
@@ -336,12 +349,12 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
 
   // The chunk's input, wv[xi][tl][c] = (B^T d B)[xi] of tile t = ch*tb + tl
   // (the last tile again past the end), whose patch element (r, q) is input
-  // row 2*th - pad + r, column 2*tw - pad + q; a position outside the
+  // row m*th - pad + r, column m*tw - pad + q; a position outside the
   // input reads a clamped one and takes zero instead.
   // (Each element is loaded unconditionally into "d<r><q>" first, so that
   // the compiler may vectorize the loop over channels.)
-  auto y_of = [&](int r) { return th * Expr(2) + Expr(r - s.pad); };
-  auto x_of = [&](int q) { return tw * Expr(2) + Expr(q - s.pad); };
+  auto y_of = [&](int r) { return th * Expr(ws.m) + Expr(r - s.pad); };
+  auto x_of = [&](int q) { return tw * Expr(ws.m) + Expr(q - s.pad); };
   auto d_name = [](int r, int q) { return "d" + std::to_string(r) + std::to_string(q); };
   auto patch = [&](int r, int q) {
     Expr y = y_of(r), x = x_of(q);
@@ -349,12 +362,12 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
     return Select::Make(inside, Var::Make(d_name(r, q), Type::Float()), FloatImm::Make(0));
   };
   std::vector<Stmt> wv;
-  for (int xi = 0; xi < 16; ++xi) {
-    wv.push_back(Store::Make("wv", TwoSided(WinoBt, xi / 4, xi % 4, patch), Expr(xi * ws.sv) + tl * Expr(s.C) + ci));
+  for (int xi = 0; xi < points; ++xi) {
+    wv.push_back(Store::Make("wv", TwoSided(wmx.bt, a, xi / a, xi % a, patch), Expr(xi * ws.sv) + tl * Expr(s.C) + ci));
   }
   Stmt transform = Block::Make(wv);
-  for (int r = 3; r >= 0; --r) {
-    for (int q = 3; q >= 0; --q) {
+  for (int r = a - 1; r >= 0; --r) {
+    for (int q = a - 1; q >= 0; --q) {
       Expr yc = max(Expr(0), min(Expr(s.H - 1), y_of(r))), xc = max(Expr(0), min(Expr(s.W - 1), x_of(q)));
       transform = LetStmt::Make(d_name(r, q), Load::Make("data", s.data_index(n, ci, yc, xc)), transform);
     }
@@ -364,21 +377,23 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
   };
   Stmt input = over_chunk(For::Make("c", 0, s.C, ForKind::kVectorized, transform));
 
-  // The chunk's outputs: tile t's 2 x 2 outputs are (A^T m A) of its 16
+  // The chunk's outputs: tile t's m x m outputs are (A^T m A) of its a*a
   // products, plus the bias, through the ReLU; a tile past the end, or
-  // past an odd edge, keeps only the outputs inside.
-  auto m = [&](int r, int q) { return Load::Make("wm", Expr((r * 4 + q) * ws.sm) + tl * Expr(s.K) + k); };
+  // past an edge that m does not divide, keeps only the outputs inside.
+  auto prod = [&](int r, int q) { return Load::Make("wm", Expr((r * a + q) * ws.sm) + tl * Expr(s.K) + k); };
   std::vector<Stmt> outs;
-  for (int i = 0; i < 2; ++i) {
-    for (int j = 0; j < 2; ++j) {
-      Expr v = TwoSided(WinoAt, i, j, m);
+  for (int i = 0; i < ws.m; ++i) {
+    for (int j = 0; j < ws.m; ++j) {
+      Expr v = TwoSided(wmx.at, a, i, j, prod);
       if (s.bias) v = v + Load::Make("bias", k);
       if (s.relu) v = Select::Make(FloatImm::Make(0) < v, v, FloatImm::Make(0));
-      Expr oh = th * Expr(2) + Expr(i), ow = tw * Expr(2) + Expr(j);
+      Expr oh = th * Expr(ws.m) + Expr(i), ow = tw * Expr(ws.m) + Expr(j);
       Stmt st = Store::Make("out", v, s.out_index(n, k, oh, ow));
       Expr inside;
-      if (i == 1 && s.OH % 2 == 1) inside = oh < Expr(s.OH);
-      if (j == 1 && s.OW % 2 == 1) inside = inside.defined() ? inside && (ow < Expr(s.OW)) : ow < Expr(s.OW);
+      if (s.OH % ws.m != 0 && i >= s.OH % ws.m) inside = oh < Expr(s.OH);
+      if (s.OW % ws.m != 0 && j >= s.OW % ws.m) {
+        inside = inside.defined() ? inside && (ow < Expr(s.OW)) : ow < Expr(s.OW);
+      }
       outs.push_back(inside.defined() ? IfThenElse::Make(inside, st) : st);
     }
   }
@@ -386,8 +401,8 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
   if (ws.T % ws.tb != 0) output = IfThenElse::Make(ch * Expr(ws.tb) + tl < Expr(ws.T), output);
   output = over_chunk(output);
   auto chunk_buffers = [&](Stmt st) {
-    st = Allocate::Make("wm", Type::Float(), 16 * ws.sm, MemoryScope::kHeap, st);
-    return Allocate::Make("wv", Type::Float(), 16 * ws.sv, MemoryScope::kHeap, st);
+    st = Allocate::Make("wm", Type::Float(), points * ws.sm, MemoryScope::kHeap, st);
+    return Allocate::Make("wv", Type::Float(), points * ws.sv, MemoryScope::kHeap, st);
   };
   Stmt chunk = Block::Make({input, kernel->func.body, output});
   Stmt body = by_chunk ? For::Make("ch", 0, chunks, ForKind::kParallel, chunk_buffers(chunk))
@@ -402,8 +417,8 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
     const int64_t kw = s.weight_block();
     Expr kq = Var::Make("kq"), kl = Var::Make("kl");
     std::vector<Stmt> wu;
-    for (int xi = 0; xi < 16; ++xi) {
-      Expr v = TwoSided(WinoG, xi / 4, xi % 4, [&](int r, int q) {
+    for (int xi = 0; xi < points; ++xi) {
+      Expr v = TwoSided(wmx.g, 3, xi / a, xi % a, [&](int r, int q) {
         return Load::Make("weight", s.weight_index_in_block(kq, kl, Expr((r * 3 + q) * s.C) + ci));
       });
       wu.push_back(Store::Make("wu", v, Expr(xi * ws.su) + ci * Expr(s.K) + k));
@@ -414,7 +429,7 @@ absl::StatusOr<Kernel> LowerWinograd(const ConvShape& s, std::vector<BufferArg> 
     Stmt weights =
         For::Make("kq", 0, (s.K + kw - 1) / kw, ForKind::kSerial,
                   For::Make("c", 0, s.C, ForKind::kParallel, For::Make("kl", 0, kw, ForKind::kVectorized, wu_block)));
-    body = Allocate::Make("wu", Type::Float(), 16 * ws.su, MemoryScope::kHeap, Block::Make({weights, body}));
+    body = Allocate::Make("wu", Type::Float(), points * ws.su, MemoryScope::kHeap, Block::Make({weights, body}));
   }
   kernel->func.body = body;
   return kernel;
@@ -431,8 +446,8 @@ class Conv2dTemplate : public Template {
   std::vector<std::string> ParamNames() const override { return ConvParamNames(false); }
   // tf32=1: the inputs may be rounded to TF32 (the GPU space then offers
   // tensor cores). wblock=b: the weights come blocked by b output channels;
-  // winograd=1: transformed for Winograd F(2x2, 3x3) (conv_common.h); CPU
-  // only.
+  // winograd=1 / 2: transformed for Winograd F(2x2, 3x3) / F(4x4, 3x3)
+  // (conv_common.h); CPU only.
   std::vector<std::pair<std::string, int64_t>> OptionalParams() const override {
     std::vector<std::pair<std::string, int64_t>> p = ConvOptionalParams();
     p.emplace_back("tf32", 0);
@@ -447,7 +462,7 @@ class Conv2dTemplate : public Template {
   // The GEMM space, and for a convolution Winograd applies to, the knobs
   // "algo" ("direct" or "winograd") and "wtiles" (Winograd's tiles per
   // chunk; see LowerWinograd), before the build knobs. Weights given
-  // transformed (winograd=1) leave Winograd only: no "algo".
+  // transformed (winograd=1 or 2) leave Winograd only: no "algo".
   absl::StatusOr<ConfigSpace> Space(const Workload& w) const override {
     const ConvShape s = ConvShapeOf(w, false);
     absl::StatusOr<ConfigSpace> space = GemmSpace(Gemm(w));

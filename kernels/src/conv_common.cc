@@ -44,7 +44,8 @@ ConvShape ConvShapeOf(const Workload& w, bool depthwise) {
   s.relu = w.param_or("relu", 0) != 0;
   s.tf32 = !depthwise && w.param_or("tf32", 0) != 0;
   s.wblock = depthwise ? 0 : w.param_or("wblock", 0);
-  s.winograd = !depthwise && w.param_or("winograd", 0) != 0;
+  // winograd=1: F(2x2, 3x3); winograd=2: F(4x4, 3x3).
+  s.winograd = depthwise ? 0 : 2 * w.param_or("winograd", 0);
   s.nhwc = w.text("layout") == "NHWC";
   s.OH = (s.H + 2 * s.pad - (s.R - 1) * s.dilation - 1) / s.stride + 1;
   s.OW = (s.W + 2 * s.pad - (s.S - 1) * s.dilation - 1) / s.stride + 1;
@@ -66,9 +67,15 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
   if (absl::Status s = range("stride", w.param("stride"), 1, 1024); !s.ok()) return s;
   if (absl::Status s = range("pad", w.param("pad"), 0, kMaxDim); !s.ok()) return s;
   if (absl::Status s = range("dilation", w.param_or("dilation", 1), 1, 1024); !s.ok()) return s;
-  for (const char* flag : {"bias", "relu", "tf32", "winograd"}) {
+  for (const char* flag : {"bias", "relu", "tf32"}) {
     const int64_t v = w.param_or(flag, 0);
     if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(w.op, " ", flag, " must be 0 or 1, got ", v));
+  }
+  const int64_t wino = w.param_or("winograd", 0);
+  if (wino < 0 || wino > 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        w.op, " winograd must be 0 (plain weights), 1 (transformed for F(2x2, 3x3)) or 2 (for F(4x4, 3x3)), got ",
+        wino));
   }
   if (const int64_t b = w.param_or("wblock", 0); b != 0 && (b < 0 || b % 16 != 0 || b > 256)) {
     return absl::InvalidArgumentError(
@@ -77,15 +84,14 @@ absl::Status ValidateConv(const Workload& w, bool depthwise) {
   const ConvShape s = ConvShapeOf(w, depthwise);
   if (s.winograd) {
     if (!s.nhwc || s.R != 3 || s.S != 3 || s.stride != 1 || s.dilation != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          w.op,
-          " winograd=1 (weights transformed for Winograd F(2x2, 3x3)) needs layout=NHWC, R=3, S=3, stride=1 "
-          "and dilation=1; got layout=",
-          w.text("layout"), ", R=", s.R, ", S=", s.S, ", stride=", s.stride, ", dilation=", s.dilation));
+      return absl::InvalidArgumentError(
+          absl::StrCat(w.op, " winograd=", wino, " (weights transformed for Winograd F(", s.winograd, "x", s.winograd,
+                       ", 3x3)) needs layout=NHWC, R=3, S=3, stride=1 and dilation=1; got layout=", w.text("layout"),
+                       ", R=", s.R, ", S=", s.S, ", stride=", s.stride, ", dilation=", s.dilation));
     }
     if (s.wblock != 0 || s.tf32) {
       return absl::InvalidArgumentError(absl::StrCat(
-          w.op, " winograd=1 weights have a layout of their own and are float32: leave wblock and tf32 out"));
+          w.op, " winograd=", wino, " weights have a layout of their own and are float32: leave wblock and tf32 out"));
     }
   }
   const int64_t er = (s.R - 1) * s.dilation + 1, es = (s.S - 1) * s.dilation + 1;
@@ -128,10 +134,16 @@ std::vector<ir::BufferArg> ConvBuffers(const ConvShape& s) {
 
 namespace {
 
-// Winograd F(2x2, 3x3)'s matrices (Lavin and Gray, 2016).
-constexpr double kBt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
-constexpr double kG[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
-constexpr double kAt[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+// Winograd's matrices (Lavin and Gray, 2016): F(2x2, 3x3) on the points
+// 0, 1, -1, inf; F(4x4, 3x3) on 0, 1, -1, 2, -2, inf.
+constexpr double kBt2[] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
+constexpr double kG2[] = {1, 0, 0, .5, .5, .5, .5, -.5, .5, 0, 0, 1};
+constexpr double kAt2[] = {1, 1, 1, 0, 0, 1, -1, -1};
+constexpr double kBt4[] = {4, 0,  -5, 0, 1, 0, 0, -4, -4, 1,  1, 0, 0, 4, -4, -1, 1, 0,
+                           0, -2, -1, 2, 1, 0, 0, 2,  -1, -2, 1, 0, 0, 4, 0,  -5, 0, 1};
+constexpr double kG4[] = {1. / 4,  0,       0,      -1. / 6, -1. / 6,  -1. / 6, -1. / 6, 1. / 6, -1. / 6,
+                          1. / 24, 1. / 12, 1. / 6, 1. / 24, -1. / 12, 1. / 6,  0,       0,      1};
+constexpr double kAt4[] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0, 0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1};
 
 // Output (n, k, oh, ow) of `ref`: `acc` plus the bias, through the ReLU;
 // its tolerance that of a float sum along `terms` roundings whose terms'
@@ -149,37 +161,41 @@ void StoreOutput(const ConvShape& s, std::span<const std::span<const float>> in,
   ref.tolerance[o] = SumTolerance(terms, mag) + (s.tf32 ? Tf32Tolerance(mag) : 0.0f);
 }
 
-// Per output, sum over c and the 16 points xi = 4a + b of
-// At[i][a] At[j][b] U[xi][c][k] V[xi][c] with V = B^T d B of the tile's
-// 4 x 4 input patch d (zero outside the input). The float kernel rounds
-// along a path of at most 3 (V) + 1 (product) + C (the sum over c) + 15
-// (the output transform, and the bias) operations, each term being one
-// At At U Bt Bt d product: SumTolerance(C + 19) of their absolute sum.
+// Per output, sum over c and the a*a points xi = a*i' + j' of
+// At[i][i'] At[j][j'] U[xi][c][k] V[xi][c] with V = B^T d B of the tile's
+// a x a input patch d (zero outside the input). Each term of the float
+// kernel's sum is one At At U Bt Bt d product. The kernel applies each
+// transform one side after the other, a row of at most a terms and one
+// multiply by a coefficient per side, so a term's rounding path is at
+// most 2a (V) + 1 (product) + C (the sum over c) + 2a (the output
+// transform) + 1 (the bias) + 1 operations long: SumTolerance(C + 4a + 3)
+// of their absolute sum (C + 19 for F(2x2, 3x3)).
 ReferenceOutput WinogradReference(const ConvShape& s, std::span<const std::span<const float>> in) {
   ReferenceOutput ref;
   ref.expected.resize(s.out_elements());
   ref.tolerance.resize(s.out_elements());
   const std::span<const float> data = in[0], u = in[1];
-  const int64_t TH = (s.OH + 1) / 2, TW = (s.OW + 1) / 2;
-  std::vector<double> v(16 * s.C), vabs(16 * s.C);
+  const WinogradMatrices& wm = WinogradMatricesFor(s.winograd);
+  const int m = wm.m, a = wm.a, points = a * a;
+  const int64_t TH = (s.OH + m - 1) / m, TW = (s.OW + m - 1) / m;
+  std::vector<double> v(points * s.C), vabs(points * s.C), d(points), prod(points), prod_abs(points);
   for (int64_t n = 0; n < s.N; ++n) {
     for (int64_t th = 0; th < TH; ++th) {
       for (int64_t tw = 0; tw < TW; ++tw) {
         for (int64_t c = 0; c < s.C; ++c) {
-          double d[4][4];
-          for (int r = 0; r < 4; ++r) {
-            for (int q = 0; q < 4; ++q) {
-              const int64_t h = 2 * th - s.pad + r, x = 2 * tw - s.pad + q;
-              d[r][q] = h >= 0 && h < s.H && x >= 0 && x < s.W ? data[s.data_index(n, c, h, x)] : 0.0;
+          for (int r = 0; r < a; ++r) {
+            for (int q = 0; q < a; ++q) {
+              const int64_t h = m * th - s.pad + r, x = m * tw - s.pad + q;
+              d[r * a + q] = h >= 0 && h < s.H && x >= 0 && x < s.W ? data[s.data_index(n, c, h, x)] : 0.0;
             }
           }
-          for (int xi = 0; xi < 16; ++xi) {
+          for (int xi = 0; xi < points; ++xi) {
             double sum = 0, mag = 0;
-            for (int r = 0; r < 4; ++r) {
-              for (int q = 0; q < 4; ++q) {
-                const double f = kBt[xi / 4][r] * kBt[xi % 4][q];
-                sum += f * d[r][q];
-                mag += std::abs(f * d[r][q]);
+            for (int r = 0; r < a; ++r) {
+              for (int q = 0; q < a; ++q) {
+                const double f = wm.Bt(xi / a, r) * wm.Bt(xi % a, q);
+                sum += f * d[r * a + q];
+                mag += std::abs(f * d[r * a + q]);
               }
             }
             v[xi * s.C + c] = sum;
@@ -187,28 +203,27 @@ ReferenceOutput WinogradReference(const ConvShape& s, std::span<const std::span<
           }
         }
         for (int64_t k = 0; k < s.K; ++k) {
-          double m[16], mabs[16];
-          for (int xi = 0; xi < 16; ++xi) {
+          for (int xi = 0; xi < points; ++xi) {
             double sum = 0, mag = 0;
             for (int64_t c = 0; c < s.C; ++c) {
               const double w = u[(xi * s.C + c) * s.K + k];
               sum += w * v[xi * s.C + c];
               mag += std::abs(w) * vabs[xi * s.C + c];
             }
-            m[xi] = sum;
-            mabs[xi] = mag;
+            prod[xi] = sum;
+            prod_abs[xi] = mag;
           }
-          for (int i = 0; i < 2; ++i) {
-            for (int j = 0; j < 2; ++j) {
-              const int64_t oh = 2 * th + i, ow = 2 * tw + j;
+          for (int i = 0; i < m; ++i) {
+            for (int j = 0; j < m; ++j) {
+              const int64_t oh = m * th + i, ow = m * tw + j;
               if (oh >= s.OH || ow >= s.OW) continue;
               double acc = 0, mag = 0;
-              for (int xi = 0; xi < 16; ++xi) {
-                const double f = kAt[i][xi / 4] * kAt[j][xi % 4];
-                acc += f * m[xi];
-                mag += std::abs(f) * mabs[xi];
+              for (int xi = 0; xi < points; ++xi) {
+                const double f = wm.At(i, xi / a) * wm.At(j, xi % a);
+                acc += f * prod[xi];
+                mag += std::abs(f) * prod_abs[xi];
               }
-              StoreOutput(s, in, n, k, oh, ow, acc, mag, s.C + 19, ref);
+              StoreOutput(s, in, n, k, oh, ow, acc, mag, s.C + 4 * a + 3, ref);
             }
           }
         }
@@ -219,6 +234,11 @@ ReferenceOutput WinogradReference(const ConvShape& s, std::span<const std::span<
 }
 
 }  // namespace
+
+const WinogradMatrices& WinogradMatricesFor(int64_t m) {
+  static const WinogradMatrices f2{2, 4, kBt2, kG2, kAt2}, f4{4, 6, kBt4, kG4, kAt4};
+  return m == 4 ? f4 : f2;
+}
 
 ReferenceOutput ConvReference(const ConvShape& s, std::span<const std::span<const float>> in) {
   if (s.winograd) return WinogradReference(s, in);
@@ -261,7 +281,7 @@ absl::StatusOr<std::vector<float>> ConvWeightsFor(const Workload& w, std::span<c
   const ConvShape s = ConvShapeOf(w, false);
   ConvShape p = s;  // the plain layout
   p.wblock = 0;
-  p.winograd = false;
+  p.winograd = 0;
   if (static_cast<int64_t>(plain.size()) != p.weight_elements()) {
     return absl::InvalidArgumentError(
         absl::StrCat(w.Key(), " has ", p.weight_elements(), " plain weights, got ", plain.size()));
@@ -271,10 +291,12 @@ absl::StatusOr<std::vector<float>> ConvWeightsFor(const Workload& w, std::span<c
   for (int64_t k = 0; k < s.K; ++k) {
     for (int64_t c = 0; c < s.C; ++c) {
       if (s.winograd) {
-        for (int xi = 0; xi < 16; ++xi) {
+        const WinogradMatrices& wm = WinogradMatricesFor(s.winograd);
+        for (int xi = 0; xi < wm.a * wm.a; ++xi) {
           double u = 0;
           for (int r = 0; r < 3; ++r) {
-            for (int q = 0; q < 3; ++q) u += kG[xi / 4][r] * kG[xi % 4][q] * plain[p.weight_index(k, c, r, q)];
+            for (int q = 0; q < 3; ++q)
+              u += wm.G(xi / wm.a, r) * wm.G(xi % wm.a, q) * plain[p.weight_index(k, c, r, q)];
           }
           out[(xi * s.C + c) * s.K + k] = static_cast<float>(u);
         }

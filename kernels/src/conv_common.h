@@ -22,14 +22,15 @@ namespace tunefarm::kernels {
 // moved out in blocks of b, and innermost within a block), the channels
 // past K in the last block unused. A caller blocks constant weights once,
 // outside the kernel; the kernel then reads b output channels as whole
-// vectors, with no packing of its own. With winograd = true (conv2d, NHWC,
-// 3x3, stride 1), the weights come transformed for Winograd F(2x2, 3x3)
-// as TVM's conv2d_winograd_without_weight_transform takes them:
-// U[xi][c][k] = (G g G^T)[xi / 4][xi % 4] of filter g = weight(k, c, ., .),
-// [16][C][K], with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. A caller
-// transforms constant weights once (ConvWeightsFor in weights.h); the
-// output is then that of the Winograd algorithm on U, which is the
-// convolution by g whenever U is such a transform.
+// vectors, with no packing of its own. With winograd = m > 0 (conv2d,
+// NHWC, 3x3, stride 1; m = 2 or 4), the weights come transformed for
+// Winograd F(m x m, 3x3) as TVM's conv2d_winograd_without_weight_transform
+// takes them: U[xi][c][k] = (G g G^T)[xi / a][xi % a] of filter
+// g = weight(k, c, ., .), [a*a][C][K] with a = m + 2 and G of
+// WinogradMatricesFor(m). A caller transforms constant weights once
+// (ConvWeightsFor in weights.h); the output is then that of the Winograd
+// algorithm on U, which is the convolution by g whenever U is such a
+// transform.
 struct ConvShape {
   int64_t N = 1, C = 1, H = 1, W = 1, K = 1, R = 1, S = 1;
   int64_t stride = 1, pad = 0, dilation = 1;
@@ -41,8 +42,9 @@ struct ConvShape {
   bool tf32 = false;
   // conv2d only: the output-channel block of the weights; 0 = plain.
   int64_t wblock = 0;
-  // conv2d only: the weights come as Winograd's transformed U.
-  bool winograd = false;
+  // conv2d only: the weights come as Winograd F(m x m, 3x3)'s transformed
+  // U, m = winograd (2 or 4); 0 = they do not.
+  int64_t winograd = 0;
 
   // Element indices of data and out, for the reference (I = int64_t) and
   // the generated kernels (I = ir::Expr).
@@ -81,11 +83,26 @@ struct ConvShape {
   int64_t weight_channels() const { return wblock > 0 ? (K + wblock - 1) / wblock * wblock : K; }
   int64_t data_elements() const { return N * C * H * W; }
   int64_t weight_elements() const {
-    if (winograd) return 16 * C * K;
+    if (winograd) return (winograd + 2) * (winograd + 2) * C * K;
     return depthwise ? C * R * S : weight_channels() * C * R * S;
   }
   int64_t out_elements() const { return N * K * OH * OW; }
 };
+
+// Winograd F(m x m, 3x3) (Lavin and Gray, 2016) over a = m + 2 points:
+// an m x m tile of outputs is A^T [(G g G^T) . (B^T d B)] A of the a x a
+// input patch d under it and the 3 x 3 filter g.
+struct WinogradMatrices {
+  int m = 0, a = 0;
+  const double* bt = nullptr;  // B^T, [a][a]
+  const double* g = nullptr;   // G, [a][3]
+  const double* at = nullptr;  // A^T, [m][a]
+  double Bt(int i, int j) const { return bt[i * a + j]; }
+  double G(int i, int j) const { return g[i * 3 + j]; }
+  double At(int i, int j) const { return at[i * a + j]; }
+};
+// m = 2 or 4.
+const WinogradMatrices& WinogradMatricesFor(int64_t m);
 
 // Parameter lists of the two templates (canonical order).
 std::vector<std::string> ConvParamNames(bool depthwise);

@@ -446,8 +446,9 @@ TEST_F(CpuBackendTest, PaddedConvolutionsReadTheirInputInPlace) {
 // last block part used, a batch, the fused epilogue, each packing, and
 // two threads (run repeatedly) sharing out each chunk's steps or, with
 // four chunks or more, taking whole chunks each. Weights given transformed
-// (winograd=1) are read in place, with no "algo" to choose, on any number
-// of input channels.
+// (winograd=1, or winograd=2 for F(4x4, 3x3): output sizes 1 to 3 past a
+// multiple of 4) are read in place, with no "algo" to choose, on any
+// number of input channels.
 TEST_F(CpuBackendTest, WinogradConvolutionsMatchReference) {
   for (const char* text : {"conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=1,pad=1,layout=NCHW)",
                            "conv2d(N=1,C=16,H=9,W=9,K=16,R=3,S=3,stride=2,pad=1,layout=NHWC)",
@@ -472,7 +473,9 @@ TEST_F(CpuBackendTest, WinogradConvolutionsMatchReference) {
                            "conv2d(N=1,C=17,H=5,W=6,K=33,R=3,S=3,stride=1,pad=2,wblock=32,relu=1,layout=NHWC)",
                            "conv2d(N=1,C=32,H=3,W=3,K=8,R=3,S=3,stride=1,pad=0,layout=NHWC)",
                            "conv2d(N=2,C=5,H=9,W=7,K=20,R=3,S=3,stride=1,pad=1,bias=1,relu=1,winograd=1,layout=NHWC)",
-                           "conv2d(N=1,C=17,H=6,W=5,K=33,R=3,S=3,stride=1,pad=2,winograd=1,layout=NHWC)"}) {
+                           "conv2d(N=1,C=17,H=6,W=5,K=33,R=3,S=3,stride=1,pad=2,winograd=1,layout=NHWC)",
+                           "conv2d(N=2,C=5,H=9,W=7,K=20,R=3,S=3,stride=1,pad=1,bias=1,relu=1,winograd=2,layout=NHWC)",
+                           "conv2d(N=1,C=17,H=18,W=21,K=33,R=3,S=3,stride=1,pad=2,winograd=2,layout=NHWC)"}) {
     auto w = kernels::ParseWorkload(text);
     ASSERT_TRUE(w.ok()) << text;
     const kernels::Template& t = *kernels::TemplateRegistry::Global().Find(w->op);

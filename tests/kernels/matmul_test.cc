@@ -231,7 +231,8 @@ TEST(MatmulTemplateTest, BlockedConvWeightsGiveThePlainAnswer) {
   }
 }
 
-// winograd=1 takes U = G g G^T of each filter g, [16][C][K]: for weights
+// winograd=1 takes U = G g G^T of each filter g for F(2x2, 3x3),
+// [16][C][K], and winograd=2 that for F(4x4, 3x3), [36][C][K]: for weights
 // transformed so, its reference (Winograd's algorithm in double) is the
 // direct convolution's, within both tolerances; a wrong U (one weight off)
 // is not. Its space is Winograd's alone, its buffers are U's size, and
@@ -245,40 +246,43 @@ TEST(MatmulTemplateTest, WinogradWeightsGiveTheDirectAnswer) {
   for (auto* v : {&data, &plain, &bias}) {
     for (float& x : *v) x = u(rng);
   }
-  for (const char* rest : {"pad=1,bias=1,relu=1", "pad=0", "pad=2,bias=1"}) {
-    const std::string shape = absl::StrCat("conv2d(N=2,C=5,H=7,W=6,K=19,R=3,S=3,stride=1,", rest);
-    auto w = ParseWorkload(shape + ",layout=NHWC)");
-    auto wu = ParseWorkload(shape + ",winograd=1,layout=NHWC)");
-    ASSERT_TRUE(w.ok() && wu.ok()) << wu.status();
-    auto transformed = ConvWeightsFor(*wu, plain);
-    ASSERT_TRUE(transformed.ok()) << transformed.status();
-    ASSERT_EQ(static_cast<int64_t>(transformed->size()), 16 * C * K);
-    EXPECT_EQ(conv.Buffers(*wu)[1].elements, 16 * C * K);
-    const bool with_bias = w->param_or("bias", 0) != 0;
-    std::vector<std::span<const float>> in = {data, plain}, in_u = {data, *transformed};
-    if (with_bias) in.push_back(bias), in_u.push_back(bias);
-    const ReferenceOutput direct = conv.Reference(*w, in)[0], winograd = conv.Reference(*wu, in_u)[0];
-    ASSERT_EQ(direct.expected.size(), winograd.expected.size());
-    for (size_t i = 0; i < direct.expected.size(); ++i) {
-      EXPECT_NEAR(direct.expected[i], winograd.expected[i], direct.tolerance[i] + winograd.tolerance[i])
-          << rest << " at " << i;
+  for (const int64_t form : {1, 2}) {
+    const int64_t points = form == 1 ? 16 : 36;
+    for (const char* rest : {"pad=1,bias=1,relu=1", "pad=0", "pad=2,bias=1"}) {
+      const std::string shape = absl::StrCat("conv2d(N=2,C=5,H=7,W=6,K=19,R=3,S=3,stride=1,", rest);
+      auto w = ParseWorkload(shape + ",layout=NHWC)");
+      auto wu = ParseWorkload(absl::StrCat(shape, ",winograd=", form, ",layout=NHWC)"));
+      ASSERT_TRUE(w.ok() && wu.ok()) << wu.status();
+      auto transformed = ConvWeightsFor(*wu, plain);
+      ASSERT_TRUE(transformed.ok()) << transformed.status();
+      ASSERT_EQ(static_cast<int64_t>(transformed->size()), points * C * K);
+      EXPECT_EQ(conv.Buffers(*wu)[1].elements, points * C * K);
+      const bool with_bias = w->param_or("bias", 0) != 0;
+      std::vector<std::span<const float>> in = {data, plain}, in_u = {data, *transformed};
+      if (with_bias) in.push_back(bias), in_u.push_back(bias);
+      const ReferenceOutput direct = conv.Reference(*w, in)[0], winograd = conv.Reference(*wu, in_u)[0];
+      ASSERT_EQ(direct.expected.size(), winograd.expected.size());
+      for (size_t i = 0; i < direct.expected.size(); ++i) {
+        EXPECT_NEAR(direct.expected[i], winograd.expected[i], direct.tolerance[i] + winograd.tolerance[i])
+            << wu->Key() << " at " << i;
+      }
+      // One weight off by 0.5: the outputs of its filter at the positions
+      // that read it move by about 0.5 * |data|.
+      std::vector<float> wrong = *transformed;
+      wrong[(5 * C + 2) * K + 3] += 0.5f;
+      in_u[1] = wrong;
+      const ReferenceOutput off = conv.Reference(*wu, in_u)[0];
+      size_t moved = 0;
+      for (size_t i = 0; i < off.expected.size(); ++i) {
+        moved += std::abs(off.expected[i] - winograd.expected[i]) > winograd.tolerance[i] + off.tolerance[i];
+      }
+      EXPECT_GT(moved, 0u) << wu->Key();
+      auto space = conv.Space(*wu);
+      ASSERT_TRUE(space.ok());
+      EXPECT_FALSE(space->HasKnob("algo"));
+      EXPECT_TRUE(space->HasKnob("wtiles"));
+      for (const Config& c : conv.SeedConfigs(*wu, *space)) EXPECT_EQ(space->IntValue(c, "wtiles"), 16);
     }
-    // One weight off by 0.5: the outputs of its filter at the positions
-    // that read it move by about 0.5 * |data|.
-    std::vector<float> wrong = *transformed;
-    wrong[(5 * C + 2) * K + 3] += 0.5f;
-    in_u[1] = wrong;
-    const ReferenceOutput off = conv.Reference(*wu, in_u)[0];
-    size_t moved = 0;
-    for (size_t i = 0; i < off.expected.size(); ++i) {
-      moved += std::abs(off.expected[i] - winograd.expected[i]) > winograd.tolerance[i] + off.tolerance[i];
-    }
-    EXPECT_GT(moved, 0u) << rest;
-    auto space = conv.Space(*wu);
-    ASSERT_TRUE(space.ok());
-    EXPECT_FALSE(space->HasKnob("algo"));
-    EXPECT_TRUE(space->HasKnob("wtiles"));
-    for (const Config& c : conv.SeedConfigs(*wu, *space)) EXPECT_EQ(space->IntValue(c, "wtiles"), 16);
   }
   auto w = ParseWorkload("conv2d(N=1,C=5,H=7,W=6,K=19,R=3,S=3,stride=1,pad=1,winograd=1,layout=NHWC)");
   ASSERT_TRUE(w.ok());

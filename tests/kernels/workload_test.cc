@@ -86,7 +86,11 @@ TEST(WorkloadTest, ClearErrors) {
            {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,wblock=512,layout=NHWC)", "wblock=512"},
            {"depthwise_conv2d(N=1,C=3,H=8,W=8,R=3,S=3,stride=1,pad=1,wblock=16,layout=NHWC)",
             "unknown parameter 'wblock'"},
-           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,winograd=2,layout=NHWC)", "winograd must be 0 or 1"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,winograd=3,layout=NHWC)",
+            "winograd must be 0 (plain weights), 1 (transformed for F(2x2, 3x3)) or 2 (for F(4x4, 3x3)), got 3"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,winograd=-1,layout=NHWC)", "got -1"},
+           {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=2,pad=1,winograd=2,layout=NHWC)",
+            "winograd=2 (weights transformed for Winograd F(4x4, 3x3)) needs layout=NHWC"},
            {"conv2d(N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=1,winograd=1,layout=NCHW)",
             "winograd=1 (weights transformed for Winograd F(2x2, 3x3)) needs layout=NHWC, R=3, S=3, stride=1 and "
             "dilation=1; got layout=NCHW"},

@@ -18,6 +18,8 @@ namespace tunefarm::kernels {
 //               K][B], the channels past K zero;
 //   winograd=1  transformed for Winograd F(2x2, 3x3), U[xi][c][k] =
 //               (G g G^T)[xi / 4][xi % 4] of filter g of (k, c), [16][C][K];
+//   winograd=2  transformed for Winograd F(4x4, 3x3), U[xi][c][k] =
+//               (G g G^T)[xi / 6][xi % 6], [36][C][K];
 //   neither     `plain` as it is.
 // InvalidArgument when w is not a conv2d workload or `plain` has not
 // K*C*R*S elements.
