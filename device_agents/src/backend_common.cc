@@ -85,7 +85,7 @@ absl::StatusOr<Instance> MeasureCache::Instantiate(const tunefarm::v1::MeasureRe
   }
   absl::StatusOr<kernels::ConfigSpace> space = t->Space(*w);
   if (!space.ok()) return fail(std::string(space.status().message()));
-  absl::StatusOr<std::string> version = Version(*t, *w);
+  absl::StatusOr<std::string> version = kernels::TemplateVersion(*t, *w);
   if (!version.ok()) return fail(std::string(version.status().message()));
   if (!req.template_version().empty() && req.template_version() != *version) {
     return fail(absl::StrCat("template version mismatch: request has ", req.template_version(), ", this agent has ",
@@ -97,15 +97,6 @@ absl::StatusOr<Instance> MeasureCache::Instantiate(const tunefarm::v1::MeasureRe
   absl::StatusOr<kernels::Kernel> k = t->Instantiate(*w, *space, space->FromIndex(req.config().index()));
   if (!k.ok()) return fail(std::string(k.status().message()));
   return Instance{std::move(*w), t, std::move(*k)};
-}
-
-absl::StatusOr<std::string> MeasureCache::Version(const kernels::Template& t, const kernels::Workload& w) {
-  std::string key = w.Key();
-  auto it = versions_.find(key);
-  if (it != versions_.end()) return it->second;
-  absl::StatusOr<std::string> v = kernels::TemplateVersion(t, w);
-  if (v.ok()) versions_[key] = *v;
-  return v;
 }
 
 absl::StatusOr<std::string> MeasureCache::DataFile(const kernels::Template& t, const kernels::Workload& w,

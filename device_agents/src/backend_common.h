@@ -45,9 +45,8 @@ struct Instance {
   kernels::Kernel kernel;
 };
 
-// Template versions and reference data files (inputs and expected outputs
-// for a workload and seed, in `work_dir`), each computed once. Not
-// thread-safe.
+// Reference data files (inputs and expected outputs for a workload and
+// seed, in `work_dir`), each computed once. Not thread-safe.
 class MeasureCache {
  public:
   explicit MeasureCache(std::string work_dir) : work_dir_(std::move(work_dir)) {}
@@ -57,12 +56,10 @@ class MeasureCache {
   // space; then the config is instantiated. InvalidArgument, with the
   // reason, is an instantiation error.
   absl::StatusOr<Instance> Instantiate(const tunefarm::v1::MeasureRequest& req, kernels::DeviceClass device);
-  absl::StatusOr<std::string> Version(const kernels::Template& t, const kernels::Workload& w);
   absl::StatusOr<std::string> DataFile(const kernels::Template& t, const kernels::Workload& w, uint64_t seed);
 
  private:
   const std::string work_dir_;
-  std::map<std::string, std::string> versions_;    // workload key -> template version
   std::map<std::string, std::string> data_files_;  // workload key#seed -> data file
 };
 
